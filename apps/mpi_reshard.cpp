@@ -1,0 +1,180 @@
+// mpi_reshard: the CLI edge. Parses options, runs the collective job, turns
+// a Status into a one-line error and the documented exit code.
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "reshard/mpi_comm.hpp"
+#include "reshard/pipeline/job.hpp"
+
+namespace po = boost::program_options;
+using reshard::Status;
+
+namespace {
+
+constexpr const char* kUsage = R"(mpi_reshard: re-shard a sparse matrix stored as scipy.sparse .npz shards.
+
+Usage:
+  mpirun -np 4 mpi_reshard --src PATTERN --old-scheme SCHEME --dst PATTERN --new-scheme SCHEME [options]
+
+Example:
+  mpirun -np 4 build/bin/mpi_reshard \
+    --src 'data/m/shard_{i}.npz'      --old-scheme 'rows:block=250000' \
+    --dst 'data/m_cols/shard_{i}.npz' --new-scheme 'cols:block=125000' \
+    --report report.json
+
+Patterns name shard files with {i} (shard number), or {row} and {col} (block
+position). Schemes (docs/schemes.md):
+  rows:block=R   cols:block=C   grid:block=RxC
+  rows:hash=H,shards=N[,seed=S]   cols:hash=H,shards=N[,seed=S]   H: mod|mix|jump|rendezvous
+  extra options: workers=W, shape=NxM, layout=csr|csc;   or @scheme.json
+
+Exit codes: 0 success, 2 bad input or refused (nothing written),
+3 verification failed (nothing published), 4 storage failure, 1 anything else.
+
+Options)";
+
+Status fail(const std::string& message) { return Status::Invalid(message); }
+
+reshard::Result<reshard::ShardingSpec> load_scheme(const std::string& text, const char* flag) {
+  if (!text.empty() && text[0] == '@') {
+    std::ifstream in(text.substr(1));
+    if (!in) return fail(std::string(flag) + ": cannot open " + text.substr(1));
+    nlohmann::json json = nlohmann::json::parse(in, nullptr, false);
+    if (json.is_discarded()) return fail(std::string(flag) + ": " + text.substr(1) + " is not valid JSON");
+    auto spec = reshard::ShardingSpec::from_json(json);
+    if (!spec.ok()) return spec.status().with_context(std::string(flag) + " " + text.substr(1));
+    return spec;
+  }
+  auto spec = reshard::ShardingSpec::parse_text(text);
+  if (!spec.ok()) return spec.status().with_context(flag);
+  return spec;
+}
+
+reshard::Result<reshard::zip::WriteOptions> parse_compression(const std::string& text) {
+  reshard::zip::WriteOptions options;
+  if (text == "none") {
+    options.method = reshard::zip::Method::kStored;
+    return options;
+  }
+  if (text == "deflate") return options;
+  if (text.rfind("deflate:", 0) == 0) {
+    try {
+      std::size_t used = 0;
+      options.level = std::stoi(text.substr(8), &used);
+      if (used == text.size() - 8 && options.level >= 0 && options.level <= 12) return options;
+    } catch (const std::exception&) {
+    }
+  }
+  return fail("--compress '" + text + "': expected none, deflate or deflate:LEVEL with LEVEL 0..12");
+}
+
+struct CommandLine {
+  reshard::JobConfig config;
+  std::string report_path;
+  bool progress = false;
+};
+
+// Returns an exit code when the process should stop here (help, bad flags).
+std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLine& out) {
+  std::string old_scheme;
+  std::string new_scheme;
+  std::string compress = "deflate:1";
+  po::options_description options(kUsage);
+  options.add_options()
+      ("help,h", "show this help")
+      ("src", po::value(&out.config.src_pattern)->required(), "source shard pattern, e.g. 'data/m/shard_{i}.npz'")
+      ("dst", po::value(&out.config.dst_pattern)->required(), "destination shard pattern (a separate directory)")
+      ("old-scheme", po::value(&old_scheme)->required(), "scheme of the source, e.g. 'rows:block=250000'")
+      ("new-scheme", po::value(&new_scheme)->required(), "scheme to write, e.g. 'cols:block=125000'")
+      ("report", po::value(&out.report_path), "write a JSON report of the job to this file (rank 0)")
+      ("progress", po::bool_switch(&out.progress), "print progress lines on stderr while running")
+      ("overwrite", po::bool_switch(&out.config.overwrite),
+       "replace shard files already under the destination pattern")
+      ("compress", po::value(&compress)->default_value("deflate:1"),
+       "none | deflate | deflate:LEVEL (0..12; default 1)")
+      ("max-message-bytes", po::value(&out.config.max_message_bytes)->default_value(out.config.max_message_bytes),
+       "largest single MPI message; exchanges larger than this run in rounds");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, options), vm);
+    if (vm.count("help") || argc == 1) {
+      if (rank == 0) std::cout << options << "\n";
+      return 0;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    if (rank == 0) std::cerr << "mpi_reshard: " << e.what() << " (see --help)\n";
+    return 2;
+  }
+  Status status;
+  auto old_spec = load_scheme(old_scheme, "--old-scheme");
+  auto new_spec = load_scheme(new_scheme, "--new-scheme");
+  auto compression = parse_compression(compress);
+  if (!old_spec.ok()) status = old_spec.status();
+  else if (!new_spec.ok()) status = new_spec.status();
+  else if (!compression.ok()) status = compression.status();
+  else if (out.config.max_message_bytes < 32) {
+    status = fail("--max-message-bytes must be at least 32 (one entry)");
+  }
+  if (!status.ok()) {
+    if (rank == 0) std::cerr << "mpi_reshard: " << status.message() << "\n";
+    return status.exit_code();
+  }
+  out.config.old_spec = *old_spec;
+  out.config.new_spec = *new_spec;
+  out.config.compression = *compression;
+  return std::nullopt;
+}
+
+int run(int argc, char** argv) {
+  reshard::MpiSession mpi(&argc, &argv);
+  auto comm = reshard::make_world_comm();
+  if (argc > 1 && argv[1][0] != '-') {
+    if (comm->rank() == 0) {
+      std::cerr << "mpi_reshard: unknown subcommand '" << argv[1] << "' (see --help)\n";
+    }
+    return 2;
+  }
+  CommandLine cli;
+  if (auto code = parse_command_line(argc, argv, comm->rank(), cli)) return *code;
+  reshard::ProgressSink progress;
+  if (cli.progress) {
+    progress = [](const std::string& stage, double fraction, const std::string& detail) {
+      std::fprintf(stderr, "progress %5.1f%% %-8s %s\n", fraction * 100.0, stage.c_str(), detail.c_str());
+      std::fflush(stderr);
+    };
+  }
+  auto outcome = reshard::run_reshard(*comm, cli.config, progress);
+  if (!outcome.ok()) {
+    if (comm->rank() == 0) std::cerr << "mpi_reshard: " << outcome.status().message() << "\n";
+    return outcome.status().exit_code();
+  }
+  if (comm->rank() == 0) {
+    if (!cli.report_path.empty()) {
+      std::ofstream report(cli.report_path);
+      report << outcome->report.dump(2) << "\n";
+      if (!report) {
+        std::cerr << "mpi_reshard: writing report " << cli.report_path << " failed\n";
+        return 1;
+      }
+    }
+    std::cout << outcome->summary << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "mpi_reshard: internal error: " << e.what() << "\n";
+    return 1;
+  }
+}

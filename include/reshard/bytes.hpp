@@ -1,0 +1,35 @@
+// Byte buffers and little-endian field access shared by the file formats.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace reshard {
+
+using Bytes = std::vector<std::uint8_t>;
+using ByteView = std::span<const std::uint8_t>;
+
+template <typename T>
+T load_le(const std::uint8_t* p) {
+  T value;
+  std::memcpy(&value, p, sizeof(T));  // the supported targets are little-endian
+  return value;
+}
+
+template <typename T>
+void append_le(Bytes& out, T value) {
+  const auto* p = reinterpret_cast<const std::uint8_t*>(&value);
+  out.insert(out.end(), p, p + sizeof(T));
+}
+
+inline void append_bytes(Bytes& out, std::string_view text) {
+  out.insert(out.end(), text.begin(), text.end());
+}
+
+inline void append_bytes(Bytes& out, ByteView data) { out.insert(out.end(), data.begin(), data.end()); }
+
+}  // namespace reshard

@@ -1,0 +1,46 @@
+// The few collectives the pipeline needs, behind an interface so stages and
+// their tests run without mpiexec (SelfComm) and MPI stays in one file.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "reshard/bytes.hpp"
+#include "reshard/status.hpp"
+
+namespace reshard {
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual void barrier() = 0;
+  virtual std::uint64_t sum(std::uint64_t value) = 0;
+  virtual std::uint64_t max(std::uint64_t value) = 0;
+  // Every rank's bytes, indexed by rank.
+  virtual std::vector<Bytes> allgather(ByteView mine) = 0;
+  // Personalized all-to-all: `send` holds the block for rank 0, then rank 1,
+  // ...; `send_counts[p]` bytes each. Returns the concatenation of what every
+  // rank sent here, in rank order, with `recv_counts` filled in. Messages are
+  // split into rounds so no single message exceeds `max_message_bytes` (a
+  // multiple of `element_size`, so elements never straddle rounds).
+  virtual Bytes alltoallv(ByteView send, const std::vector<std::uint64_t>& send_counts,
+                          std::vector<std::uint64_t>& recv_counts, std::uint64_t element_size,
+                          std::uint64_t max_message_bytes) = 0;
+  // Ends every rank of the job at once; used when one rank cannot go on.
+  [[noreturn]] virtual void abort(int exit_code) = 0;
+  // Rounds the last alltoallv took (for the report and the tests).
+  virtual std::uint64_t last_exchange_rounds() const = 0;
+};
+
+// A communicator of one rank: the identity for every collective.
+std::unique_ptr<Comm> make_self_comm();
+
+// The first failure over all ranks (lowest rank wins, so every rank returns
+// the same Status); Ok when every rank is Ok. Collective.
+Status agree(Comm& comm, const Status& local);
+
+}  // namespace reshard

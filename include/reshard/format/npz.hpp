@@ -1,0 +1,143 @@
+// scipy.sparse .npz files (what save_npz writes) over byte buffers: decoding
+// with full validation, and deterministic encoding of CSR/CSC shards.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "reshard/bytes.hpp"
+#include "reshard/format/npy.hpp"
+#include "reshard/format/zip.hpp"
+#include "reshard/status.hpp"
+
+namespace reshard::npz {
+
+enum class SparseFormat { kCsr, kCsc, kCoo };
+std::string format_name(SparseFormat format);
+
+struct ShapeAndFormat {
+  SparseFormat format = SparseFormat::kCsr;
+  std::uint64_t nrows = 0;
+  std::uint64_t ncols = 0;
+};
+
+// A validated sparse matrix whose arrays point into DecodedShard::buffers.
+struct SparseMatrix {
+  SparseFormat format = SparseFormat::kCsr;
+  std::uint64_t nrows = 0;
+  std::uint64_t ncols = 0;
+  std::uint64_t nnz = 0;
+  npy::DType index_dtype;  // of indices (csr/csc) or row/col (coo)
+  npy::DType value_dtype;
+  npy::ArrayView major;    // indptr (csr/csc) or row (coo)
+  npy::ArrayView minor;    // indices (csr/csc) or col (coo)
+  npy::ArrayView data;
+  std::optional<npy::ArrayView> row_ids;  // hashed shards: global id of each local row
+  std::optional<npy::ArrayView> col_ids;
+
+  // Calls f(local_row, local_col, value_bits, position) for every stored
+  // entry in storage order; value bits are the raw little-endian value
+  // zero-extended to 64 bits, position its index in `data`.
+  template <typename F>
+  void for_each_entry(F&& f) const;
+};
+
+struct DecodedShard {
+  std::vector<Bytes> buffers;  // owns what the views in `matrix` point into
+  SparseMatrix matrix;
+};
+
+// Decodes and validates a whole .npz file.
+Result<DecodedShard> decode(ByteView file);
+
+// Decodes just the `shape` and `format` members; used when planning, before
+// shards are read in full.
+Result<ShapeAndFormat> decode_shape_and_format(ByteView shape_npy, ByteView format_npy);
+
+struct EncodeInput {
+  SparseFormat format = SparseFormat::kCsr;  // csr or csc
+  std::uint64_t nrows = 0;
+  std::uint64_t ncols = 0;
+  std::span<const std::uint64_t> indptr;
+  std::span<const std::uint64_t> indices;
+  npy::DType value_dtype;
+  ByteView values;  // nnz * value_dtype.itemsize bytes
+  // Hashed shards carry the global id of each local row (column) as int64.
+  std::optional<std::span<const std::uint64_t>> row_ids;
+  std::optional<std::span<const std::uint64_t>> col_ids;
+};
+
+// Encodes with int32 indices when every index and the nnz fit, int64
+// otherwise, members in save_npz's order.
+Result<Bytes> encode(const EncodeInput& input, const zip::WriteOptions& options);
+
+// Whether indices of a matrix with these extents fit int32, as scipy decides.
+bool fits_int32(std::uint64_t nrows, std::uint64_t ncols, std::uint64_t nnz);
+
+// ---- implementation of the template ----
+namespace detail {
+template <typename Index>
+Index load_index(const std::uint8_t* base, std::uint64_t i) {
+  Index v;
+  std::memcpy(&v, base + i * sizeof(Index), sizeof(Index));
+  return v;
+}
+inline std::uint64_t load_value_bits(const std::uint8_t* base, std::uint64_t i, std::uint32_t width) {
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, base + i * width, width);
+  return bits;
+}
+template <typename Major, typename Minor, typename F>
+void for_each_compressed(const SparseMatrix& m, F& f) {
+  const std::uint8_t* majors = m.major.data.data();
+  const std::uint8_t* minors = m.minor.data.data();
+  const std::uint8_t* values = m.data.data.data();
+  const std::uint32_t width = m.value_dtype.itemsize;
+  const std::uint64_t nmajor = m.format == SparseFormat::kCsr ? m.nrows : m.ncols;
+  for (std::uint64_t outer = 0; outer < nmajor; ++outer) {
+    const auto begin = static_cast<std::uint64_t>(load_index<Major>(majors, outer));
+    const auto end = static_cast<std::uint64_t>(load_index<Major>(majors, outer + 1));
+    for (std::uint64_t k = begin; k < end; ++k) {
+      const auto inner = static_cast<std::uint64_t>(load_index<Minor>(minors, k));
+      const std::uint64_t bits = load_value_bits(values, k, width);
+      if (m.format == SparseFormat::kCsr) {
+        f(outer, inner, bits, k);
+      } else {
+        f(inner, outer, bits, k);
+      }
+    }
+  }
+}
+template <typename Row, typename Col, typename F>
+void for_each_coo(const SparseMatrix& m, F& f) {
+  const std::uint32_t width = m.value_dtype.itemsize;
+  for (std::uint64_t k = 0; k < m.nnz; ++k) {
+    f(static_cast<std::uint64_t>(load_index<Row>(m.major.data.data(), k)),
+      static_cast<std::uint64_t>(load_index<Col>(m.minor.data.data(), k)),
+      load_value_bits(m.data.data.data(), k, width), k);
+  }
+}
+}  // namespace detail
+
+template <typename F>
+void SparseMatrix::for_each_entry(F&& f) const {
+  const bool major64 = major.dtype.itemsize == 8;
+  const bool minor64 = minor.dtype.itemsize == 8;
+  if (format == SparseFormat::kCoo) {
+    if (major64 && minor64) detail::for_each_coo<std::int64_t, std::int64_t>(*this, f);
+    else if (major64) detail::for_each_coo<std::int64_t, std::int32_t>(*this, f);
+    else if (minor64) detail::for_each_coo<std::int32_t, std::int64_t>(*this, f);
+    else detail::for_each_coo<std::int32_t, std::int32_t>(*this, f);
+    return;
+  }
+  if (major64 && minor64) detail::for_each_compressed<std::int64_t, std::int64_t>(*this, f);
+  else if (major64) detail::for_each_compressed<std::int64_t, std::int32_t>(*this, f);
+  else if (minor64) detail::for_each_compressed<std::int32_t, std::int64_t>(*this, f);
+  else detail::for_each_compressed<std::int32_t, std::int32_t>(*this, f);
+}
+
+}  // namespace reshard::npz

@@ -1,0 +1,62 @@
+// ZIP archives over byte buffers: what numpy's savez/savez_compressed write
+// (stored or deflated members, ZIP64 extensions), and deterministic writing.
+// No I/O: callers hand in the archive bytes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "reshard/bytes.hpp"
+#include "reshard/status.hpp"
+
+namespace reshard::zip {
+
+enum class Method : std::uint16_t { kStored = 0, kDeflate = 8 };
+
+struct MemberInfo {
+  std::string name;
+  Method method = Method::kStored;
+  std::uint32_t crc32 = 0;
+  std::uint64_t compressed_size = 0;
+  std::uint64_t uncompressed_size = 0;
+  std::uint64_t local_header_offset = 0;
+};
+
+// Parses the end-of-central-directory records and the central directory.
+// `archive` may be the whole file or, with `archive_offset` > 0, only its tail
+// starting at that absolute offset (used to read just the directory).
+Result<std::vector<MemberInfo>> read_directory(ByteView archive, std::uint64_t archive_size,
+                                               std::uint64_t archive_offset = 0);
+
+// How many bytes at the end of a file hold the directory for sure, given the
+// tail that was already read; 0 when `tail` already suffices.
+std::uint64_t directory_bytes_needed(ByteView tail, std::uint64_t archive_size);
+
+// Where a member's compressed bytes start, given the local header bytes at its
+// offset (at least 30 bytes plus name and extra field).
+Result<std::uint64_t> member_data_offset(ByteView local_header, const MemberInfo& member);
+
+// Decompresses (or copies) a member and checks its CRC-32.
+Result<Bytes> extract(ByteView compressed, const MemberInfo& member);
+
+struct MemberToWrite {
+  std::string name;
+  ByteView content;
+};
+
+struct WriteOptions {
+  Method method = Method::kDeflate;
+  int level = 1;
+  // Forces ZIP64 records even for small archives; tests use it to exercise the
+  // path that archives over 4 GiB take.
+  bool force_zip64 = false;
+};
+
+// Writes a byte-for-byte deterministic archive: fixed timestamps, no extra
+// attributes, members in the order given.
+Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const WriteOptions& options);
+
+std::uint32_t crc32(ByteView data);
+
+}  // namespace reshard::zip

@@ -1,0 +1,48 @@
+// Stage 5, assemble: turn the entries a rank received into its destination
+// shards' compressed arrays, sorted so the output is canonical and the bytes
+// do not depend on the rank count or arrival order.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "reshard/fingerprint.hpp"
+#include "reshard/format/npy.hpp"
+#include "reshard/pipeline/entry.hpp"
+#include "reshard/pipeline/plan.hpp"
+
+namespace reshard {
+
+struct AssembledShard {
+  const DestinationShard* shard = nullptr;
+  std::uint64_t nrows = 0;
+  std::uint64_t ncols = 0;
+  Layout layout = Layout::kCsr;
+  std::vector<std::uint64_t> indptr;
+  std::vector<std::uint64_t> indices;
+  npy::DType value_dtype;
+  Bytes values;
+  std::optional<std::vector<std::uint64_t>> row_ids;  // rows:hash destinations
+  std::optional<std::vector<std::uint64_t>> col_ids;  // cols:hash destinations
+  // Recomputed from the assembled arrays, mapping local indices back to
+  // global ones: an independent path from the entries' coordinates.
+  Fingerprint fingerprint;
+};
+
+// Splits the received entries by the destination shards this rank owns, in
+// ascending shard order. Consumes `entries`.
+std::vector<std::vector<Entry>> group_by_destination(std::vector<Entry>&& entries, const Plan& plan, int rank,
+                                                     std::vector<const DestinationShard*>& owned);
+
+// For hashed destination schemes: the global ids of each owned shard's rows
+// (columns). Empty vectors for block schemes.
+std::vector<std::vector<std::uint64_t>> hashed_ids_for(const Plan& plan,
+                                                       const std::vector<const DestinationShard*>& owned);
+
+// Sort order within a shard: by local major index, then minor index, then
+// source order (so duplicates keep their source order). Consumes `entries`.
+AssembledShard assemble_shard(std::vector<Entry>&& entries, const DestinationShard& shard, const Plan& plan,
+                              npy::DType value_dtype, std::vector<std::uint64_t> hashed_ids);
+
+}  // namespace reshard

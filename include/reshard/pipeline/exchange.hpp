@@ -1,0 +1,24 @@
+// Stage 4, exchange: one personalized all-to-all (in rounds when buckets are
+// large) so every rank ends up with exactly the entries of the destination
+// shards it owns. A rank's bucket for itself never touches the network.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "reshard/comm.hpp"
+#include "reshard/pipeline/bucket.hpp"
+
+namespace reshard {
+
+struct ExchangeStats {
+  std::uint64_t entries_sent = 0;  // to other ranks
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t entries_kept_local = 0;
+  std::uint64_t entries_received = 0;  // from other ranks
+  std::uint64_t rounds = 0;
+};
+
+std::vector<Entry> exchange(Comm& comm, Buckets& buckets, std::uint64_t max_message_bytes, ExchangeStats& stats);
+
+}  // namespace reshard

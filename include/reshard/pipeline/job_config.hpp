@@ -1,0 +1,27 @@
+// What one reshard job is asked to do: the CLI's options after parsing.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "reshard/format/zip.hpp"
+#include "reshard/sharding_spec.hpp"
+
+namespace reshard {
+
+struct JobConfig {
+  std::string src_pattern;  // URL or path with {i} (or {row}/{col})
+  std::string dst_pattern;
+  ShardingSpec old_spec;
+  ShardingSpec new_spec;
+  bool overwrite = false;
+  zip::WriteOptions compression;
+  // Upper bound on one MPI message; MPI's int counts cap it at 2^31-1.
+  std::uint64_t max_message_bytes = (1ULL << 31) - 1;
+};
+
+// Called on rank 0 with a stage name and the fraction of the whole job done.
+using ProgressSink = std::function<void(const std::string& stage, double fraction, const std::string& detail)>;
+
+}  // namespace reshard

@@ -1,0 +1,65 @@
+// Stage 1, plan: find the source shards, read their headers, derive and check
+// the global shape, decide which rank reads each source shard (round-robin)
+// and which rank owns each destination shard, and refuse bad destinations
+// before anything is written.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "reshard/comm.hpp"
+#include "reshard/format/npz.hpp"
+#include "reshard/pipeline/job_config.hpp"
+#include "reshard/shard_pattern.hpp"
+#include "reshard/sharding_spec.hpp"
+#include "reshard/store/store.hpp"
+
+namespace reshard {
+
+struct SourceShard {
+  std::uint64_t index = 0;
+  std::string key;
+  ShardBox box;
+  std::uint64_t nrows = 0;  // from the file's header
+  std::uint64_t ncols = 0;
+  std::uint64_t bytes = 0;
+  std::string version;
+  int reader = 0;  // rank that reads it
+};
+
+struct DestinationShard {
+  std::uint64_t index = 0;
+  std::string key;
+  ShardBox box;
+  int owner = 0;  // rank that assembles and writes it
+};
+
+// Which rank owns each destination shard.
+class DestinationOwner {
+ public:
+  DestinationOwner() = default;
+  DestinationOwner(std::uint64_t shard_count, int ranks);
+  int owner_of(std::uint64_t shard) const { return owners_[shard]; }
+
+ private:
+  std::vector<int> owners_;
+};
+
+struct Plan {
+  GlobalShape shape;
+  ShardMap source_map;
+  ShardMap destination_map;
+  std::vector<SourceShard> sources;  // ascending index
+  std::vector<DestinationShard> destinations;
+  DestinationOwner owner;
+  // Existing files under the destination pattern that this job will not
+  // write; removed after success when --overwrite is given.
+  std::vector<std::string> stale_destination_keys;
+};
+
+// Collective; every rank returns the same Plan or the same error.
+Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& source_pattern, Store& destination_store,
+                       const ShardPattern& destination_pattern, const JobConfig& config);
+
+}  // namespace reshard

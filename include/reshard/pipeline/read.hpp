@@ -1,0 +1,52 @@
+// Stage 2, read: fetch one source shard through the store, decode and check
+// it against the plan, and expose its entries with global coordinates.
+#pragma once
+
+#include <cstdint>
+
+#include "reshard/format/npz.hpp"
+#include "reshard/pipeline/plan.hpp"
+#include "reshard/store/store.hpp"
+
+namespace reshard {
+
+struct SourceHeader {
+  npz::ShapeAndFormat shape_and_format;
+  ObjectInfo info;
+};
+
+// Reads only the zip directory and the tiny `shape` and `format` members.
+Result<SourceHeader> read_source_header(Store& store, const std::string& key);
+
+struct LoadedSource {
+  const SourceShard* shard = nullptr;
+  npz::DecodedShard decoded;
+  std::uint64_t bytes_read = 0;
+
+  // Calls f(global_row, global_col, value_bits, position) for every entry.
+  template <typename F>
+  void for_each_global_entry(F&& f) const {
+    const auto& m = decoded.matrix;
+    const std::uint64_t row_offset = shard->box.row_begin;
+    const std::uint64_t col_offset = shard->box.col_begin;
+    if (m.row_ids) {
+      const auto* ids = m.row_ids->data.data();
+      m.for_each_entry([&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t k) {
+        f(npz::detail::load_index<std::uint64_t>(ids, r), c + col_offset, v, k);
+      });
+    } else if (m.col_ids) {
+      const auto* ids = m.col_ids->data.data();
+      m.for_each_entry([&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t k) {
+        f(r + row_offset, npz::detail::load_index<std::uint64_t>(ids, c), v, k);
+      });
+    } else {
+      m.for_each_entry([&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t k) {
+        f(r + row_offset, c + col_offset, v, k);
+      });
+    }
+  }
+};
+
+Result<LoadedSource> read_source(Store& store, const SourceShard& shard, const ShardMap& source_map);
+
+}  // namespace reshard

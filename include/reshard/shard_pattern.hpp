@@ -1,0 +1,50 @@
+// File-name patterns such as "data/m/shard_{i}.npz" or
+// "s3://b/m/part_{row}_{col}.npz": rendering a shard's name and recognising
+// shard names in a listing.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "reshard/status.hpp"
+
+namespace reshard {
+
+struct ShardName {
+  std::optional<std::uint64_t> index;      // {i}
+  std::optional<std::uint64_t> row_block;  // {row}
+  std::optional<std::uint64_t> col_block;  // {col}
+};
+
+class ShardPattern {
+ public:
+  // Needs {i}, or {row} and/or {col}; each at most once.
+  static Result<ShardPattern> parse(const std::string& pattern);
+
+  const std::string& text() const { return text_; }
+  bool has_index() const { return has_index_; }
+  bool has_row() const { return has_row_; }
+  bool has_col() const { return has_col_; }
+
+  std::string render(std::uint64_t index, std::uint64_t row_block, std::uint64_t col_block) const;
+  // The part before the first placeholder, cut back to the last '/': the
+  // directory a listing has to look in.
+  std::string directory() const;
+  // Parses a full name; nullopt when it is not one of this pattern's names.
+  std::optional<ShardName> match(const std::string& name) const;
+
+ private:
+  struct Piece {
+    std::string literal;  // when placeholder is empty
+    std::string placeholder;
+  };
+  std::string text_;
+  std::vector<Piece> pieces_;
+  bool has_index_ = false;
+  bool has_row_ = false;
+  bool has_col_ = false;
+};
+
+}  // namespace reshard

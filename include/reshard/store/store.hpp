@@ -1,0 +1,64 @@
+// The one narrow interface every storage backend implements. Drivers live in
+// one file each and register under a URL scheme; the pipeline, the formats
+// and the manifest only ever see this interface.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "reshard/bytes.hpp"
+#include "reshard/status.hpp"
+
+namespace reshard {
+
+struct ObjectInfo {
+  std::uint64_t size = 0;
+  // Changes whenever the object's content may have changed (mtime and size on
+  // POSIX, ETag or generation on object stores).
+  std::string version;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // The user-facing spelling of a key, for messages ("s3://b/k", "data/k").
+  virtual std::string url(const std::string& key) const = 0;
+
+  // nullopt when the object does not exist.
+  virtual Result<std::optional<ObjectInfo>> stat(const std::string& key) = 0;
+  virtual Result<Bytes> read(const std::string& key, std::uint64_t offset, std::uint64_t length) = 0;
+  // Readers see either the old object or the whole new one, never a part.
+  virtual Status write_atomic(const std::string& key, ByteView data) = 0;
+  // Keys of the objects directly inside `directory` (a key prefix ending in
+  // '/', or "" for the current directory), in ascending order.
+  virtual Result<std::vector<std::string>> list(const std::string& directory) = 0;
+  // Removing a missing object succeeds.
+  virtual Status remove(const std::string& key) = 0;
+  // A normalized, absolute form of a directory key, so two spellings of one
+  // place compare equal (used to refuse a destination inside the source).
+  virtual std::string canonical_directory(const std::string& directory) const = 0;
+
+  // Reads a whole object.
+  Result<Bytes> read_all(const std::string& key);
+};
+
+// A store and the key inside it that a user's URL or path names.
+struct StoreAndKey {
+  std::shared_ptr<Store> store;
+  std::string key;
+};
+
+using StoreFactory = std::function<Result<StoreAndKey>(const std::string& url)>;
+
+// Drivers register at start-up under a scheme ("file", "s3", ...).
+void register_store(const std::string& scheme, StoreFactory factory);
+
+// Chooses the driver by the URL's scheme; plain paths are POSIX.
+Result<StoreAndKey> open_store(const std::string& url);
+
+}  // namespace reshard

@@ -1,0 +1,51 @@
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "reshard/comm.hpp"
+
+namespace reshard {
+namespace {
+
+class SelfComm final : public Comm {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void barrier() override {}
+  std::uint64_t sum(std::uint64_t value) override { return value; }
+  std::uint64_t max(std::uint64_t value) override { return value; }
+  std::vector<Bytes> allgather(ByteView mine) override { return {Bytes(mine.begin(), mine.end())}; }
+  Bytes alltoallv(ByteView send, const std::vector<std::uint64_t>& send_counts,
+                  std::vector<std::uint64_t>& recv_counts, std::uint64_t element_size,
+                  std::uint64_t max_message_bytes) override {
+    const std::uint64_t chunk = std::max<std::uint64_t>(element_size, max_message_bytes / element_size * element_size);
+    rounds_ = send_counts.at(0) == 0 ? 0 : (send_counts[0] + chunk - 1) / chunk;
+    recv_counts = send_counts;
+    return Bytes(send.begin(), send.end());
+  }
+  [[noreturn]] void abort(int exit_code) override { std::_Exit(exit_code); }
+  std::uint64_t last_exchange_rounds() const override { return rounds_; }
+
+ private:
+  std::uint64_t rounds_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Comm> make_self_comm() { return std::make_unique<SelfComm>(); }
+
+Status agree(Comm& comm, const Status& local) {
+  Bytes mine;
+  if (!local.ok()) {
+    mine.push_back(static_cast<std::uint8_t>(local.exit_code()));
+    append_bytes(mine, local.message());
+  }
+  const auto all = comm.allgather(mine);
+  for (const auto& bytes : all) {
+    if (bytes.empty()) continue;
+    return {static_cast<ErrorKind>(bytes[0]), std::string(bytes.begin() + 1, bytes.end())};
+  }
+  return Status::Ok();
+}
+
+}  // namespace reshard

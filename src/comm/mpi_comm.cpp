@@ -1,0 +1,148 @@
+#include "reshard/mpi_comm.hpp"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+
+namespace reshard {
+namespace {
+
+// Every MPI call goes through here: MPI_ERRORS_ARE_FATAL is the default
+// handler, so a failure never returns, but a wrong return code still must not
+// pass silently.
+void check_mpi(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  std::fprintf(stderr, "mpi_reshard: %s failed (MPI error %d)\n", what, rc);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+class MpiComm final : public Comm {
+ public:
+  explicit MpiComm(MPI_Comm comm) : comm_(comm) {
+    check_mpi(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+    check_mpi(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void barrier() override { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
+
+  std::uint64_t sum(std::uint64_t value) override {
+    std::uint64_t out = 0;
+    check_mpi(MPI_Allreduce(&value, &out, 1, MPI_UINT64_T, MPI_SUM, comm_), "MPI_Allreduce");
+    return out;
+  }
+  std::uint64_t max(std::uint64_t value) override {
+    std::uint64_t out = 0;
+    check_mpi(MPI_Allreduce(&value, &out, 1, MPI_UINT64_T, MPI_MAX, comm_), "MPI_Allreduce");
+    return out;
+  }
+
+  std::vector<Bytes> allgather(ByteView mine) override {
+    // Gathered payloads are small (headers, stats, errors); larger data moves
+    // through alltoallv, which splits into rounds.
+    const int my_count = static_cast<int>(mine.size());
+    std::vector<int> counts(static_cast<std::size_t>(size_));
+    check_mpi(MPI_Allgather(&my_count, 1, MPI_INT, counts.data(), 1, MPI_INT, comm_), "MPI_Allgather");
+    std::vector<int> displs(counts.size(), 0);
+    std::exclusive_scan(counts.begin(), counts.end(), displs.begin(), 0);
+    Bytes all(static_cast<std::size_t>(displs.back() + counts.back()));
+    check_mpi(MPI_Allgatherv(mine.data(), my_count, MPI_BYTE, all.data(), counts.data(), displs.data(), MPI_BYTE,
+                             comm_),
+              "MPI_Allgatherv");
+    std::vector<Bytes> out(counts.size());
+    for (std::size_t p = 0; p < counts.size(); ++p) {
+      out[p].assign(all.begin() + displs[p], all.begin() + displs[p] + counts[p]);
+    }
+    return out;
+  }
+
+  Bytes alltoallv(ByteView send, const std::vector<std::uint64_t>& send_counts,
+                  std::vector<std::uint64_t>& recv_counts, std::uint64_t element_size,
+                  std::uint64_t max_message_bytes) override {
+    const auto n = static_cast<std::size_t>(size_);
+    recv_counts.assign(n, 0);
+    check_mpi(MPI_Alltoall(send_counts.data(), 1, MPI_UINT64_T, recv_counts.data(), 1, MPI_UINT64_T, comm_),
+              "MPI_Alltoall");
+    // MPI counts and displacements are ints: cap each peer's slice so a whole
+    // round's buffer stays addressable.
+    std::uint64_t chunk = std::min<std::uint64_t>(max_message_bytes, INT_MAX / n);
+    chunk = std::max<std::uint64_t>(element_size, chunk / element_size * element_size);
+    std::vector<std::uint64_t> send_offsets(n, 0);
+    std::vector<std::uint64_t> recv_offsets(n, 0);
+    std::exclusive_scan(send_counts.begin(), send_counts.end(), send_offsets.begin(), std::uint64_t{0});
+    std::exclusive_scan(recv_counts.begin(), recv_counts.end(), recv_offsets.begin(), std::uint64_t{0});
+    const std::uint64_t total_recv = recv_offsets.back() + recv_counts.back();
+    Bytes received(total_recv);
+    std::uint64_t my_rounds = 0;
+    for (std::size_t p = 0; p < n; ++p) {
+      my_rounds = std::max({my_rounds, (send_counts[p] + chunk - 1) / chunk, (recv_counts[p] + chunk - 1) / chunk});
+    }
+    const std::uint64_t rounds = max(my_rounds);
+    rounds_ = rounds;
+    std::vector<int> scounts(n), sdispls(n), rcounts(n), rdispls(n);
+    Bytes send_round;
+    Bytes recv_round;
+    for (std::uint64_t round = 0; round < rounds; ++round) {
+      int sdisp = 0;
+      int rdisp = 0;
+      for (std::size_t p = 0; p < n; ++p) {
+        const std::uint64_t start = round * chunk;
+        scounts[p] = static_cast<int>(start < send_counts[p] ? std::min(chunk, send_counts[p] - start) : 0);
+        rcounts[p] = static_cast<int>(start < recv_counts[p] ? std::min(chunk, recv_counts[p] - start) : 0);
+        sdispls[p] = sdisp;
+        rdispls[p] = rdisp;
+        sdisp += scounts[p];
+        rdisp += rcounts[p];
+      }
+      send_round.resize(static_cast<std::size_t>(sdisp));
+      recv_round.resize(static_cast<std::size_t>(rdisp));
+      for (std::size_t p = 0; p < n; ++p) {
+        if (scounts[p] > 0) {
+          std::copy_n(send.data() + send_offsets[p] + round * chunk, scounts[p], send_round.data() + sdispls[p]);
+        }
+      }
+      check_mpi(MPI_Alltoallv(send_round.data(), scounts.data(), sdispls.data(), MPI_BYTE, recv_round.data(),
+                              rcounts.data(), rdispls.data(), MPI_BYTE, comm_),
+                "MPI_Alltoallv");
+      for (std::size_t p = 0; p < n; ++p) {
+        if (rcounts[p] > 0) {
+          std::copy_n(recv_round.data() + rdispls[p], rcounts[p], received.data() + recv_offsets[p] + round * chunk);
+        }
+      }
+    }
+    return received;
+  }
+
+  [[noreturn]] void abort(int exit_code) override {
+    MPI_Abort(comm_, exit_code);
+    std::_Exit(exit_code);
+  }
+  std::uint64_t last_exchange_rounds() const override { return rounds_; }
+
+ private:
+  MPI_Comm comm_;
+  int rank_ = 0;
+  int size_ = 1;
+  std::uint64_t rounds_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Comm> make_world_comm() { return std::make_unique<MpiComm>(MPI_COMM_WORLD); }
+
+MpiSession::MpiSession(int* argc, char*** argv) {
+  int provided = 0;
+  check_mpi(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+}
+
+MpiSession::~MpiSession() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+}  // namespace reshard

@@ -1,0 +1,263 @@
+#include "reshard/format/npz.hpp"
+
+#include <limits>
+#include <map>
+
+namespace reshard::npz {
+namespace {
+
+Result<SparseFormat> parse_format(const npy::ArrayView& array) {
+  if ((array.dtype.kind != 'S' && array.dtype.kind != 'U') || !array.shape.empty()) {
+    return Status::Invalid("'format' is not a string");
+  }
+  std::string text;
+  if (array.dtype.kind == 'S') {
+    text.assign(reinterpret_cast<const char*>(array.data.data()), array.data.size());
+  } else {
+    for (std::size_t i = 0; i + 4 <= array.data.size(); i += 4) {
+      const auto cp = load_le<std::uint32_t>(array.data.data() + i);
+      if (cp != 0) text.push_back(cp < 128 ? static_cast<char>(cp) : '?');
+    }
+  }
+  while (!text.empty() && text.back() == '\0') text.pop_back();
+  if (text == "csr") return SparseFormat::kCsr;
+  if (text == "csc") return SparseFormat::kCsc;
+  if (text == "coo") return SparseFormat::kCoo;
+  return Status::Invalid("sparse format '" + text + "' is not supported (csr, csc and coo are)");
+}
+
+Result<std::pair<std::uint64_t, std::uint64_t>> parse_shape(const npy::ArrayView& array) {
+  if (array.dtype.kind != 'i' && array.dtype.kind != 'u') return Status::Invalid("'shape' is not an integer array");
+  if (array.shape.size() != 1 || array.shape[0] != 2) return Status::Invalid("'shape' does not hold two numbers");
+  const std::int64_t rows = npy::integer_at(array, 0);
+  const std::int64_t cols = npy::integer_at(array, 1);
+  if (rows < 0 || cols < 0) return Status::Invalid("'shape' is negative");
+  return std::pair<std::uint64_t, std::uint64_t>(rows, cols);
+}
+
+Status check_index_array(const npy::ArrayView& array, const std::string& name) {
+  if (array.shape.size() != 1) return Status::Invalid("'" + name + "' is not one-dimensional");
+  if (array.dtype.kind != 'i' || (array.dtype.itemsize != 4 && array.dtype.itemsize != 8)) {
+    return Status::Invalid("'" + name + "' has dtype " + array.dtype.name() + "; int32 or int64 expected");
+  }
+  return Status::Ok();
+}
+
+template <typename Index>
+Status check_indptr(const npy::ArrayView& indptr, std::uint64_t nnz) {
+  const std::uint64_t n = indptr.element_count();
+  const std::uint8_t* base = indptr.data.data();
+  if (detail::load_index<Index>(base, 0) != 0) {
+    return Status::Invalid("indptr starts at " + std::to_string(detail::load_index<Index>(base, 0)) + ", not 0");
+  }
+  for (std::uint64_t i = 1; i < n; ++i) {
+    if (detail::load_index<Index>(base, i) < detail::load_index<Index>(base, i - 1)) {
+      return Status::Invalid("indptr decreases at position " + std::to_string(i));
+    }
+  }
+  const auto last = static_cast<std::int64_t>(detail::load_index<Index>(base, n - 1));
+  if (static_cast<std::uint64_t>(last) != nnz) {
+    return Status::Invalid("indptr ends at " + std::to_string(last) + " but there are " + std::to_string(nnz) +
+                           " stored entries");
+  }
+  return Status::Ok();
+}
+
+template <typename Index>
+Status check_range(const npy::ArrayView& array, std::uint64_t limit, const std::string& name) {
+  const std::uint64_t n = array.element_count();
+  const std::uint8_t* base = array.data.data();
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const auto v = static_cast<std::int64_t>(detail::load_index<Index>(base, i));
+    if (v < 0 || static_cast<std::uint64_t>(v) >= limit) {
+      return Status::Invalid(name + "[" + std::to_string(i) + "] = " + std::to_string(v) + " is out of range [0, " +
+                             std::to_string(limit) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+Status check_range_any(const npy::ArrayView& array, std::uint64_t limit, const std::string& name) {
+  return array.dtype.itemsize == 8 ? check_range<std::int64_t>(array, limit, name)
+                                   : check_range<std::int32_t>(array, limit, name);
+}
+
+Status check_ids(const npy::ArrayView& ids, std::uint64_t expected, const std::string& name, const char* what) {
+  RESHARD_RETURN_IF_ERROR(check_index_array(ids, name));
+  if (ids.element_count() != expected) {
+    return Status::Invalid("'" + name + "' length " + std::to_string(ids.element_count()) + " does not match " +
+                           std::to_string(expected) + " " + what);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string format_name(SparseFormat format) {
+  switch (format) {
+    case SparseFormat::kCsr: return "csr";
+    case SparseFormat::kCsc: return "csc";
+    case SparseFormat::kCoo: return "coo";
+  }
+  return "?";
+}
+
+bool fits_int32(std::uint64_t nrows, std::uint64_t ncols, std::uint64_t nnz) {
+  constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max());
+  return nrows <= kMax && ncols <= kMax && nnz <= kMax;
+}
+
+Result<ShapeAndFormat> decode_shape_and_format(ByteView shape_npy, ByteView format_npy) {
+  RESHARD_ASSIGN_OR_RETURN(npy::ArrayView shape_array, npy::parse(shape_npy));
+  RESHARD_ASSIGN_OR_RETURN(npy::ArrayView format_array, npy::parse(format_npy));
+  ShapeAndFormat out;
+  RESHARD_ASSIGN_OR_RETURN(out.format, parse_format(format_array));
+  RESHARD_ASSIGN_OR_RETURN(auto shape, parse_shape(shape_array));
+  out.nrows = shape.first;
+  out.ncols = shape.second;
+  return out;
+}
+
+Result<DecodedShard> decode(ByteView file) {
+  RESHARD_ASSIGN_OR_RETURN(auto members, zip::read_directory(file, file.size()));
+  DecodedShard shard;
+  std::map<std::string, npy::ArrayView> arrays;
+  shard.buffers.reserve(members.size());
+  for (const auto& member : members) {
+    if (member.name.size() < 5 || member.name.substr(member.name.size() - 4) != ".npy") continue;
+    const std::string name = member.name.substr(0, member.name.size() - 4);
+    const std::uint64_t header_end = member.local_header_offset + 30;
+    if (header_end > file.size()) return Status::Invalid("zip member " + member.name + " is truncated");
+    RESHARD_ASSIGN_OR_RETURN(
+        std::uint64_t data_offset,
+        zip::member_data_offset(file.subspan(member.local_header_offset, file.size() - member.local_header_offset),
+                                member));
+    if (data_offset + member.compressed_size > file.size()) {
+      return Status::Invalid("zip member " + member.name + " is truncated");
+    }
+    RESHARD_ASSIGN_OR_RETURN(Bytes content, zip::extract(file.subspan(data_offset, member.compressed_size), member));
+    shard.buffers.push_back(std::move(content));
+    auto parsed = npy::parse(shard.buffers.back());
+    if (!parsed.ok()) return parsed.status().with_context("array '" + name + "'");
+    arrays[name] = std::move(parsed).value();
+  }
+  auto require = [&](const std::string& name) -> Result<npy::ArrayView> {
+    auto it = arrays.find(name);
+    if (it == arrays.end()) return Status::Invalid("missing array '" + name + "' (not a scipy.sparse .npz?)");
+    return it->second;
+  };
+  SparseMatrix& m = shard.matrix;
+  RESHARD_ASSIGN_OR_RETURN(npy::ArrayView format_array, require("format"));
+  RESHARD_ASSIGN_OR_RETURN(m.format, parse_format(format_array));
+  RESHARD_ASSIGN_OR_RETURN(npy::ArrayView shape_array, require("shape"));
+  RESHARD_ASSIGN_OR_RETURN(auto shape, parse_shape(shape_array));
+  m.nrows = shape.first;
+  m.ncols = shape.second;
+  RESHARD_ASSIGN_OR_RETURN(m.data, require("data"));
+  if (m.data.shape.size() != 1) return Status::Invalid("'data' is not one-dimensional");
+  if (m.data.dtype.kind == 'c') return Status::Invalid("complex data (" + m.data.dtype.name() + ") is not supported");
+  if (!m.data.dtype.is_numeric() || m.data.dtype.itemsize > 8) {
+    return Status::Invalid("'data' has unsupported dtype " + m.data.dtype.name());
+  }
+  m.value_dtype = m.data.dtype;
+  m.nnz = m.data.element_count();
+  const bool coo = m.format == SparseFormat::kCoo;
+  RESHARD_ASSIGN_OR_RETURN(m.major, require(coo ? "row" : "indptr"));
+  RESHARD_ASSIGN_OR_RETURN(m.minor, require(coo ? "col" : "indices"));
+  const std::string major_name = coo ? "row" : "indptr";
+  const std::string minor_name = coo ? "col" : "indices";
+  RESHARD_RETURN_IF_ERROR(check_index_array(m.major, major_name));
+  RESHARD_RETURN_IF_ERROR(check_index_array(m.minor, minor_name));
+  m.index_dtype = m.minor.dtype.itemsize >= m.major.dtype.itemsize ? m.minor.dtype : m.major.dtype;
+  if (m.minor.element_count() != m.nnz) {
+    return Status::Invalid(minor_name + " length " + std::to_string(m.minor.element_count()) +
+                           " does not match data length " + std::to_string(m.nnz));
+  }
+  if (coo) {
+    if (m.major.element_count() != m.nnz) {
+      return Status::Invalid("row length " + std::to_string(m.major.element_count()) +
+                             " does not match data length " + std::to_string(m.nnz));
+    }
+    RESHARD_RETURN_IF_ERROR(check_range_any(m.major, m.nrows, "row"));
+    RESHARD_RETURN_IF_ERROR(check_range_any(m.minor, m.ncols, "col"));
+  } else {
+    const bool csr = m.format == SparseFormat::kCsr;
+    const std::uint64_t nmajor = csr ? m.nrows : m.ncols;
+    if (m.major.element_count() != nmajor + 1) {
+      return Status::Invalid("indptr length " + std::to_string(m.major.element_count()) + " does not match " +
+                             std::to_string(nmajor) + (csr ? " rows" : " columns"));
+    }
+    RESHARD_RETURN_IF_ERROR(m.major.dtype.itemsize == 8 ? check_indptr<std::int64_t>(m.major, m.nnz)
+                                                        : check_indptr<std::int32_t>(m.major, m.nnz));
+    RESHARD_RETURN_IF_ERROR(check_range_any(m.minor, csr ? m.ncols : m.nrows, "indices"));
+  }
+  if (auto it = arrays.find("row_ids"); it != arrays.end()) {
+    RESHARD_RETURN_IF_ERROR(check_ids(it->second, m.nrows, "row_ids", "rows"));
+    m.row_ids = it->second;
+  }
+  if (auto it = arrays.find("col_ids"); it != arrays.end()) {
+    RESHARD_RETURN_IF_ERROR(check_ids(it->second, m.ncols, "col_ids", "columns"));
+    m.col_ids = it->second;
+  }
+  return shard;
+}
+
+namespace {
+
+template <typename Index>
+Bytes pack_indices(std::span<const std::uint64_t> values) {
+  Bytes out(values.size() * sizeof(Index));
+  auto* dst = out.data();
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const auto v = static_cast<Index>(values[i]);
+    std::memcpy(dst + i * sizeof(Index), &v, sizeof(Index));
+  }
+  return out;
+}
+
+Bytes encode_indices(std::span<const std::uint64_t> values, bool int32) {
+  const Bytes packed = int32 ? pack_indices<std::int32_t>(values) : pack_indices<std::int64_t>(values);
+  return npy::encode(int32 ? npy::int32_dtype() : npy::int64_dtype(), {values.size()}, packed);
+}
+
+}  // namespace
+
+Result<Bytes> encode(const EncodeInput& input, const zip::WriteOptions& options) {
+  if (input.format == SparseFormat::kCoo) return Status::Internal("encoding coo is not supported");
+  const bool csr = input.format == SparseFormat::kCsr;
+  const std::uint64_t nmajor = csr ? input.nrows : input.ncols;
+  const std::uint64_t nnz = input.indices.size();
+  if (input.indptr.size() != nmajor + 1) return Status::Internal("encode: indptr length does not match shape");
+  if (input.values.size() != nnz * input.value_dtype.itemsize) {
+    return Status::Internal("encode: values length does not match indices");
+  }
+  const bool int32 = fits_int32(input.nrows, input.ncols, nnz);
+  const Bytes indices = encode_indices(input.indices, int32);
+  const Bytes indptr = encode_indices(input.indptr, int32);
+  const std::string format = format_name(input.format);
+  const Bytes format_npy =
+      npy::encode({'S', static_cast<std::uint32_t>(format.size())}, {},
+                  ByteView(reinterpret_cast<const std::uint8_t*>(format.data()), format.size()));
+  const std::int64_t shape_values[2] = {static_cast<std::int64_t>(input.nrows),
+                                        static_cast<std::int64_t>(input.ncols)};
+  const Bytes shape_npy =
+      npy::encode(npy::int64_dtype(), {2}, ByteView(reinterpret_cast<const std::uint8_t*>(shape_values), 16));
+  const Bytes data_npy = npy::encode(input.value_dtype, {nnz}, input.values);
+  std::vector<zip::MemberToWrite> members = {
+      {"indices.npy", indices}, {"indptr.npy", indptr}, {"format.npy", format_npy},
+      {"shape.npy", shape_npy}, {"data.npy", data_npy},
+  };
+  Bytes row_ids;
+  Bytes col_ids;
+  if (input.row_ids) {
+    row_ids = encode_indices(*input.row_ids, false);
+    members.push_back({"row_ids.npy", row_ids});
+  }
+  if (input.col_ids) {
+    col_ids = encode_indices(*input.col_ids, false);
+    members.push_back({"col_ids.npy", col_ids});
+  }
+  return zip::write_archive(members, options);
+}
+
+}  // namespace reshard::npz

@@ -1,0 +1,315 @@
+#include "reshard/format/zip.hpp"
+
+#include <libdeflate.h>
+
+#include <algorithm>
+#include <limits>
+#include <memory>
+#include <optional>
+
+namespace reshard::zip {
+namespace {
+
+constexpr std::uint32_t kLocalHeaderSig = 0x04034b50;
+constexpr std::uint32_t kCentralHeaderSig = 0x02014b50;
+constexpr std::uint32_t kEndSig = 0x06054b50;
+constexpr std::uint32_t kZip64EndSig = 0x06064b50;
+constexpr std::uint32_t kZip64LocatorSig = 0x07064b50;
+constexpr std::uint16_t kZip64ExtraId = 0x0001;
+constexpr std::size_t kEndSize = 22;
+constexpr std::size_t kZip64LocatorSize = 20;
+constexpr std::size_t kZip64EndSize = 56;
+constexpr std::size_t kCentralHeaderSize = 46;
+constexpr std::size_t kLocalHeaderSize = 30;
+constexpr std::uint32_t k32BitMarker = 0xFFFFFFFFu;
+constexpr std::uint16_t k16BitMarker = 0xFFFFu;
+constexpr std::uint64_t kMaxComment = 0xFFFF;
+// DOS date 1980-01-01, time 00:00:00: fixed so output bytes never depend on the clock.
+constexpr std::uint16_t kFixedDosDate = (0 << 9) | (1 << 5) | 1;
+constexpr std::uint16_t kFixedDosTime = 0;
+
+struct DeflateCompressorDeleter {
+  void operator()(libdeflate_compressor* c) const { libdeflate_free_compressor(c); }
+};
+struct DeflateDecompressorDeleter {
+  void operator()(libdeflate_decompressor* d) const { libdeflate_free_decompressor(d); }
+};
+
+Status corrupt(const std::string& what) { return Status::Invalid("not a valid zip archive (" + what + ")"); }
+
+// Locates the end-of-central-directory record within `tail`.
+std::optional<std::size_t> find_end_record(ByteView tail) {
+  if (tail.size() < kEndSize) return std::nullopt;
+  for (std::size_t pos = tail.size() - kEndSize + 1; pos-- > 0;) {
+    if (load_le<std::uint32_t>(tail.data() + pos) != kEndSig) continue;
+    const auto comment_len = load_le<std::uint16_t>(tail.data() + pos + 20);
+    if (pos + kEndSize + comment_len == tail.size()) return pos;
+  }
+  return std::nullopt;
+}
+
+struct Directory {
+  std::uint64_t entries = 0;
+  std::uint64_t size = 0;
+  std::uint64_t offset = 0;
+};
+
+Result<Directory> locate_directory(ByteView tail, std::uint64_t archive_size, std::uint64_t tail_offset) {
+  const auto end_pos = find_end_record(tail);
+  if (!end_pos) {
+    return tail_offset == 0 ? corrupt("no end-of-central-directory record; truncated or not a zip file")
+                            : Status::Invalid("need more bytes");
+  }
+  const std::uint8_t* end = tail.data() + *end_pos;
+  Directory dir;
+  dir.entries = load_le<std::uint16_t>(end + 10);
+  dir.size = load_le<std::uint32_t>(end + 12);
+  dir.offset = load_le<std::uint32_t>(end + 16);
+  if (*end_pos >= kZip64LocatorSize &&
+      load_le<std::uint32_t>(end - kZip64LocatorSize) == kZip64LocatorSig) {
+    const std::uint64_t zip64_end_abs = load_le<std::uint64_t>(end - kZip64LocatorSize + 8);
+    if (zip64_end_abs < tail_offset || zip64_end_abs + kZip64EndSize > archive_size) {
+      return tail_offset == 0 ? corrupt("ZIP64 end record out of range") : Status::Invalid("need more bytes");
+    }
+    const std::uint8_t* z = tail.data() + (zip64_end_abs - tail_offset);
+    if (load_le<std::uint32_t>(z) != kZip64EndSig) return corrupt("bad ZIP64 end record signature");
+    dir.entries = load_le<std::uint64_t>(z + 32);
+    dir.size = load_le<std::uint64_t>(z + 40);
+    dir.offset = load_le<std::uint64_t>(z + 48);
+  }
+  if (dir.offset + dir.size > archive_size) return corrupt("central directory beyond end of file; truncated");
+  return dir;
+}
+
+// Replaces 32-bit placeholders with their ZIP64 extra-field values, in the
+// order the format fixes: uncompressed size, compressed size, offset.
+Status apply_zip64_extra(const std::uint8_t* extra, std::size_t extra_len, MemberInfo& m, bool want_usize,
+                         bool want_csize, bool want_offset) {
+  std::size_t pos = 0;
+  while (pos + 4 <= extra_len) {
+    const auto id = load_le<std::uint16_t>(extra + pos);
+    const auto len = load_le<std::uint16_t>(extra + pos + 2);
+    if (pos + 4 + len > extra_len) return corrupt("extra field overruns header");
+    if (id == kZip64ExtraId) {
+      const std::uint8_t* field = extra + pos + 4;
+      std::size_t used = 0;
+      auto take = [&](std::uint64_t& target) -> bool {
+        if (used + 8 > len) return false;
+        target = load_le<std::uint64_t>(field + used);
+        used += 8;
+        return true;
+      };
+      if (want_usize && !take(m.uncompressed_size)) return corrupt("short ZIP64 extra field");
+      if (want_csize && !take(m.compressed_size)) return corrupt("short ZIP64 extra field");
+      if (want_offset && !take(m.local_header_offset)) return corrupt("short ZIP64 extra field");
+      return Status::Ok();
+    }
+    pos += 4 + len;
+  }
+  if (want_usize || want_csize || want_offset) return corrupt("missing ZIP64 extra field");
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::uint32_t crc32(ByteView data) {
+  return libdeflate_crc32(0, data.data(), data.size());
+}
+
+std::uint64_t directory_bytes_needed(ByteView tail, std::uint64_t archive_size) {
+  const std::uint64_t tail_offset = archive_size - tail.size();
+  auto dir = locate_directory(tail, archive_size, tail_offset);
+  if (!dir.ok()) {
+    // The end record (with its maximal comment) and a ZIP64 locator fit here.
+    const std::uint64_t worst = kEndSize + kMaxComment + kZip64LocatorSize + kZip64EndSize;
+    return tail.size() >= std::min(worst, archive_size) ? 0 : std::min(worst, archive_size);
+  }
+  if (dir->offset >= tail_offset) return 0;
+  return archive_size - dir->offset;
+}
+
+Result<std::vector<MemberInfo>> read_directory(ByteView archive, std::uint64_t archive_size,
+                                               std::uint64_t archive_offset) {
+  if (archive_offset + archive.size() != archive_size) return Status::Internal("zip tail does not end the archive");
+  RESHARD_ASSIGN_OR_RETURN(Directory dir, locate_directory(archive, archive_size, archive_offset));
+  if (dir.offset < archive_offset) return Status::Internal("zip tail does not cover the central directory");
+  std::vector<MemberInfo> members;
+  const std::uint8_t* p = archive.data() + (dir.offset - archive_offset);
+  const std::uint8_t* end = p + dir.size;
+  for (std::uint64_t i = 0; i < dir.entries; ++i) {
+    if (p + kCentralHeaderSize > end || load_le<std::uint32_t>(p) != kCentralHeaderSig) {
+      return corrupt("bad central directory entry " + std::to_string(i));
+    }
+    MemberInfo m;
+    const auto flags = load_le<std::uint16_t>(p + 8);
+    if (flags & 0x1) return Status::Invalid("zip member is encrypted");
+    const auto method = load_le<std::uint16_t>(p + 10);
+    if (method != 0 && method != 8) {
+      return Status::Invalid("zip compression method " + std::to_string(method) + " is not supported");
+    }
+    m.method = static_cast<Method>(method);
+    m.crc32 = load_le<std::uint32_t>(p + 16);
+    m.compressed_size = load_le<std::uint32_t>(p + 20);
+    m.uncompressed_size = load_le<std::uint32_t>(p + 24);
+    const auto name_len = load_le<std::uint16_t>(p + 28);
+    const auto extra_len = load_le<std::uint16_t>(p + 30);
+    const auto comment_len = load_le<std::uint16_t>(p + 32);
+    m.local_header_offset = load_le<std::uint32_t>(p + 42);
+    if (p + kCentralHeaderSize + name_len + extra_len + comment_len > end) return corrupt("directory overrun");
+    m.name.assign(reinterpret_cast<const char*>(p + kCentralHeaderSize), name_len);
+    RESHARD_RETURN_IF_ERROR(apply_zip64_extra(p + kCentralHeaderSize + name_len, extra_len, m,
+                                              m.uncompressed_size == k32BitMarker,
+                                              m.compressed_size == k32BitMarker,
+                                              m.local_header_offset == k32BitMarker));
+    if (m.local_header_offset + kLocalHeaderSize + m.compressed_size > dir.offset) {
+      return corrupt("member " + m.name + " extends past the central directory");
+    }
+    members.push_back(std::move(m));
+    p += kCentralHeaderSize + name_len + extra_len + comment_len;
+  }
+  return members;
+}
+
+Result<std::uint64_t> member_data_offset(ByteView local_header, const MemberInfo& member) {
+  if (local_header.size() < kLocalHeaderSize || load_le<std::uint32_t>(local_header.data()) != kLocalHeaderSig) {
+    return corrupt("bad local header for " + member.name);
+  }
+  const auto name_len = load_le<std::uint16_t>(local_header.data() + 26);
+  const auto extra_len = load_le<std::uint16_t>(local_header.data() + 28);
+  return member.local_header_offset + kLocalHeaderSize + name_len + extra_len;
+}
+
+Result<Bytes> extract(ByteView compressed, const MemberInfo& member) {
+  if (compressed.size() != member.compressed_size) return corrupt("member " + member.name + " is truncated");
+  Bytes out;
+  if (member.method == Method::kStored) {
+    if (member.compressed_size != member.uncompressed_size) return corrupt("stored member sizes differ");
+    out.assign(compressed.begin(), compressed.end());
+  } else {
+    out.resize(member.uncompressed_size);
+    std::unique_ptr<libdeflate_decompressor, DeflateDecompressorDeleter> d(libdeflate_alloc_decompressor());
+    if (!d) return Status::Internal("out of memory allocating a deflate decompressor");
+    const auto rc = libdeflate_deflate_decompress(d.get(), compressed.data(), compressed.size(), out.data(),
+                                                  out.size(), nullptr);
+    if (rc != LIBDEFLATE_SUCCESS) return corrupt("member " + member.name + " does not inflate");
+  }
+  if (crc32(out) != member.crc32) return corrupt("CRC-32 mismatch in member " + member.name);
+  return out;
+}
+
+Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const WriteOptions& options) {
+  std::unique_ptr<libdeflate_compressor, DeflateCompressorDeleter> compressor;
+  if (options.method == Method::kDeflate) {
+    if (options.level < 0 || options.level > 12) return Status::Invalid("deflate level must be 0..12");
+    compressor.reset(libdeflate_alloc_compressor(options.level));
+    if (!compressor) return Status::Internal("out of memory allocating a deflate compressor");
+  }
+  struct Written {
+    MemberInfo info;
+    bool zip64 = false;
+  };
+  Bytes out;
+  std::vector<Written> written;
+  Bytes payload;
+  for (const auto& member : members) {
+    Written w;
+    w.info.name = member.name;
+    w.info.method = options.method;
+    w.info.crc32 = crc32(member.content);
+    w.info.uncompressed_size = member.content.size();
+    w.info.local_header_offset = out.size();
+    ByteView data = member.content;
+    if (options.method == Method::kDeflate) {
+      payload.resize(libdeflate_deflate_compress_bound(compressor.get(), member.content.size()));
+      const std::size_t n = libdeflate_deflate_compress(compressor.get(), member.content.data(),
+                                                        member.content.size(), payload.data(), payload.size());
+      if (n == 0) return Status::Internal("deflate failed for member " + member.name);
+      data = ByteView(payload.data(), n);
+    }
+    w.info.compressed_size = data.size();
+    w.zip64 = options.force_zip64 || w.info.uncompressed_size >= k32BitMarker ||
+              w.info.compressed_size >= k32BitMarker || w.info.local_header_offset >= k32BitMarker;
+    append_le<std::uint32_t>(out, kLocalHeaderSig);
+    append_le<std::uint16_t>(out, w.zip64 ? 45 : 20);
+    append_le<std::uint16_t>(out, 0);
+    append_le<std::uint16_t>(out, static_cast<std::uint16_t>(options.method));
+    append_le<std::uint16_t>(out, kFixedDosTime);
+    append_le<std::uint16_t>(out, kFixedDosDate);
+    append_le<std::uint32_t>(out, w.info.crc32);
+    append_le<std::uint32_t>(out, w.zip64 ? k32BitMarker : static_cast<std::uint32_t>(w.info.compressed_size));
+    append_le<std::uint32_t>(out, w.zip64 ? k32BitMarker : static_cast<std::uint32_t>(w.info.uncompressed_size));
+    append_le<std::uint16_t>(out, static_cast<std::uint16_t>(member.name.size()));
+    append_le<std::uint16_t>(out, w.zip64 ? 20 : 0);
+    append_bytes(out, member.name);
+    if (w.zip64) {
+      append_le<std::uint16_t>(out, kZip64ExtraId);
+      append_le<std::uint16_t>(out, 16);
+      append_le<std::uint64_t>(out, w.info.uncompressed_size);
+      append_le<std::uint64_t>(out, w.info.compressed_size);
+    }
+    append_bytes(out, data);
+    written.push_back(std::move(w));
+  }
+  const std::uint64_t directory_offset = out.size();
+  for (const auto& w : written) {
+    append_le<std::uint32_t>(out, kCentralHeaderSig);
+    append_le<std::uint16_t>(out, w.zip64 ? 45 : 20);
+    append_le<std::uint16_t>(out, w.zip64 ? 45 : 20);
+    append_le<std::uint16_t>(out, 0);
+    append_le<std::uint16_t>(out, static_cast<std::uint16_t>(w.info.method));
+    append_le<std::uint16_t>(out, kFixedDosTime);
+    append_le<std::uint16_t>(out, kFixedDosDate);
+    append_le<std::uint32_t>(out, w.info.crc32);
+    append_le<std::uint32_t>(out, w.zip64 ? k32BitMarker : static_cast<std::uint32_t>(w.info.compressed_size));
+    append_le<std::uint32_t>(out, w.zip64 ? k32BitMarker : static_cast<std::uint32_t>(w.info.uncompressed_size));
+    append_le<std::uint16_t>(out, static_cast<std::uint16_t>(w.info.name.size()));
+    append_le<std::uint16_t>(out, w.zip64 ? 28 : 0);
+    append_le<std::uint16_t>(out, 0);  // comment
+    append_le<std::uint16_t>(out, 0);  // disk
+    append_le<std::uint16_t>(out, 0);  // internal attributes
+    append_le<std::uint32_t>(out, 0);  // external attributes
+    append_le<std::uint32_t>(out,
+                             w.zip64 ? k32BitMarker : static_cast<std::uint32_t>(w.info.local_header_offset));
+    append_bytes(out, w.info.name);
+    if (w.zip64) {
+      append_le<std::uint16_t>(out, kZip64ExtraId);
+      append_le<std::uint16_t>(out, 24);
+      append_le<std::uint64_t>(out, w.info.uncompressed_size);
+      append_le<std::uint64_t>(out, w.info.compressed_size);
+      append_le<std::uint64_t>(out, w.info.local_header_offset);
+    }
+  }
+  const std::uint64_t directory_size = out.size() - directory_offset;
+  const std::uint64_t entries = written.size();
+  const bool zip64_end = options.force_zip64 || entries >= k16BitMarker || directory_size >= k32BitMarker ||
+                         directory_offset >= k32BitMarker;
+  if (zip64_end) {
+    const std::uint64_t zip64_end_offset = out.size();
+    append_le<std::uint32_t>(out, kZip64EndSig);
+    append_le<std::uint64_t>(out, kZip64EndSize - 12);
+    append_le<std::uint16_t>(out, 45);
+    append_le<std::uint16_t>(out, 45);
+    append_le<std::uint32_t>(out, 0);
+    append_le<std::uint32_t>(out, 0);
+    append_le<std::uint64_t>(out, entries);
+    append_le<std::uint64_t>(out, entries);
+    append_le<std::uint64_t>(out, directory_size);
+    append_le<std::uint64_t>(out, directory_offset);
+    append_le<std::uint32_t>(out, kZip64LocatorSig);
+    append_le<std::uint32_t>(out, 0);
+    append_le<std::uint64_t>(out, zip64_end_offset);
+    append_le<std::uint32_t>(out, 1);
+  }
+  append_le<std::uint32_t>(out, kEndSig);
+  append_le<std::uint16_t>(out, 0);
+  append_le<std::uint16_t>(out, 0);
+  const auto entries16 = static_cast<std::uint16_t>(zip64_end ? k16BitMarker : entries);
+  append_le<std::uint16_t>(out, entries16);
+  append_le<std::uint16_t>(out, entries16);
+  append_le<std::uint32_t>(out, zip64_end ? k32BitMarker : static_cast<std::uint32_t>(directory_size));
+  append_le<std::uint32_t>(out, zip64_end ? k32BitMarker : static_cast<std::uint32_t>(directory_offset));
+  append_le<std::uint16_t>(out, 0);
+  return out;
+}
+
+}  // namespace reshard::zip

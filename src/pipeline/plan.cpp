@@ -1,0 +1,311 @@
+#include "reshard/pipeline/plan.hpp"
+
+#include <algorithm>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "reshard/pipeline/read.hpp"
+
+namespace reshard {
+namespace {
+
+using nlohmann::json;
+
+// What one rank learned about the source shards it inspected.
+struct HeaderReport {
+  std::uint64_t slot = 0;  // position in the listing
+  npz::ShapeAndFormat shape;
+  ObjectInfo info;
+};
+
+Bytes to_bytes(const json& value) {
+  const std::string text = value.dump();
+  return Bytes(text.begin(), text.end());
+}
+json from_bytes(const Bytes& bytes) { return json::parse(bytes.begin(), bytes.end()); }
+
+// Rank 0 lists; everyone gets the same listing (one LIST per job, not per rank).
+Result<std::vector<std::string>> list_everywhere(Comm& comm, Store& store, const std::string& directory,
+                                                 const std::string& what) {
+  Status status;
+  json listing = json::array();
+  if (comm.rank() == 0) {
+    auto keys = store.list(directory);
+    if (keys.ok()) {
+      listing = *keys;
+    } else {
+      status = keys.status().with_context("listing " + what + " " + store.url(directory));
+    }
+  }
+  RESHARD_RETURN_IF_ERROR(agree(comm, status));
+  const auto all = comm.allgather(comm.rank() == 0 ? to_bytes(listing) : Bytes());
+  return from_bytes(all[0]).get<std::vector<std::string>>();
+}
+
+struct Candidate {
+  std::string key;
+  ShardName name;
+};
+
+std::string shape_text(std::uint64_t rows, std::uint64_t cols) {
+  return std::to_string(rows) + "x" + std::to_string(cols);
+}
+
+// Derives the global shape from the shard headers, per scheme.
+Result<GlobalShape> derive_shape(const ShardingSpec& spec, const std::vector<SourceShard>& shards,
+                                 std::uint64_t row_blocks, std::uint64_t col_blocks) {
+  if (spec.shape) return *spec.shape;
+  auto at = [&](std::uint64_t rb, std::uint64_t cb) -> const SourceShard& {
+    return shards[rb * col_blocks + cb];
+  };
+  switch (spec.axis) {
+    case Axis::kRows:
+      if (spec.hashed()) {
+        std::uint64_t rows = 0;
+        for (const auto& s : shards) rows += s.nrows;
+        return GlobalShape{rows, shards.front().ncols};
+      }
+      return GlobalShape{(row_blocks - 1) * spec.block_rows + shards.back().nrows, shards.front().ncols};
+    case Axis::kCols:
+      if (spec.hashed()) {
+        std::uint64_t cols = 0;
+        for (const auto& s : shards) cols += s.ncols;
+        return GlobalShape{shards.front().nrows, cols};
+      }
+      return GlobalShape{shards.front().nrows, (col_blocks - 1) * spec.block_cols + shards.back().ncols};
+    case Axis::kGrid:
+      return GlobalShape{(row_blocks - 1) * spec.block_rows + at(row_blocks - 1, 0).nrows,
+                         (col_blocks - 1) * spec.block_cols + at(0, col_blocks - 1).ncols};
+  }
+  return Status::Internal("unknown axis");
+}
+
+// Every shard's header must match where the scheme puts it.
+Status check_source_shapes(const ShardMap& map, std::vector<SourceShard>& shards, const Store& store) {
+  const auto& spec = map.spec();
+  for (auto& s : shards) {
+    s.box = map.box(s.index);
+    const std::string where = "source shard " + store.url(s.key) + ": ";
+    if (spec.hashed()) {
+      const bool by_rows = spec.axis == Axis::kRows;
+      const std::uint64_t full = by_rows ? map.shape().ncols : map.shape().nrows;
+      const std::uint64_t got = by_rows ? s.ncols : s.nrows;
+      if (got != full) {
+        return Status::Invalid(where + "has " + std::to_string(got) + (by_rows ? " columns" : " rows") +
+                               " but the matrix has " + std::to_string(full));
+      }
+      continue;
+    }
+    if (s.nrows != s.box.rows() || s.ncols != s.box.cols()) {
+      return Status::Invalid(where + "shape " + shape_text(s.nrows, s.ncols) + " does not match " +
+                             shape_text(s.box.rows(), s.box.cols()) + " expected at block (" +
+                             std::to_string(s.box.row_block) + ", " + std::to_string(s.box.col_block) + ") of " +
+                             spec.to_text() + " over a " + shape_text(map.shape().nrows, map.shape().ncols) +
+                             " matrix");
+    }
+  }
+  return Status::Ok();
+}
+
+Status check_destination_place(const Store& source_store, const ShardPattern& source_pattern,
+                               const Store& destination_store, const ShardPattern& destination_pattern) {
+  const std::string src_dir = source_store.canonical_directory(source_pattern.directory());
+  const std::string dst_dir = destination_store.canonical_directory(destination_pattern.directory());
+  if (src_dir == dst_dir && source_pattern.text() == destination_pattern.text()) {
+    return Status::Invalid("destination pattern is the source pattern; refusing to overwrite the source");
+  }
+  if (dst_dir.compare(0, src_dir.size(), src_dir) == 0) {
+    return Status::Invalid("destination " + destination_pattern.text() + " is inside the source directory " +
+                           source_pattern.directory() + "; choose a separate directory so the source stays untouched");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+DestinationOwner::DestinationOwner(std::uint64_t shard_count, int ranks) : owners_(shard_count) {
+  for (std::uint64_t d = 0; d < shard_count; ++d) owners_[d] = static_cast<int>(d % static_cast<std::uint64_t>(ranks));
+}
+
+Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& source_pattern, Store& destination_store,
+                       const ShardPattern& destination_pattern, const JobConfig& config) {
+  const ShardingSpec& old_spec = config.old_spec;
+  RESHARD_RETURN_IF_ERROR(
+      check_destination_place(source_store, source_pattern, destination_store, destination_pattern));
+  if (old_spec.axis == Axis::kGrid && !source_pattern.has_row() && !source_pattern.has_col() && !old_spec.shape) {
+    return Status::Invalid("grid source pattern " + source_pattern.text() +
+                           " uses {i} only; give shape=NxM in the old scheme or name files with {row} and {col}");
+  }
+
+  // 1. Which shards exist.
+  RESHARD_ASSIGN_OR_RETURN(auto keys, list_everywhere(comm, source_store, source_pattern.directory(), "source"));
+  std::vector<Candidate> candidates;
+  for (const auto& key : keys) {
+    if (auto name = source_pattern.match(key)) candidates.push_back({key, *name});
+  }
+  if (candidates.empty()) {
+    return Status::Invalid("no source shards match " + source_pattern.text());
+  }
+
+  // 2. Headers, read round-robin over the listing and shared with everyone.
+  std::vector<HeaderReport> headers(candidates.size());
+  {
+    json mine = json::array();
+    Status local;
+    for (std::size_t slot = static_cast<std::size_t>(comm.rank()); slot < candidates.size();
+         slot += static_cast<std::size_t>(comm.size())) {
+      auto header = read_source_header(source_store, candidates[slot].key);
+      if (!header.ok()) {
+        local = header.status().with_context("reading " + source_store.url(candidates[slot].key));
+        break;
+      }
+      mine.push_back({{"slot", slot},
+                      {"rows", header->shape_and_format.nrows},
+                      {"cols", header->shape_and_format.ncols},
+                      {"size", header->info.size},
+                      {"version", header->info.version}});
+    }
+    RESHARD_RETURN_IF_ERROR(agree(comm, local));
+    for (const auto& bytes : comm.allgather(to_bytes(mine))) {
+      for (const auto& item : from_bytes(bytes)) {
+        auto& h = headers[item["slot"].get<std::size_t>()];
+        h.slot = item["slot"].get<std::uint64_t>();
+        h.shape.nrows = item["rows"].get<std::uint64_t>();
+        h.shape.ncols = item["cols"].get<std::uint64_t>();
+        h.info.size = item["size"].get<std::uint64_t>();
+        h.info.version = item["version"].get<std::string>();
+      }
+    }
+  }
+
+  // 3. Number the shards and find the block grid.
+  std::uint64_t row_blocks = 1;
+  std::uint64_t col_blocks = 1;
+  const bool by_position = !source_pattern.has_index();
+  if (by_position) {
+    for (const auto& c : candidates) {
+      row_blocks = std::max(row_blocks, c.name.row_block.value_or(0) + 1);
+      col_blocks = std::max(col_blocks, c.name.col_block.value_or(0) + 1);
+    }
+  }
+  std::uint64_t expected = 0;
+  if (old_spec.hashed()) {
+    expected = old_spec.num_shards;
+  } else if (old_spec.shape) {
+    RESHARD_ASSIGN_OR_RETURN(ShardMap map, ShardMap::bind(old_spec, *old_spec.shape));
+    expected = map.shard_count();
+    row_blocks = map.row_blocks();
+    col_blocks = map.col_blocks();
+  } else if (by_position) {
+    expected = row_blocks * col_blocks;
+  } else {
+    for (const auto& c : candidates) expected = std::max(expected, *c.name.index + 1);
+  }
+  if (!old_spec.shape && !old_spec.hashed() && !by_position) {
+    if (old_spec.axis == Axis::kRows) row_blocks = expected;
+    if (old_spec.axis == Axis::kCols) col_blocks = expected;
+  }
+  std::vector<SourceShard> shards(expected);
+  std::vector<bool> present(expected, false);
+  for (std::size_t slot = 0; slot < candidates.size(); ++slot) {
+    const auto& name = candidates[slot].name;
+    std::uint64_t index = 0;
+    if (by_position) {
+      index = name.row_block.value_or(0) * col_blocks + name.col_block.value_or(0);
+      if (name.row_block.value_or(0) >= row_blocks || name.col_block.value_or(0) >= col_blocks) index = expected;
+    } else {
+      index = *name.index;
+    }
+    if (index >= expected) {
+      return Status::Invalid("source shard " + source_store.url(candidates[slot].key) + " is beyond the " +
+                             std::to_string(expected) + " shards of " + old_spec.to_text());
+    }
+    if (present[index]) {
+      return Status::Invalid("source shard " + std::to_string(index) + " is named twice: " +
+                             source_store.url(candidates[slot].key));
+    }
+    present[index] = true;
+    auto& s = shards[index];
+    s.index = index;
+    s.key = candidates[slot].key;
+    s.nrows = headers[slot].shape.nrows;
+    s.ncols = headers[slot].shape.ncols;
+    s.bytes = headers[slot].info.size;
+    s.version = headers[slot].info.version;
+  }
+  for (std::uint64_t i = 0; i < expected; ++i) {
+    if (present[i]) continue;
+    const std::uint64_t rb = old_spec.hashed() ? i : i / col_blocks;
+    const std::uint64_t cb = old_spec.hashed() ? i : i % col_blocks;
+    return Status::Invalid("missing source shard " +
+                           source_store.url(source_pattern.render(i, old_spec.axis == Axis::kCols ? 0 : rb,
+                                                                  old_spec.axis == Axis::kRows ? 0 : cb)));
+  }
+
+  // 4. Global shape, checked shard by shard.
+  Plan plan;
+  RESHARD_ASSIGN_OR_RETURN(plan.shape, derive_shape(old_spec, shards, row_blocks, col_blocks));
+  if (config.new_spec.shape && *config.new_spec.shape != plan.shape) {
+    return Status::Invalid("new scheme says shape " + shape_text(config.new_spec.shape->nrows,
+                                                                 config.new_spec.shape->ncols) +
+                           " but the source matrix is " + shape_text(plan.shape.nrows, plan.shape.ncols));
+  }
+  {
+    auto map = ShardMap::bind(old_spec, plan.shape);
+    if (!map.ok()) return map.status().with_context("old scheme");
+    plan.source_map = std::move(map).value();
+  }
+  RESHARD_RETURN_IF_ERROR(check_source_shapes(plan.source_map, shards, source_store));
+  if (old_spec.hashed()) {
+    std::uint64_t total = 0;
+    for (const auto& s : shards) total += old_spec.axis == Axis::kRows ? s.nrows : s.ncols;
+    const std::uint64_t extent = old_spec.axis == Axis::kRows ? plan.shape.nrows : plan.shape.ncols;
+    if (total != extent) {
+      return Status::Invalid("hashed source shards hold " + std::to_string(total) + " " +
+                             (old_spec.axis == Axis::kRows ? "rows" : "columns") + " but the matrix has " +
+                             std::to_string(extent));
+    }
+  }
+  for (auto& s : shards) s.reader = static_cast<int>(s.index % static_cast<std::uint64_t>(comm.size()));
+  plan.sources = std::move(shards);
+
+  // 5. Destination shards and their owners.
+  {
+    auto map = ShardMap::bind(config.new_spec, plan.shape);
+    if (!map.ok()) return map.status().with_context("new scheme");
+    plan.destination_map = std::move(map).value();
+  }
+  const std::uint64_t dst_count = plan.destination_map.shard_count();
+  plan.owner = DestinationOwner(dst_count, comm.size());
+  std::set<std::string> destination_keys;
+  plan.destinations.resize(dst_count);
+  for (std::uint64_t d = 0; d < dst_count; ++d) {
+    auto& dst = plan.destinations[d];
+    dst.index = d;
+    dst.box = plan.destination_map.box(d);
+    dst.key = destination_pattern.render(d, dst.box.row_block, dst.box.col_block);
+    dst.owner = plan.owner.owner_of(d);
+    if (!destination_keys.insert(dst.key).second) {
+      return Status::Invalid("destination pattern " + destination_pattern.text() + " gives two shards the name " +
+                             dst.key + "; use {i}, or both {row} and {col}");
+    }
+  }
+
+  // 6. Refuse to clobber an existing dataset unless asked to.
+  RESHARD_ASSIGN_OR_RETURN(auto existing,
+                           list_everywhere(comm, destination_store, destination_pattern.directory(), "destination"));
+  std::vector<std::string> clashing;
+  for (const auto& key : existing) {
+    if (!destination_pattern.match(key)) continue;
+    clashing.push_back(key);
+    if (!destination_keys.count(key)) plan.stale_destination_keys.push_back(key);
+  }
+  if (!clashing.empty() && !config.overwrite) {
+    return Status::Invalid("destination already holds " + std::to_string(clashing.size()) + " shard file(s) such as " +
+                           destination_store.url(clashing.front()) + "; pass --overwrite to replace them");
+  }
+  return plan;
+}
+
+}  // namespace reshard

@@ -1,0 +1,109 @@
+#include "reshard/pipeline/read.hpp"
+
+#include <algorithm>
+
+namespace reshard {
+namespace {
+
+// Enough for the end record, a ZIP64 locator and a small directory at once.
+constexpr std::uint64_t kTailGuess = 64 * 1024;
+// A local header plus numpy's tiny shape/format arrays fit in this.
+constexpr std::uint64_t kSmallMemberGuess = 4096;
+
+Result<Bytes> read_small_member(Store& store, const std::string& key, const zip::MemberInfo& member,
+                                std::uint64_t file_size) {
+  const std::uint64_t want = std::min(file_size - member.local_header_offset,
+                                      kSmallMemberGuess + member.compressed_size);
+  RESHARD_ASSIGN_OR_RETURN(Bytes head, store.read(key, member.local_header_offset, want));
+  RESHARD_ASSIGN_OR_RETURN(std::uint64_t data_offset, zip::member_data_offset(head, member));
+  const std::uint64_t begin = data_offset - member.local_header_offset;
+  if (begin + member.compressed_size > head.size()) {
+    return Status::Invalid("zip member " + member.name + " is truncated");
+  }
+  return zip::extract(ByteView(head).subspan(begin, member.compressed_size), member);
+}
+
+// Hashed shards: ids ascending, inside the matrix, and hashing to this shard.
+Status check_ids(const npy::ArrayView& ids, const ShardMap& map, std::uint64_t shard, const char* what) {
+  if (ids.dtype.itemsize != 8) return Status::Invalid(std::string(what) + " must be int64");
+  const std::uint64_t extent = map.spec().axis == Axis::kRows ? map.shape().nrows : map.shape().ncols;
+  const std::uint64_t n = ids.element_count();
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const auto id = npz::detail::load_index<std::int64_t>(ids.data.data(), i);
+    if (id < 0 || static_cast<std::uint64_t>(id) >= extent) {
+      return Status::Invalid(std::string(what) + "[" + std::to_string(i) + "] = " + std::to_string(id) +
+                             " is out of range [0, " + std::to_string(extent) + ")");
+    }
+    if (i > 0 && id <= npz::detail::load_index<std::int64_t>(ids.data.data(), i - 1)) {
+      return Status::Invalid(std::string(what) + " is not strictly ascending at position " + std::to_string(i));
+    }
+    if (map.hashed_shard_of(static_cast<std::uint64_t>(id)) != shard) {
+      return Status::Invalid(std::string(what) + "[" + std::to_string(i) + "] = " + std::to_string(id) +
+                             " belongs to shard " + std::to_string(map.hashed_shard_of(static_cast<std::uint64_t>(id))) +
+                             " under " + map.spec().to_text());
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<SourceHeader> read_source_header(Store& store, const std::string& key) {
+  RESHARD_ASSIGN_OR_RETURN(auto info, store.stat(key));
+  if (!info) return Status::Invalid("source shard does not exist");
+  SourceHeader header;
+  header.info = *info;
+  const std::uint64_t size = info->size;
+  std::uint64_t tail_size = std::min(size, kTailGuess);
+  RESHARD_ASSIGN_OR_RETURN(Bytes tail, store.read(key, size - tail_size, tail_size));
+  if (const std::uint64_t need = zip::directory_bytes_needed(tail, size); need > tail_size) {
+    tail_size = need;
+    RESHARD_ASSIGN_OR_RETURN(tail, store.read(key, size - tail_size, tail_size));
+  }
+  RESHARD_ASSIGN_OR_RETURN(auto members, zip::read_directory(tail, size, size - tail_size));
+  const zip::MemberInfo* shape = nullptr;
+  const zip::MemberInfo* format = nullptr;
+  for (const auto& m : members) {
+    if (m.name == "shape.npy") shape = &m;
+    if (m.name == "format.npy") format = &m;
+  }
+  if (shape == nullptr) return Status::Invalid("missing array 'shape' (not a scipy.sparse .npz?)");
+  if (format == nullptr) return Status::Invalid("missing array 'format' (not a scipy.sparse .npz?)");
+  RESHARD_ASSIGN_OR_RETURN(Bytes shape_npy, read_small_member(store, key, *shape, size));
+  RESHARD_ASSIGN_OR_RETURN(Bytes format_npy, read_small_member(store, key, *format, size));
+  RESHARD_ASSIGN_OR_RETURN(header.shape_and_format, npz::decode_shape_and_format(shape_npy, format_npy));
+  return header;
+}
+
+Result<LoadedSource> read_source(Store& store, const SourceShard& shard, const ShardMap& source_map) {
+  const std::string context = "reading " + store.url(shard.key);
+  auto bytes = store.read_all(shard.key);
+  if (!bytes.ok()) return bytes.status().with_context(context);
+  LoadedSource loaded;
+  loaded.shard = &shard;
+  loaded.bytes_read = bytes->size();
+  auto decoded = npz::decode(*bytes);
+  if (!decoded.ok()) return decoded.status().with_context(context);
+  loaded.decoded = std::move(decoded).value();
+  const auto& m = loaded.decoded.matrix;
+  if (m.nrows != shard.nrows || m.ncols != shard.ncols) {
+    return Status::Invalid(context + ": shape changed since planning (the source was modified while the job ran)");
+  }
+  const auto& spec = source_map.spec();
+  if (spec.hashed()) {
+    const bool by_rows = spec.axis == Axis::kRows;
+    const auto& ids = by_rows ? m.row_ids : m.col_ids;
+    const char* what = by_rows ? "row_ids" : "col_ids";
+    if (!ids) return Status::Invalid(context + ": hashed shard has no '" + what + "' array");
+    RESHARD_RETURN_IF_ERROR(check_ids(*ids, source_map, shard.index, what).with_context(context));
+    // Only the hashed axis' ids mean something; the other axis is global.
+    if (by_rows) loaded.decoded.matrix.col_ids.reset();
+    else loaded.decoded.matrix.row_ids.reset();
+  } else {
+    loaded.decoded.matrix.row_ids.reset();
+    loaded.decoded.matrix.col_ids.reset();
+  }
+  return loaded;
+}
+
+}  // namespace reshard

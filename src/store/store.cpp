@@ -1,0 +1,44 @@
+#include "reshard/store/store.hpp"
+
+#include <map>
+#include <mutex>
+
+#include "reshard/store/posix_store.hpp"
+
+namespace reshard {
+namespace {
+
+std::map<std::string, StoreFactory>& registry() {
+  static std::map<std::string, StoreFactory> factories;
+  return factories;
+}
+std::mutex& registry_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+}  // namespace
+
+Result<Bytes> Store::read_all(const std::string& key) {
+  RESHARD_ASSIGN_OR_RETURN(auto info, stat(key));
+  if (!info) return Status::Invalid("not found");
+  return read(key, 0, info->size);
+}
+
+void register_store(const std::string& scheme, StoreFactory factory) {
+  std::lock_guard lock(registry_mutex());
+  registry()[scheme] = std::move(factory);
+}
+
+Result<StoreAndKey> open_store(const std::string& url) {
+  const auto sep = url.find("://");
+  if (sep == std::string::npos) return StoreAndKey{make_posix_store(), url};
+  const std::string scheme = url.substr(0, sep);
+  if (scheme == "file") return StoreAndKey{make_posix_store(), url.substr(sep + 3)};
+  std::lock_guard lock(registry_mutex());
+  auto it = registry().find(scheme);
+  if (it == registry().end()) return Status::Invalid("no storage driver for '" + scheme + "://' URLs");
+  return it->second(url);
+}
+
+}  // namespace reshard
