@@ -34,7 +34,8 @@ Result<ShardPattern> ShardPattern::parse(const std::string& pattern) {
   if (!p.has_index_ && !p.has_row_ && !p.has_col_) {
     return Status::Invalid("pattern '" + pattern + "' has no {i} (or {row}/{col}) placeholder");
   }
-  if (p.directory().find_first_of("{}") != std::string::npos) {
+  const auto last_slash = pattern.rfind('/');
+  if (last_slash != std::string::npos && pattern.find_first_of("{}") < last_slash) {
     return Status::Invalid("pattern '" + pattern + "' may only use placeholders in the file name");
   }
   return p;

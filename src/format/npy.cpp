@@ -36,10 +36,10 @@ std::optional<std::string_view> dict_value(std::string_view header, std::string_
 }
 
 Result<DType> parse_descr(std::string_view descr) {
+  if (descr.size() >= 2 && descr[1] == 'O') return Status::Invalid("object (pickled) arrays are not supported");
   if (descr.size() < 3) return Status::Invalid("unsupported dtype '" + std::string(descr) + "'");
   const char order = descr[0];
   const char kind = descr[1];
-  if (kind == 'O') return Status::Invalid("object (pickled) arrays are not supported");
   std::uint32_t size = 0;
   for (char c : descr.substr(2)) {
     if (!std::isdigit(static_cast<unsigned char>(c))) {
@@ -181,9 +181,9 @@ std::int64_t integer_at(const ArrayView& array, std::uint64_t i) {
   const std::uint8_t* p = array.data.data() + i * array.dtype.itemsize;
   const bool is_signed = array.dtype.kind == 'i';
   switch (array.dtype.itemsize) {
-    case 1: return is_signed ? load_le<std::int8_t>(p) : load_le<std::uint8_t>(p);
-    case 2: return is_signed ? load_le<std::int16_t>(p) : load_le<std::uint16_t>(p);
-    case 4: return is_signed ? load_le<std::int32_t>(p) : load_le<std::uint32_t>(p);
+    case 1: return is_signed ? std::int64_t{load_le<std::int8_t>(p)} : std::int64_t{load_le<std::uint8_t>(p)};
+    case 2: return is_signed ? std::int64_t{load_le<std::int16_t>(p)} : std::int64_t{load_le<std::uint16_t>(p)};
+    case 4: return is_signed ? std::int64_t{load_le<std::int32_t>(p)} : std::int64_t{load_le<std::uint32_t>(p)};
     default: return load_le<std::int64_t>(p);
   }
 }

@@ -1,0 +1,43 @@
+#include <gtest/gtest.h>
+
+#include "reshard/fingerprint.hpp"
+
+namespace reshard {
+namespace {
+
+TEST(Fingerprint, OrderIndependentAndCountsDuplicates) {
+  Fingerprint a;
+  a.add(1, 2, 3);
+  a.add(4, 5, 6);
+  a.add(4, 5, 6);
+  Fingerprint b;
+  b.add(4, 5, 6);
+  b.add(1, 2, 3);
+  b.add(4, 5, 6);
+  EXPECT_EQ(a, b);
+  Fingerprint c;
+  c.add(1, 2, 3);
+  c.add(4, 5, 6);
+  EXPECT_NE(a, c) << "a lost duplicate must show";
+  Fingerprint swapped;
+  swapped.add(2, 1, 3);
+  swapped.add(4, 5, 6);
+  swapped.add(4, 5, 6);
+  EXPECT_NE(a.sum, swapped.sum) << "transposed coordinates must show";
+}
+
+TEST(Fingerprint, MatchesTheDocumentedFormula) {
+  // docs/formats.md: h = splitmix64(splitmix64(splitmix64(r) ^ c) ^ v).
+  Fingerprint f;
+  f.add(7, 11, 0x3FF0000000000000ULL);  // 1.0 as float64
+  EXPECT_EQ(f.sum, splitmix64(splitmix64(splitmix64(7) ^ 11) ^ 0x3FF0000000000000ULL));
+  Fingerprint merged;
+  merged.merge(f);
+  merged.merge(f);
+  EXPECT_EQ(merged.count, 2u);
+  EXPECT_EQ(merged.sum, f.sum * 2);
+  EXPECT_EQ(Fingerprint{}.to_string(), "nnz=0 sum=0000000000000000");
+}
+
+}  // namespace
+}  // namespace reshard

@@ -1,0 +1,126 @@
+// The codec against files real scipy wrote (tests/golden/make_golden.py) and
+// the numpy reference's fingerprints of them.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "reshard/fingerprint.hpp"
+#include "reshard/format/npz.hpp"
+#include "support/golden.hpp"
+
+namespace reshard::npz {
+namespace {
+
+using testing::golden_expectations;
+using testing::golden_path;
+using testing::read_file;
+
+class GoldenFile : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GoldenFile, DecodesLikeScipy) {
+  const auto expectations = golden_expectations();
+  nlohmann::json expected;
+  for (const auto& f : expectations["files"]) {
+    if (f["file"] == GetParam()) expected = f;
+  }
+  ASSERT_FALSE(expected.is_null()) << "no expectation for " << GetParam();
+  const Bytes file = read_file(golden_path(GetParam()));
+  ASSERT_FALSE(file.empty());
+  auto decoded = decode(file);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().message();
+  const SparseMatrix& m = decoded->matrix;
+  EXPECT_EQ(format_name(m.format), expected["format"].get<std::string>());
+  EXPECT_EQ(m.nrows, expected["shape"][0].get<std::uint64_t>());
+  EXPECT_EQ(m.ncols, expected["shape"][1].get<std::uint64_t>());
+  EXPECT_EQ(m.nnz, expected["nnz"].get<std::uint64_t>());
+  EXPECT_EQ(m.value_dtype.name(), expected["value_dtype"].get<std::string>());
+  if (expected.contains("index_dtype")) {
+    EXPECT_EQ(m.index_dtype.name(), expected["index_dtype"].get<std::string>());
+  }
+  Fingerprint fp;
+  m.for_each_entry([&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t) { fp.add(r, c, v); });
+  EXPECT_EQ(fp.count, expected["fingerprint_count"].get<std::uint64_t>());
+  EXPECT_EQ(fp.sum_hex(), expected["fingerprint_sum"].get<std::string>());
+}
+
+INSTANTIATE_TEST_SUITE_P(ScipyWritten, GoldenFile,
+                         ::testing::Values("csr_f64_deflate.npz", "csr_f64_stored.npz", "csc_f32.npz", "coo_i32.npz",
+                                           "csr_i64_index64.npz", "csr_bool.npz", "csr_noncanonical.npz",
+                                           "csr_empty.npz", "csr_zip64.npz"));
+
+TEST(NpzGolden, NonCanonicalEntriesKeepStorageOrder) {
+  auto decoded = decode(read_file(golden_path("csr_noncanonical.npz")));
+  ASSERT_TRUE(decoded.ok());
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> coords;
+  decoded->matrix.for_each_entry(
+      [&](std::uint64_t r, std::uint64_t c, std::uint64_t, std::uint64_t) { coords.emplace_back(r, c); });
+  const std::vector<std::pair<std::uint64_t, std::uint64_t>> expected = {{0, 4}, {0, 1}, {1, 0}, {1, 0}, {2, 2}};
+  EXPECT_EQ(coords, expected);
+}
+
+TEST(NpzGolden, ShapeAndFormatFromMembersAlone) {
+  const Bytes file = read_file(golden_path("csc_f32.npz"));
+  auto decoded = decode(file);
+  ASSERT_TRUE(decoded.ok());
+  // Re-encode the two small arrays the way the planner reads them.
+  const std::int64_t shape[2] = {7, 5};
+  const Bytes shape_npy = npy::encode(npy::int64_dtype(), {2}, ByteView(reinterpret_cast<const std::uint8_t*>(shape), 16));
+  const Bytes format_npy = npy::encode({'S', 3}, {}, ByteView(reinterpret_cast<const std::uint8_t*>("csc"), 3));
+  auto header = decode_shape_and_format(shape_npy, format_npy);
+  ASSERT_TRUE(header.ok());
+  EXPECT_EQ(header->format, SparseFormat::kCsc);
+  EXPECT_EQ(header->nrows, decoded->matrix.nrows);
+  EXPECT_EQ(header->ncols, decoded->matrix.ncols);
+}
+
+TEST(NpzEncode, RoundTripsAndChoosesIndexWidth) {
+  const std::vector<std::uint64_t> indptr = {0, 2, 2, 3};
+  const std::vector<std::uint64_t> indices = {1, 4, 0};
+  const double values[3] = {1.5, -2.0, 3.25};
+  const std::vector<std::uint64_t> ids = {3, 8, 11};
+  EncodeInput input;
+  input.nrows = 3;
+  input.ncols = 5;
+  input.indptr = indptr;
+  input.indices = indices;
+  input.value_dtype = {'f', 8};
+  input.values = ByteView(reinterpret_cast<const std::uint8_t*>(values), 24);
+  input.row_ids = std::span<const std::uint64_t>(ids);
+  for (auto method : {zip::Method::kStored, zip::Method::kDeflate}) {
+    auto bytes = encode(input, {method, 1, false});
+    ASSERT_TRUE(bytes.ok());
+    auto decoded = decode(*bytes);
+    ASSERT_TRUE(decoded.ok()) << decoded.status().message();
+    const auto& m = decoded->matrix;
+    EXPECT_EQ(m.index_dtype, npy::int32_dtype());
+    EXPECT_EQ(m.nnz, 3u);
+    ASSERT_TRUE(m.row_ids.has_value());
+    EXPECT_EQ(npy::integer_at(*m.row_ids, 2), 11);
+    std::vector<std::tuple<std::uint64_t, std::uint64_t, double>> got;
+    m.for_each_entry([&](std::uint64_t r, std::uint64_t c, std::uint64_t bits, std::uint64_t) {
+      double v;
+      std::memcpy(&v, &bits, 8);
+      got.emplace_back(r, c, v);
+    });
+    const std::vector<std::tuple<std::uint64_t, std::uint64_t, double>> expected = {
+        {0, 1, 1.5}, {0, 4, -2.0}, {2, 0, 3.25}};
+    EXPECT_EQ(got, expected);
+  }
+  // Past int32, indices widen to int64 as scipy does.
+  const std::vector<std::uint64_t> one_ptr = {0, 1};
+  const std::vector<std::uint64_t> one_index = {(1ULL << 32)};
+  input.nrows = 1;
+  input.ncols = (1ULL << 32) + 1;
+  input.indptr = one_ptr;
+  input.indices = one_index;
+  input.values = ByteView(reinterpret_cast<const std::uint8_t*>(values), 8);
+  input.row_ids.reset();
+  auto wide = encode(input, {});
+  ASSERT_TRUE(wide.ok());
+  auto decoded = decode(*wide);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().message();
+  EXPECT_EQ(decoded->matrix.index_dtype, npy::int64_dtype());
+}
+
+}  // namespace
+}  // namespace reshard::npz

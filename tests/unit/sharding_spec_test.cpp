@@ -1,0 +1,149 @@
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "reshard/hash.hpp"
+#include "reshard/sharding_spec.hpp"
+#include "support/golden.hpp"
+
+namespace reshard {
+namespace {
+
+ShardingSpec parse(const std::string& text) {
+  auto spec = ShardingSpec::parse_text(text);
+  EXPECT_TRUE(spec.ok()) << text << ": " << spec.status().message();
+  return spec.ok() ? *spec : ShardingSpec{};
+}
+
+std::string parse_error(const std::string& text) {
+  auto spec = ShardingSpec::parse_text(text);
+  return spec.ok() ? std::string("<parsed>") : spec.status().message();
+}
+
+TEST(ShardingSpec, ParsesEveryKind) {
+  auto rows = parse("rows:block=250000");
+  EXPECT_EQ(rows.axis, Axis::kRows);
+  EXPECT_EQ(rows.block_rows, 250000u);
+  auto grid = parse("grid:block=100x30,workers=8,shape=1000x90,layout=csc");
+  EXPECT_EQ(grid.block_rows, 100u);
+  EXPECT_EQ(grid.block_cols, 30u);
+  EXPECT_EQ(grid.workers, 8u);
+  ASSERT_TRUE(grid.shape.has_value());
+  EXPECT_EQ(grid.shape->ncols, 90u);
+  EXPECT_EQ(grid.layout, Layout::kCsc);
+  auto hashed = parse("cols:hash=rendezvous,shards=9,seed=4");
+  EXPECT_EQ(hashed.hash, HashKind::kRendezvous);
+  EXPECT_EQ(hashed.num_shards, 9u);
+  EXPECT_EQ(hashed.seed, 4u);
+}
+
+TEST(ShardingSpec, TextAndJsonRoundTrip) {
+  for (const char* text : {"rows:block=7", "cols:block=3,layout=csc", "grid:block=2x5,shape=10x10",
+                           "rows:hash=jump,shards=17,seed=3,workers=4", "cols:hash=mod,shards=2"}) {
+    const ShardingSpec spec = parse(text);
+    EXPECT_EQ(spec.to_text(), text);
+    auto back = ShardingSpec::from_json(spec.to_json());
+    ASSERT_TRUE(back.ok()) << back.status().message();
+    EXPECT_EQ(*back, spec) << text;
+  }
+}
+
+TEST(ShardingSpec, OneLineErrors) {
+  EXPECT_EQ(parse_error("diagonal:block=3"), "unknown scheme kind 'diagonal' (expected rows, cols or grid)");
+  EXPECT_EQ(parse_error("rows:hash=md5,shards=3"), "unknown hash 'md5' (expected mod, mix, jump or rendezvous)");
+  EXPECT_EQ(parse_error("rows:block=0"), "block must be > 0");
+  EXPECT_EQ(parse_error("rows:block=-5"), "block '-5' is not a non-negative integer");
+  EXPECT_EQ(parse_error("rows:hash=jump,shards=0"), "shards must be > 0");
+  EXPECT_EQ(parse_error("rows:hash=jump"), "hashed scheme needs shards=N with N > 0");
+  EXPECT_EQ(parse_error("grid:block=5"), "block '5' must look like NxM");
+  EXPECT_EQ(parse_error("rows:block=5,colour=red"), "unknown scheme option 'colour'");
+  EXPECT_EQ(parse_error("rows"), "scheme 'rows' must look like 'rows:block=R'");
+  EXPECT_FALSE(ShardingSpec::from_json(nlohmann::json{{"axis", "rows"}, {"block_rows", -1}}).ok());
+  EXPECT_FALSE(ShardingSpec::from_json(nlohmann::json{{"axis", "rows"}, {"bogus", 1}}).ok());
+}
+
+TEST(ShardMap, BlockSchemesMapAndBox) {
+  auto rows = *ShardMap::bind(parse("rows:block=4"), {10, 6});
+  EXPECT_EQ(rows.shard_count(), 3u);
+  EXPECT_EQ(rows.shard_of(9, 5), 2u);
+  EXPECT_EQ(rows.box(2).rows(), 2u) << "the last block is short";
+  EXPECT_EQ(rows.box(2).cols(), 6u);
+  auto cols = *ShardMap::bind(parse("cols:block=4"), {10, 6});
+  EXPECT_EQ(cols.shard_count(), 2u);
+  EXPECT_EQ(cols.shard_of(9, 5), 1u);
+  EXPECT_EQ(cols.box(1).col_begin, 4u);
+  auto grid = *ShardMap::bind(parse("grid:block=4x4"), {10, 6});
+  EXPECT_EQ(grid.shard_count(), 6u);
+  EXPECT_EQ(grid.col_blocks(), 2u);
+  EXPECT_EQ(grid.shard_of(5, 5), 1u * 2 + 1);  // row-major block index
+  const ShardBox b = grid.box(5);
+  EXPECT_EQ(b.row_block, 2u);
+  EXPECT_EQ(b.col_block, 1u);
+  EXPECT_EQ(b.rows(), 2u);
+  EXPECT_EQ(b.cols(), 2u);
+  EXPECT_EQ(grid.shard_at(2, 1), 5u);
+  EXPECT_FALSE(grid.shard_at(3, 0).has_value());
+  // An empty matrix still has one (empty) shard per axis.
+  EXPECT_EQ(ShardMap::bind(parse("rows:block=4"), {0, 0})->shard_count(), 1u);
+}
+
+TEST(ShardMap, ShapeMismatchIsRefused) {
+  auto map = ShardMap::bind(parse("rows:block=4,shape=10x6"), {10, 7});
+  ASSERT_FALSE(map.ok());
+  EXPECT_EQ(map.status().message(), "scheme says shape 10x6 but the matrix is 10x7");
+}
+
+TEST(ShardMap, HashesMatchTheNumpyReference) {
+  const auto golden = testing::golden_expectations();
+  std::vector<std::uint64_t> keys;
+  for (const auto& k : golden["hash_keys"]) keys.push_back(std::stoull(k.get<std::string>()));
+  ASSERT_FALSE(golden["hashes"].empty());
+  for (const auto& [text, expected] : golden["hashes"].items()) {
+    const ShardingSpec spec = parse(text);
+    auto map = *ShardMap::bind(spec, {1ULL << 62, 1});
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      ASSERT_EQ(map.hashed_shard_of(keys[i]), expected[i].get<std::uint64_t>()) << text << " key " << keys[i];
+    }
+  }
+}
+
+TEST(ShardMap, HashedIdsPartitionTheAxis) {
+  auto map = *ShardMap::bind(parse("cols:hash=mix,shards=5"), {3, 1000});
+  auto ids = map.hashed_ids({0, 1, 2, 3, 4});
+  std::vector<int> seen(1000, 0);
+  for (std::uint64_t s = 0; s < 5; ++s) {
+    EXPECT_TRUE(std::is_sorted(ids[s].begin(), ids[s].end()));
+    for (auto id : ids[s]) {
+      EXPECT_EQ(map.hashed_shard_of(id), s);
+      ++seen[id];
+    }
+  }
+  for (int count : seen) EXPECT_EQ(count, 1);
+  EXPECT_EQ(map.shard_of(2, 17), map.hashed_shard_of(17));
+}
+
+TEST(ShardMap, JumpMovesAboutOneInNPlusOne) {
+  // Growing from N to N+1 shards moves ~1/(N+1) of keys, and only to the new shard.
+  const std::uint64_t n = 16;
+  auto before = *ShardMap::bind(parse("rows:hash=jump,shards=16"), {100000, 1});
+  auto after = *ShardMap::bind(parse("rows:hash=jump,shards=17"), {100000, 1});
+  std::uint64_t moved = 0;
+  for (std::uint64_t key = 0; key < 100000; ++key) {
+    if (before.hashed_shard_of(key) != after.hashed_shard_of(key)) {
+      ++moved;
+      EXPECT_EQ(after.hashed_shard_of(key), n);
+    }
+  }
+  const double fraction = static_cast<double>(moved) / 100000.0;
+  EXPECT_NEAR(fraction, 1.0 / 17.0, 0.01);
+}
+
+TEST(Hash, Splitmix64KnownValues) {
+  // The first outputs of the reference splitmix64 generator seeded with 0 are
+  // the finalizer applied to 0, gamma, 2*gamma, ...
+  EXPECT_EQ(splitmix64(0), 0xE220A8397B1DCDAFULL);
+  EXPECT_EQ(splitmix64(0x9E3779B97F4A7C15ULL), 0x6E789E6AA1B965F4ULL);
+}
+
+}  // namespace
+}  // namespace reshard

@@ -1,0 +1,85 @@
+#include <gtest/gtest.h>
+
+#include "reshard/format/zip.hpp"
+
+namespace reshard::zip {
+namespace {
+
+Bytes text(const std::string& s) { return Bytes(s.begin(), s.end()); }
+
+Bytes extract_named(const Bytes& archive, const std::string& name) {
+  auto members = read_directory(archive, archive.size());
+  EXPECT_TRUE(members.ok()) << members.status().message();
+  for (const auto& m : *members) {
+    if (m.name != name) continue;
+    auto offset = member_data_offset(ByteView(archive).subspan(m.local_header_offset), m);
+    EXPECT_TRUE(offset.ok());
+    auto content = extract(ByteView(archive).subspan(*offset, m.compressed_size), m);
+    EXPECT_TRUE(content.ok()) << content.status().message();
+    return *content;
+  }
+  ADD_FAILURE() << "no member " << name;
+  return {};
+}
+
+class ZipRoundTrip : public ::testing::TestWithParam<std::tuple<Method, bool>> {};
+
+TEST_P(ZipRoundTrip, WritesWhatItReads) {
+  const auto [method, zip64] = GetParam();
+  const Bytes a = text(std::string(1000, 'a') + "tail");
+  const Bytes b = text("");
+  const Bytes c = text("hello zip");
+  auto archive = write_archive({{"a.npy", a}, {"b.npy", b}, {"c.npy", c}}, {method, 6, zip64});
+  ASSERT_TRUE(archive.ok());
+  EXPECT_EQ(extract_named(*archive, "a.npy"), a);
+  EXPECT_EQ(extract_named(*archive, "b.npy"), b);
+  EXPECT_EQ(extract_named(*archive, "c.npy"), c);
+  auto again = write_archive({{"a.npy", a}, {"b.npy", b}, {"c.npy", c}}, {method, 6, zip64});
+  EXPECT_EQ(*archive, *again) << "archives must be byte-for-byte deterministic";
+}
+
+INSTANTIATE_TEST_SUITE_P(MethodsAndZip64, ZipRoundTrip,
+                         ::testing::Combine(::testing::Values(Method::kStored, Method::kDeflate),
+                                            ::testing::Bool()));
+
+TEST(Zip, DirectoryFromTailOnly) {
+  const Bytes payload(200000, 7);
+  auto archive = write_archive({{"big.npy", payload}, {"shape.npy", text("xy")}}, {Method::kStored, 1, false});
+  ASSERT_TRUE(archive.ok());
+  const ByteView whole(*archive);
+  const ByteView tail = whole.subspan(whole.size() - 1000);
+  EXPECT_EQ(directory_bytes_needed(tail, whole.size()), 0u);
+  auto members = read_directory(tail, whole.size(), whole.size() - 1000);
+  ASSERT_TRUE(members.ok()) << members.status().message();
+  ASSERT_EQ(members->size(), 2u);
+  EXPECT_EQ((*members)[1].name, "shape.npy");
+}
+
+TEST(Zip, DetectsCorruption) {
+  auto archive = write_archive({{"a.npy", text("some content here")}}, {Method::kDeflate, 1, false});
+  ASSERT_TRUE(archive.ok());
+  // Not a zip at all.
+  auto none = read_directory(text("plain text, no archive"), 22);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("not a valid zip"), std::string::npos);
+  // Truncated: the end record is gone.
+  Bytes truncated(archive->begin(), archive->end() - 10);
+  EXPECT_FALSE(read_directory(truncated, truncated.size()).ok());
+  // A flipped payload byte fails inflate or the CRC.
+  Bytes flipped = *archive;
+  flipped[40] ^= 0xFF;
+  auto members = read_directory(flipped, flipped.size());
+  ASSERT_TRUE(members.ok());
+  const auto& m = (*members)[0];
+  auto offset = member_data_offset(ByteView(flipped).subspan(m.local_header_offset), m);
+  ASSERT_TRUE(offset.ok());
+  EXPECT_FALSE(extract(ByteView(flipped).subspan(*offset, m.compressed_size), m).ok());
+}
+
+TEST(Zip, Crc32KnownValue) {
+  // The CRC-32 check value from the standard: crc32("123456789").
+  EXPECT_EQ(crc32(text("123456789")), 0xCBF43926u);
+}
+
+}  // namespace
+}  // namespace reshard::zip
