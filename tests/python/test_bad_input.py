@@ -1,0 +1,216 @@
+"""Each bad input gets one clear line naming the file and the problem, exit
+code 2, and nothing written to the destination."""
+import io
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sparse_reshard.testing import Scheme, skewed_matrix, write_sharded
+
+OLD = "rows:block=20"
+NEW = "cols:block=10"
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    m = skewed_matrix(80, 30, 400, seed=9)
+    src = str(tmp_path / "src" / "shard_{i}.npz")
+    write_sharded(m, Scheme.parse(OLD), src)
+    return tmp_path, src
+
+
+def members(path):
+    with zipfile.ZipFile(path) as z:
+        return {info.filename: z.read(info.filename) for info in z.infolist()}
+
+
+def rewrite(path, arrays=None, raw=None, drop=()):
+    """Rewrites a shard with some arrays replaced (numpy-encoded) or some raw
+    .npy members replaced, as np.savez would lay it out."""
+    content = members(path)
+    for name in drop:
+        del content[name + ".npy"]
+    for name, array in (arrays or {}).items():
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.asarray(array), allow_pickle=True)
+        content[name + ".npy"] = buf.getvalue()
+    for name, data in (raw or {}).items():
+        content[name + ".npy"] = data
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in content.items():
+            z.writestr(name, data)
+
+
+def load_arrays(path):
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def expect_refusal(tmp_path, reshard, src, *fragments, old=OLD, new=NEW, dst=None, ranks=2, extra=()):
+    dst = dst or str(tmp_path / "dst" / "shard_{i}.npz")
+    dst_dir = os.path.dirname(dst)
+    before = sorted(os.listdir(dst_dir)) if os.path.isdir(dst_dir) else None
+    run = reshard(src, old, dst, new, ranks=ranks, extra=list(extra))
+    assert run.returncode == 2, run.stderr
+    assert len(run.error_lines) == 1, run.stderr
+    line = run.error_lines[0]
+    for fragment in fragments:
+        assert fragment in line, line
+    after = sorted(os.listdir(dst_dir)) if os.path.isdir(dst_dir) else None
+    assert after == before, "the destination changed"
+    return line
+
+
+def test_missing_source_shard(dataset, reshard):
+    tmp, src = dataset
+    os.remove(src.format(i=2))
+    expect_refusal(tmp, reshard, src, "missing source shard", "shard_2.npz")
+
+
+def test_no_source_shards(tmp_path, reshard):
+    expect_refusal(tmp_path, reshard, str(tmp_path / "nothing" / "s_{i}.npz"), "no source shards match")
+
+
+def test_not_a_zip(dataset, reshard):
+    tmp, src = dataset
+    with open(src.format(i=1), "wb") as f:
+        f.write(b"this is not a zip file at all" * 10)
+    expect_refusal(tmp, reshard, src, "shard_1.npz", "not a valid zip archive")
+
+
+def test_truncated_file(dataset, reshard):
+    tmp, src = dataset
+    path = src.format(i=3)
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    expect_refusal(tmp, reshard, src, "shard_3.npz", "zip")
+
+
+@pytest.mark.parametrize("name", ["indptr", "indices", "data", "shape", "format"])
+def test_missing_member(dataset, reshard, name):
+    tmp, src = dataset
+    rewrite(src.format(i=1), drop=[name])
+    expect_refusal(tmp, reshard, src, "shard_1.npz", f"missing array '{name}'")
+
+
+def test_object_dtype(dataset, reshard):
+    tmp, src = dataset
+    path = src.format(i=1)
+    data = load_arrays(path)["data"]
+    rewrite(path, arrays={"data": np.array(list(data), dtype=object)})
+    expect_refusal(tmp, reshard, src, "shard_1.npz", "object (pickled)")
+
+
+def test_big_endian(dataset, reshard):
+    tmp, src = dataset
+    path = src.format(i=1)
+    rewrite(path, arrays={"data": load_arrays(path)["data"].astype(">f8")})
+    expect_refusal(tmp, reshard, src, "shard_1.npz", "big-endian")
+
+
+def test_fortran_order(dataset, reshard):
+    tmp, src = dataset
+    path = src.format(i=1)
+    data = load_arrays(path)["data"]
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": True, "shape": data.shape})
+    rewrite(path, raw={"data": buf.getvalue() + data.astype("<f8").tobytes()})
+    expect_refusal(tmp, reshard, src, "shard_1.npz", "Fortran-order")
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda a: {"indptr": np.append(a["indptr"], a["indptr"][-1])}, "indptr length 22 does not match 20 rows"),
+    (lambda a: {"indptr": a["indptr"] + 1}, "indptr starts at 1, not 0"),
+    (lambda a: {"indptr": np.concatenate([a["indptr"][:5], [a["indptr"][5] + 10**6], a["indptr"][6:]])},
+     "indptr decreases at position 6"),
+    (lambda a: {"indptr": np.concatenate([a["indptr"][:-1], [a["indptr"][-1] - 1]])}, "indptr ends at"),
+    (lambda a: {"indices": np.where(np.arange(len(a["indices"])) == 3, 30, a["indices"])},
+     "indices[3] = 30 is out of range [0, 30)"),
+    (lambda a: {"indices": np.where(np.arange(len(a["indices"])) == 0, -2, a["indices"])},
+     "indices[0] = -2 is out of range"),
+])
+def test_structural_errors(dataset, reshard, mutate, message):
+    tmp, src = dataset
+    path = src.format(i=0)
+    arrays = load_arrays(path)
+    assert arrays["indptr"][5] <= arrays["indptr"][6]
+    rewrite(path, arrays={k: v.astype(arrays[k].dtype) for k, v in mutate(arrays).items()})
+    expect_refusal(tmp, reshard, src, "shard_0.npz", message)
+
+
+def test_dtype_disagreement(dataset, reshard):
+    tmp, src = dataset
+    path = src.format(i=2)
+    rewrite(path, arrays={"data": load_arrays(path)["data"].astype(np.float32)})
+    expect_refusal(tmp, reshard, src, "shard_2.npz", "data dtype float32", "float64")
+
+
+def test_index_width_disagreement(dataset, reshard):
+    tmp, src = dataset
+    path = src.format(i=3)
+    arrays = load_arrays(path)
+    rewrite(path, arrays={"indices": arrays["indices"].astype(np.int64), "indptr": arrays["indptr"].astype(np.int64)})
+    expect_refusal(tmp, reshard, src, "shard_3.npz", "index dtype int64")
+
+
+def test_width_disagreement(dataset, reshard):
+    tmp, src = dataset
+    rewrite(src.format(i=1), arrays={"shape": np.array([20, 31])})
+    expect_refusal(tmp, reshard, src, "shard_1.npz", "20x31")
+
+
+def test_wrong_block_height(dataset, reshard):
+    tmp, src = dataset
+    path = src.format(i=1)
+    arrays = load_arrays(path)
+    rewrite(path, arrays={"shape": np.array([19, 30]), "indptr": arrays["indptr"][:20]}, )
+    line = expect_refusal(tmp, reshard, src, "shard_1.npz", "does not match")
+    assert "rows:block=20" in line
+
+
+def test_destination_is_source(dataset, reshard):
+    tmp, src = dataset
+    expect_refusal(tmp, reshard, src, "refusing to overwrite the source", dst=src)
+    expect_refusal(tmp, reshard, src, "inside the source directory", dst=str(tmp / "src" / "other_{i}.npz"))
+    expect_refusal(tmp, reshard, src, "inside the source directory", dst=str(tmp / "src" / "sub" / "x_{i}.npz"))
+    assert sorted(os.listdir(tmp / "src")) == [f"shard_{i}.npz" for i in range(4)]
+
+
+def test_existing_destination_needs_overwrite(dataset, reshard):
+    tmp, src = dataset
+    dst = str(tmp / "dst" / "shard_{i}.npz")
+    os.makedirs(tmp / "dst")
+    sp.save_npz(dst.format(i=0), sp.csr_matrix((1, 1)))
+    before = open(dst.format(i=0), "rb").read()
+    expect_refusal(tmp, reshard, src, "--overwrite", dst=dst)
+    assert open(dst.format(i=0), "rb").read() == before
+    run = reshard(src, OLD, dst, NEW, extra=["--overwrite"])
+    assert run.returncode == 0, run.stderr
+    assert sp.load_npz(dst.format(i=0)).shape == (80, 10)
+
+
+@pytest.mark.parametrize("old,fragment", [("rows:block=0", "block must be > 0"),
+                                          ("rows:hash=sha,shards=2", "unknown hash 'sha'"),
+                                          ("rows:hash=mix,shards=0", "shards must be > 0"),
+                                          ("spiral:block=3", "unknown scheme kind 'spiral'")])
+def test_bad_scheme(dataset, reshard, old, fragment):
+    tmp, src = dataset
+    expect_refusal(tmp, reshard, src, "--old-scheme", fragment, old=old)
+
+
+def test_pattern_without_placeholder(dataset, reshard):
+    tmp, src = dataset
+    expect_refusal(tmp, reshard, src, "has no {i}", dst=str(tmp / "dst" / "out.npz"))
+
+
+def test_fingerprint_mismatch_exits_3_and_leaves_nothing(dataset, reshard):
+    tmp, src = dataset
+    run = reshard(src, OLD, str(tmp / "dst" / "shard_{i}.npz"), NEW, env={"RESHARD_FAULT": "drop-entry"})
+    assert run.returncode == 3, run.stderr
+    assert "fingerprint mismatch" in run.error_lines[0]
+    left = os.listdir(tmp / "dst") if os.path.isdir(tmp / "dst") else []
+    assert left == []
