@@ -1,5 +1,7 @@
 #include "reshard/pipeline/job.hpp"
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -74,6 +76,12 @@ Result<npy::DType> agree_on_dtypes(Comm& comm, const Store& store, const Plan& p
   dtype.kind = descr[1];
   dtype.itemsize = static_cast<std::uint32_t>(std::stoul(descr.substr(2)));
   return dtype;
+}
+
+std::uint64_t peak_rss_bytes() {
+  struct rusage usage {};
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  return static_cast<std::uint64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
 }  // namespace
@@ -232,6 +240,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   stats["entries_received"] = exchange_stats.entries_received;
   stats["destination_shards_written"] = written.size();
   stats["bytes_written"] = bytes_written;
+  stats["peak_rss_bytes"] = peak_rss_bytes();
   const auto all_stats = comm.allgather(json_bytes(stats));
   JobOutcome outcome;
   if (rank != 0) return outcome;
@@ -275,7 +284,8 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
           << totals["entries_kept_local"].get<std::uint64_t>() << " entries stayed local)\n"
           << "  fingerprint source " << source_fingerprint.to_string() << " = destination "
           << destination_fingerprint.to_string() << "\n"
-          << "  wall time " << wall << " s";
+          << "  wall time " << wall << " s, peak RSS of rank 0 " << stats["peak_rss_bytes"].get<std::uint64_t>() / (1 << 20)
+          << " MiB";
   outcome.summary = summary.str();
   return outcome;
 }

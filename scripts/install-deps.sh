@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need, from Debian's packages.
+# Idempotent: does nothing when everything is already there.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
+  libboost-program-options-dev libcurl4-openssl-dev
+  libgtest-dev libdeflate-dev nlohmann-json3-dev
+  python3-numpy python3-scipy python3-pytest
+  time
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

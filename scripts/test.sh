@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: GoogleTest units,
+# MPI integration tests under mpiexec with 1-4 ranks (CTest), and the pytest
+# end-to-end suite on shards written by real scipy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+preset=release
+if [ "${CI:-}" = "true" ]; then preset=ci; fi
+scripts/build.sh "$preset"
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+export RESHARD_BIN="$PWD/build/bin/mpi_reshard"
+
+echo "== C++ tests (ctest)"
+ctest --test-dir build --output-on-failure -j 2
+
+echo "== Python end-to-end tests (pytest)"
+# Debian's python sees Debian's numpy/scipy; a pyenv python3 on PATH does not.
+/usr/bin/python3 -m pytest -q tests/python
