@@ -85,20 +85,18 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   std::string new_scheme;
   std::string compress = "deflate:1";
   po::options_description options(kUsage);
-  options.add_options()
-      ("help,h", "show this help")
-      ("src", po::value(&out.config.src_pattern)->required(), "source shard pattern, e.g. 'data/m/shard_{i}.npz'")
-      ("dst", po::value(&out.config.dst_pattern)->required(), "destination shard pattern (a separate directory)")
-      ("old-scheme", po::value(&old_scheme)->required(), "scheme of the source, e.g. 'rows:block=250000'")
-      ("new-scheme", po::value(&new_scheme)->required(), "scheme to write, e.g. 'cols:block=125000'")
-      ("report", po::value(&out.report_path), "write a JSON report of the job to this file (rank 0)")
-      ("progress", po::bool_switch(&out.progress), "print progress lines on stderr while running")
-      ("overwrite", po::bool_switch(&out.config.overwrite),
-       "replace shard files already under the destination pattern")
-      ("compress", po::value(&compress)->default_value("deflate:1"),
-       "none | deflate | deflate:LEVEL (0..12; default 1)")
-      ("max-message-bytes", po::value(&out.config.max_message_bytes)->default_value(out.config.max_message_bytes),
-       "largest single MPI message; exchanges larger than this run in rounds");
+  options.add_options()("help,h", "show this help")("src", po::value(&out.config.src_pattern)->required(),
+                                                    "source shard pattern, e.g. 'data/m/shard_{i}.npz'")(
+      "dst", po::value(&out.config.dst_pattern)->required(), "destination shard pattern (a separate directory)")(
+      "old-scheme", po::value(&old_scheme)->required(), "scheme of the source, e.g. 'rows:block=250000'")(
+      "new-scheme", po::value(&new_scheme)->required(), "scheme to write, e.g. 'cols:block=125000'")(
+      "report", po::value(&out.report_path), "write a JSON report of the job to this file (rank 0)")(
+      "progress", po::bool_switch(&out.progress), "print progress lines on stderr while running")(
+      "overwrite", po::bool_switch(&out.config.overwrite), "replace shard files already under the destination pattern")(
+      "compress", po::value(&compress)->default_value("deflate:1"),
+      "none | deflate | deflate:LEVEL (0..12; default 1)")(
+      "max-message-bytes", po::value(&out.config.max_message_bytes)->default_value(out.config.max_message_bytes),
+      "largest single MPI message; exchanges larger than this run in rounds");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, options), vm);
@@ -115,9 +113,12 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   auto old_spec = load_scheme(old_scheme, "--old-scheme");
   auto new_spec = load_scheme(new_scheme, "--new-scheme");
   auto compression = parse_compression(compress);
-  if (!old_spec.ok()) status = old_spec.status();
-  else if (!new_spec.ok()) status = new_spec.status();
-  else if (!compression.ok()) status = compression.status();
+  if (!old_spec.ok())
+    status = old_spec.status();
+  else if (!new_spec.ok())
+    status = new_spec.status();
+  else if (!compression.ok())
+    status = compression.status();
   else if (out.config.max_message_bytes < 32) {
     status = fail("--max-message-bytes must be at least 32 (one entry)");
   }

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config git
+  build-essential cmake ninja-build pkg-config git clang-format clang-tidy
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
   libboost-program-options-dev libcurl4-openssl-dev
   libgtest-dev libdeflate-dev nlohmann-json3-dev

@@ -13,6 +13,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 export RESHARD_BIN="$PWD/build/bin/mpi_reshard"
 
+echo "== formatting (clang-format)"
+scripts/lint.sh
+
 echo "== C++ tests (ctest)"
 ctest --test-dir build --output-on-failure -j 2
 

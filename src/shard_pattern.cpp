@@ -18,7 +18,8 @@ Result<ShardPattern> ShardPattern::parse(const std::string& pattern) {
     const std::string name = pattern.substr(i + 1, close - i - 1);
     bool* seen = name == "i" ? &p.has_index_ : name == "row" ? &p.has_row_ : name == "col" ? &p.has_col_ : nullptr;
     if (seen == nullptr) {
-      return Status::Invalid("pattern '" + pattern + "' has unknown placeholder {" + name + "} (use {i}, {row}, {col})");
+      return Status::Invalid("pattern '" + pattern + "' has unknown placeholder {" + name +
+                             "} (use {i}, {row}, {col})");
     }
     if (*seen) return Status::Invalid("pattern '" + pattern + "' repeats {" + name + "}");
     *seen = true;
@@ -44,10 +45,14 @@ Result<ShardPattern> ShardPattern::parse(const std::string& pattern) {
 std::string ShardPattern::render(std::uint64_t index, std::uint64_t row_block, std::uint64_t col_block) const {
   std::string out;
   for (const auto& piece : pieces_) {
-    if (piece.placeholder.empty()) out += piece.literal;
-    else if (piece.placeholder == "i") out += std::to_string(index);
-    else if (piece.placeholder == "row") out += std::to_string(row_block);
-    else out += std::to_string(col_block);
+    if (piece.placeholder.empty())
+      out += piece.literal;
+    else if (piece.placeholder == "i")
+      out += std::to_string(index);
+    else if (piece.placeholder == "row")
+      out += std::to_string(row_block);
+    else
+      out += std::to_string(col_block);
   }
   return out;
 }

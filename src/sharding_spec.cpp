@@ -152,13 +152,14 @@ Result<ShardingSpec> ShardingSpec::from_json(const nlohmann::json& json) {
   ShardingSpec spec;
   auto get_uint = [&](const char* key, std::uint64_t& target) -> Status {
     if (!json.contains(key) || json[key].is_null()) return Status::Ok();
-    if (!json[key].is_number_unsigned()) return Status::Invalid(std::string("scheme JSON '") + key + "' must be a non-negative integer");
+    if (!json[key].is_number_unsigned())
+      return Status::Invalid(std::string("scheme JSON '") + key + "' must be a non-negative integer");
     target = json[key].get<std::uint64_t>();
     return Status::Ok();
   };
   for (const auto& [key, value] : json.items()) {
-    static const char* const kKnown[] = {"axis", "block_rows", "block_cols", "hash", "num_shards",
-                                         "seed", "num_workers", "shape", "layout"};
+    static const char* const kKnown[] = {"axis", "block_rows",  "block_cols", "hash",  "num_shards",
+                                         "seed", "num_workers", "shape",      "layout"};
     bool known = false;
     for (const char* k : kKnown) known = known || key == k;
     if (!known) return Status::Invalid("unknown scheme JSON key '" + key + "'");

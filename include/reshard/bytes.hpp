@@ -26,9 +26,7 @@ void append_le(Bytes& out, T value) {
   out.insert(out.end(), p, p + sizeof(T));
 }
 
-inline void append_bytes(Bytes& out, std::string_view text) {
-  out.insert(out.end(), text.begin(), text.end());
-}
+inline void append_bytes(Bytes& out, std::string_view text) { out.insert(out.end(), text.begin(), text.end()); }
 
 inline void append_bytes(Bytes& out, ByteView data) { out.insert(out.end(), data.begin(), data.end()); }
 

@@ -30,7 +30,7 @@ struct ShardingSpec {
   HashKind hash = HashKind::kNone;
   std::uint64_t num_shards = 0;  // hashed schemes
   std::uint64_t seed = 0;
-  std::uint64_t workers = 0;     // 0: not stated
+  std::uint64_t workers = 0;  // 0: not stated
   std::optional<GlobalShape> shape;
   Layout layout = Layout::kCsr;
 

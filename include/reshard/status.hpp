@@ -49,7 +49,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : state_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : state_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : state_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (std::get<Status>(state_).ok()) state_ = Status::Internal("Result constructed from an OK status");
   }
@@ -74,9 +74,9 @@ class [[nodiscard]] Result {
 #define RESHARD_CONCAT_INNER(a, b) a##b
 #define RESHARD_CONCAT(a, b) RESHARD_CONCAT_INNER(a, b)
 
-#define RESHARD_RETURN_IF_ERROR(expr)              \
-  do {                                             \
-    ::reshard::Status reshard_status_ = (expr);    \
+#define RESHARD_RETURN_IF_ERROR(expr)                  \
+  do {                                                 \
+    ::reshard::Status reshard_status_ = (expr);        \
     if (!reshard_status_.ok()) return reshard_status_; \
   } while (0)
 

@@ -50,9 +50,9 @@ class MpiComm final : public Comm {
     std::vector<int> displs(counts.size(), 0);
     std::exclusive_scan(counts.begin(), counts.end(), displs.begin(), 0);
     Bytes all(static_cast<std::size_t>(displs.back() + counts.back()));
-    check_mpi(MPI_Allgatherv(mine.data(), my_count, MPI_BYTE, all.data(), counts.data(), displs.data(), MPI_BYTE,
-                             comm_),
-              "MPI_Allgatherv");
+    check_mpi(
+        MPI_Allgatherv(mine.data(), my_count, MPI_BYTE, all.data(), counts.data(), displs.data(), MPI_BYTE, comm_),
+        "MPI_Allgatherv");
     std::vector<Bytes> out(counts.size());
     for (std::size_t p = 0; p < counts.size(); ++p) {
       out[p].assign(all.begin() + displs[p], all.begin() + displs[p] + counts[p]);
@@ -60,9 +60,8 @@ class MpiComm final : public Comm {
     return out;
   }
 
-  Bytes alltoallv(ByteView send, const std::vector<std::uint64_t>& send_counts,
-                  std::vector<std::uint64_t>& recv_counts, std::uint64_t element_size,
-                  std::uint64_t max_message_bytes) override {
+  Bytes alltoallv(ByteView send, const std::vector<std::uint64_t>& send_counts, std::vector<std::uint64_t>& recv_counts,
+                  std::uint64_t element_size, std::uint64_t max_message_bytes) override {
     const auto n = static_cast<std::size_t>(size_);
     recv_counts.assign(n, 0);
     check_mpi(MPI_Alltoall(send_counts.data(), 1, MPI_UINT64_T, recv_counts.data(), 1, MPI_UINT64_T, comm_),

@@ -175,8 +175,8 @@ Result<DecodedShard> decode(ByteView file) {
   }
   if (coo) {
     if (m.major.element_count() != m.nnz) {
-      return Status::Invalid("row length " + std::to_string(m.major.element_count()) +
-                             " does not match data length " + std::to_string(m.nnz));
+      return Status::Invalid("row length " + std::to_string(m.major.element_count()) + " does not match data length " +
+                             std::to_string(m.nnz));
     }
     RESHARD_RETURN_IF_ERROR(check_range_any(m.major, m.nrows, "row"));
     RESHARD_RETURN_IF_ERROR(check_range_any(m.minor, m.ncols, "col"));
@@ -235,11 +235,9 @@ Result<Bytes> encode(const EncodeInput& input, const zip::WriteOptions& options)
   const Bytes indices = encode_indices(input.indices, int32);
   const Bytes indptr = encode_indices(input.indptr, int32);
   const std::string format = format_name(input.format);
-  const Bytes format_npy =
-      npy::encode({'S', static_cast<std::uint32_t>(format.size())}, {},
-                  ByteView(reinterpret_cast<const std::uint8_t*>(format.data()), format.size()));
-  const std::int64_t shape_values[2] = {static_cast<std::int64_t>(input.nrows),
-                                        static_cast<std::int64_t>(input.ncols)};
+  const Bytes format_npy = npy::encode({'S', static_cast<std::uint32_t>(format.size())}, {},
+                                       ByteView(reinterpret_cast<const std::uint8_t*>(format.data()), format.size()));
+  const std::int64_t shape_values[2] = {static_cast<std::int64_t>(input.nrows), static_cast<std::int64_t>(input.ncols)};
   const Bytes shape_npy =
       npy::encode(npy::int64_dtype(), {2}, ByteView(reinterpret_cast<const std::uint8_t*>(shape_values), 16));
   const Bytes data_npy = npy::encode(input.value_dtype, {nnz}, input.values);

@@ -65,8 +65,7 @@ Result<Directory> locate_directory(ByteView tail, std::uint64_t archive_size, st
   dir.entries = load_le<std::uint16_t>(end + 10);
   dir.size = load_le<std::uint32_t>(end + 12);
   dir.offset = load_le<std::uint32_t>(end + 16);
-  if (*end_pos >= kZip64LocatorSize &&
-      load_le<std::uint32_t>(end - kZip64LocatorSize) == kZip64LocatorSig) {
+  if (*end_pos >= kZip64LocatorSize && load_le<std::uint32_t>(end - kZip64LocatorSize) == kZip64LocatorSig) {
     const std::uint64_t zip64_end_abs = load_le<std::uint64_t>(end - kZip64LocatorSize + 8);
     if (zip64_end_abs < tail_offset || zip64_end_abs + kZip64EndSize > archive_size) {
       return tail_offset == 0 ? corrupt("ZIP64 end record out of range") : Status::Invalid("need more bytes");
@@ -112,9 +111,7 @@ Status apply_zip64_extra(const std::uint8_t* extra, std::size_t extra_len, Membe
 
 }  // namespace
 
-std::uint32_t crc32(ByteView data) {
-  return libdeflate_crc32(0, data.data(), data.size());
-}
+std::uint32_t crc32(ByteView data) { return libdeflate_crc32(0, data.data(), data.size()); }
 
 std::uint64_t directory_bytes_needed(ByteView tail, std::uint64_t archive_size) {
   const std::uint64_t tail_offset = archive_size - tail.size();
@@ -158,8 +155,7 @@ Result<std::vector<MemberInfo>> read_directory(ByteView archive, std::uint64_t a
     if (p + kCentralHeaderSize + name_len + extra_len + comment_len > end) return corrupt("directory overrun");
     m.name.assign(reinterpret_cast<const char*>(p + kCentralHeaderSize), name_len);
     RESHARD_RETURN_IF_ERROR(apply_zip64_extra(p + kCentralHeaderSize + name_len, extra_len, m,
-                                              m.uncompressed_size == k32BitMarker,
-                                              m.compressed_size == k32BitMarker,
+                                              m.uncompressed_size == k32BitMarker, m.compressed_size == k32BitMarker,
                                               m.local_header_offset == k32BitMarker));
     if (m.local_header_offset + kLocalHeaderSize + m.compressed_size > dir.offset) {
       return corrupt("member " + m.name + " extends past the central directory");
@@ -189,8 +185,8 @@ Result<Bytes> extract(ByteView compressed, const MemberInfo& member) {
     out.resize(member.uncompressed_size);
     std::unique_ptr<libdeflate_decompressor, DeflateDecompressorDeleter> d(libdeflate_alloc_decompressor());
     if (!d) return Status::Internal("out of memory allocating a deflate decompressor");
-    const auto rc = libdeflate_deflate_decompress(d.get(), compressed.data(), compressed.size(), out.data(),
-                                                  out.size(), nullptr);
+    const auto rc =
+        libdeflate_deflate_decompress(d.get(), compressed.data(), compressed.size(), out.data(), out.size(), nullptr);
     if (rc != LIBDEFLATE_SUCCESS) return corrupt("member " + member.name + " does not inflate");
   }
   if (crc32(out) != member.crc32) return corrupt("CRC-32 mismatch in member " + member.name);
@@ -221,8 +217,8 @@ Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const Wri
     ByteView data = member.content;
     if (options.method == Method::kDeflate) {
       payload.resize(libdeflate_deflate_compress_bound(compressor.get(), member.content.size()));
-      const std::size_t n = libdeflate_deflate_compress(compressor.get(), member.content.data(),
-                                                        member.content.size(), payload.data(), payload.size());
+      const std::size_t n = libdeflate_deflate_compress(compressor.get(), member.content.data(), member.content.size(),
+                                                        payload.data(), payload.size());
       if (n == 0) return Status::Internal("deflate failed for member " + member.name);
       data = ByteView(payload.data(), n);
     }
@@ -268,8 +264,7 @@ Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const Wri
     append_le<std::uint16_t>(out, 0);  // disk
     append_le<std::uint16_t>(out, 0);  // internal attributes
     append_le<std::uint32_t>(out, 0);  // external attributes
-    append_le<std::uint32_t>(out,
-                             w.zip64 ? k32BitMarker : static_cast<std::uint32_t>(w.info.local_header_offset));
+    append_le<std::uint32_t>(out, w.zip64 ? k32BitMarker : static_cast<std::uint32_t>(w.info.local_header_offset));
     append_bytes(out, w.info.name);
     if (w.zip64) {
       append_le<std::uint16_t>(out, kZip64ExtraId);

@@ -65,8 +65,9 @@ Result<npy::DType> agree_on_dtypes(Comm& comm, const Store& store, const Plan& p
     const std::string url = store.url(plan.sources[item["index"].get<std::size_t>()].key);
     for (const char* field : {"value_dtype", "index_dtype"}) {
       if (item[field] != first[field]) {
-        return Status::Invalid("source shard " + url + " has " + (std::strcmp(field, "value_dtype") == 0 ? "data" : "index") +
-                               " dtype " + item[field].get<std::string>() + " but " + first_url + " has " +
+        return Status::Invalid("source shard " + url + " has " +
+                               (std::strcmp(field, "value_dtype") == 0 ? "data" : "index") + " dtype " +
+                               item[field].get<std::string>() + " but " + first_url + " has " +
                                first[field].get<std::string>() + "; shards of one matrix must agree");
       }
     }
@@ -152,9 +153,9 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     bucket_source(*loaded, plan.destination_map, plan.owner, buckets);
     bucket_seconds += std::chrono::duration<double>(Clock::now() - t1).count();
     ++shards_read;
-    report_progress("read", kPlanWeight + kReadWeight * static_cast<double>(shards_read) / static_cast<double>(my_sources),
-                    "read " + std::to_string(shards_read) + "/" + std::to_string(my_sources) +
-                        " source shards on rank 0");
+    report_progress(
+        "read", kPlanWeight + kReadWeight * static_cast<double>(shards_read) / static_cast<double>(my_sources),
+        "read " + std::to_string(shards_read) + "/" + std::to_string(my_sources) + " source shards on rank 0");
   }
   RESHARD_RETURN_IF_ERROR(agree(comm, local));
   RESHARD_ASSIGN_OR_RETURN(npy::DType value_dtype, agree_on_dtypes(comm, *src.store, plan, dtypes));
@@ -162,7 +163,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   seconds["bucket"] = bucket_seconds;
   timer.finish("read_and_bucket");
   const Fingerprint source_fingerprint{comm.sum(buckets.source_fingerprint.count),
-                                      comm.sum(buckets.source_fingerprint.sum)};
+                                       comm.sum(buckets.source_fingerprint.sum)};
 
   // ---- exchange ----
   ExchangeStats exchange_stats;
@@ -195,11 +196,11 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     destination_local.merge(w->fingerprint);
     bytes_written += w->bytes;
     written.push_back(std::move(w).value());
-    report_progress("write",
-                    kPlanWeight + kReadWeight + kExchangeWeight +
-                        kWriteWeight * static_cast<double>(k + 1) / static_cast<double>(owned.size()),
-                    "wrote " + std::to_string(k + 1) + "/" + std::to_string(owned.size()) +
-                        " destination shards on rank 0");
+    report_progress(
+        "write",
+        kPlanWeight + kReadWeight + kExchangeWeight +
+            kWriteWeight * static_cast<double>(k + 1) / static_cast<double>(owned.size()),
+        "wrote " + std::to_string(k + 1) + "/" + std::to_string(owned.size()) + " destination shards on rank 0");
   }
   auto remove_written = [&]() {
     for (const auto& w : written) (void)dst.store->remove(w.key);
@@ -245,8 +246,8 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   JobOutcome outcome;
   if (rank != 0) return outcome;
   json per_rank = json::array();
-  json totals = {{"bytes_read", 0}, {"bytes_written", 0}, {"bytes_sent", 0}, {"entries_sent", 0},
-                 {"entries_kept_local", 0}};
+  json totals = {
+      {"bytes_read", 0}, {"bytes_written", 0}, {"bytes_sent", 0}, {"entries_sent", 0}, {"entries_kept_local", 0}};
   for (const auto& bytes : all_stats) {
     json r = json::parse(bytes.begin(), bytes.end());
     for (auto& [key, value] : totals.items()) value = value.get<std::uint64_t>() + r[key].get<std::uint64_t>();
@@ -276,16 +277,16 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   summary << "resharded " << plan.shape.nrows << "x" << plan.shape.ncols << " matrix, " << source_fingerprint.count
           << " stored entries (" << value_dtype.name() << ")\n"
           << "  " << plan.sources.size() << " source shards (" << config.old_spec.to_text() << ") -> "
-          << plan.destinations.size() << " destination shards (" << config.new_spec.to_text() << ") on "
-          << comm.size() << " rank(s)\n"
+          << plan.destinations.size() << " destination shards (" << config.new_spec.to_text() << ") on " << comm.size()
+          << " rank(s)\n"
           << "  read " << totals["bytes_read"].get<std::uint64_t>() << " bytes, wrote "
           << totals["bytes_written"].get<std::uint64_t>() << " bytes, sent "
           << totals["bytes_sent"].get<std::uint64_t>() << " bytes between ranks ("
           << totals["entries_kept_local"].get<std::uint64_t>() << " entries stayed local)\n"
           << "  fingerprint source " << source_fingerprint.to_string() << " = destination "
           << destination_fingerprint.to_string() << "\n"
-          << "  wall time " << wall << " s, peak RSS of rank 0 " << stats["peak_rss_bytes"].get<std::uint64_t>() / (1 << 20)
-          << " MiB";
+          << "  wall time " << wall << " s, peak RSS of rank 0 "
+          << stats["peak_rss_bytes"].get<std::uint64_t>() / (1 << 20) << " MiB";
   outcome.summary = summary.str();
   return outcome;
 }

@@ -56,9 +56,7 @@ std::string shape_text(std::uint64_t rows, std::uint64_t cols) {
 Result<GlobalShape> derive_shape(const ShardingSpec& spec, const std::vector<SourceShard>& shards,
                                  std::uint64_t row_blocks, std::uint64_t col_blocks) {
   if (spec.shape) return *spec.shape;
-  auto at = [&](std::uint64_t rb, std::uint64_t cb) -> const SourceShard& {
-    return shards[rb * col_blocks + cb];
-  };
+  auto at = [&](std::uint64_t rb, std::uint64_t cb) -> const SourceShard& { return shards[rb * col_blocks + cb]; };
   switch (spec.axis) {
     case Axis::kRows:
       if (spec.hashed()) {
@@ -222,8 +220,8 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
                              std::to_string(expected) + " shards of " + old_spec.to_text());
     }
     if (present[index]) {
-      return Status::Invalid("source shard " + std::to_string(index) + " is named twice: " +
-                             source_store.url(candidates[slot].key));
+      return Status::Invalid("source shard " + std::to_string(index) +
+                             " is named twice: " + source_store.url(candidates[slot].key));
     }
     present[index] = true;
     auto& s = shards[index];
@@ -247,8 +245,8 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
   Plan plan;
   RESHARD_ASSIGN_OR_RETURN(plan.shape, derive_shape(old_spec, shards, row_blocks, col_blocks));
   if (config.new_spec.shape && *config.new_spec.shape != plan.shape) {
-    return Status::Invalid("new scheme says shape " + shape_text(config.new_spec.shape->nrows,
-                                                                 config.new_spec.shape->ncols) +
+    return Status::Invalid("new scheme says shape " +
+                           shape_text(config.new_spec.shape->nrows, config.new_spec.shape->ncols) +
                            " but the source matrix is " + shape_text(plan.shape.nrows, plan.shape.ncols));
   }
   {

@@ -12,8 +12,8 @@ constexpr std::uint64_t kSmallMemberGuess = 4096;
 
 Result<Bytes> read_small_member(Store& store, const std::string& key, const zip::MemberInfo& member,
                                 std::uint64_t file_size) {
-  const std::uint64_t want = std::min(file_size - member.local_header_offset,
-                                      kSmallMemberGuess + member.compressed_size);
+  const std::uint64_t want =
+      std::min(file_size - member.local_header_offset, kSmallMemberGuess + member.compressed_size);
   RESHARD_ASSIGN_OR_RETURN(Bytes head, store.read(key, member.local_header_offset, want));
   RESHARD_ASSIGN_OR_RETURN(std::uint64_t data_offset, zip::member_data_offset(head, member));
   const std::uint64_t begin = data_offset - member.local_header_offset;
@@ -38,9 +38,9 @@ Status check_ids(const npy::ArrayView& ids, const ShardMap& map, std::uint64_t s
       return Status::Invalid(std::string(what) + " is not strictly ascending at position " + std::to_string(i));
     }
     if (map.hashed_shard_of(static_cast<std::uint64_t>(id)) != shard) {
-      return Status::Invalid(std::string(what) + "[" + std::to_string(i) + "] = " + std::to_string(id) +
-                             " belongs to shard " + std::to_string(map.hashed_shard_of(static_cast<std::uint64_t>(id))) +
-                             " under " + map.spec().to_text());
+      return Status::Invalid(
+          std::string(what) + "[" + std::to_string(i) + "] = " + std::to_string(id) + " belongs to shard " +
+          std::to_string(map.hashed_shard_of(static_cast<std::uint64_t>(id))) + " under " + map.spec().to_text());
     }
   }
   return Status::Ok();
@@ -97,8 +97,10 @@ Result<LoadedSource> read_source(Store& store, const SourceShard& shard, const S
     if (!ids) return Status::Invalid(context + ": hashed shard has no '" + what + "' array");
     RESHARD_RETURN_IF_ERROR(check_ids(*ids, source_map, shard.index, what).with_context(context));
     // Only the hashed axis' ids mean something; the other axis is global.
-    if (by_rows) loaded.decoded.matrix.col_ids.reset();
-    else loaded.decoded.matrix.row_ids.reset();
+    if (by_rows)
+      loaded.decoded.matrix.col_ids.reset();
+    else
+      loaded.decoded.matrix.row_ids.reset();
   } else {
     loaded.decoded.matrix.row_ids.reset();
     loaded.decoded.matrix.col_ids.reset();

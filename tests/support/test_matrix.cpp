@@ -56,11 +56,13 @@ void write_sharded(const std::vector<Triple>& entries, GlobalShape shape, const 
     for (std::size_t k = 0; k < shard_entries.size(); ++k) {
       const auto& t = shard_entries[k];
       if (spec.hashed() && spec.axis == Axis::kRows) {
-        local_rows[k] = static_cast<std::uint64_t>(std::lower_bound(ids[s].begin(), ids[s].end(), t.row) - ids[s].begin());
+        local_rows[k] =
+            static_cast<std::uint64_t>(std::lower_bound(ids[s].begin(), ids[s].end(), t.row) - ids[s].begin());
         local_cols[k] = t.col;
       } else if (spec.hashed()) {
         local_rows[k] = t.row;
-        local_cols[k] = static_cast<std::uint64_t>(std::lower_bound(ids[s].begin(), ids[s].end(), t.col) - ids[s].begin());
+        local_cols[k] =
+            static_cast<std::uint64_t>(std::lower_bound(ids[s].begin(), ids[s].end(), t.col) - ids[s].begin());
       } else {
         local_rows[k] = local_row(t.row);
         local_cols[k] = local_col(t.col);

@@ -64,7 +64,8 @@ TEST(NpzGolden, ShapeAndFormatFromMembersAlone) {
   ASSERT_TRUE(decoded.ok());
   // Re-encode the two small arrays the way the planner reads them.
   const std::int64_t shape[2] = {7, 5};
-  const Bytes shape_npy = npy::encode(npy::int64_dtype(), {2}, ByteView(reinterpret_cast<const std::uint8_t*>(shape), 16));
+  const Bytes shape_npy =
+      npy::encode(npy::int64_dtype(), {2}, ByteView(reinterpret_cast<const std::uint8_t*>(shape), 16));
   const Bytes format_npy = npy::encode({'S', 3}, {}, ByteView(reinterpret_cast<const std::uint8_t*>("csc"), 3));
   auto header = decode_shape_and_format(shape_npy, format_npy);
   ASSERT_TRUE(header.ok());

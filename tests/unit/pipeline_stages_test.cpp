@@ -67,7 +67,7 @@ TEST(Assemble, CscLayoutAndHashedIds) {
   EXPECT_EQ(shard.layout, Layout::kCsc);
   EXPECT_EQ(shard.ncols, 3u);
   EXPECT_EQ(shard.indptr, (std::vector<std::uint64_t>{0, 1, 1, 3}));  // local cols of 1, 3, 5
-  EXPECT_EQ(shard.indices, (std::vector<std::uint64_t>{1, 0, 2}));     // rows, ascending within a column
+  EXPECT_EQ(shard.indices, (std::vector<std::uint64_t>{1, 0, 2}));    // rows, ascending within a column
   ASSERT_TRUE(shard.col_ids.has_value());
   EXPECT_EQ(shard.values.size(), 12u);
   Fingerprint expected;

@@ -51,15 +51,16 @@ TEST_P(SerialReshard, PreservesEveryEntry) {
   EXPECT_EQ(testing::read_sharded(shape, config.new_spec, config.dst_pattern), expected);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Schemes, SerialReshard,
-    ::testing::Values(SchemePair{"rows:block=10", "cols:block=7"}, SchemePair{"cols:block=7", "rows:block=10"},
-                      SchemePair{"rows:block=10", "rows:block=13"}, SchemePair{"rows:block=10", "grid:block=9x8"},
-                      SchemePair{"grid:block=9x8,shape=53x41", "rows:block=6"},
-                      SchemePair{"rows:block=10", "rows:hash=mix,shards=4"},
-                      SchemePair{"rows:hash=jump,shards=4", "rows:hash=jump,shards=5"},
-                      SchemePair{"cols:hash=rendezvous,shards=3", "cols:block=20,layout=csc"},
-                      SchemePair{"rows:block=100", "cols:hash=mod,shards=6"}));
+INSTANTIATE_TEST_SUITE_P(Schemes, SerialReshard,
+                         ::testing::Values(SchemePair{"rows:block=10", "cols:block=7"},
+                                           SchemePair{"cols:block=7", "rows:block=10"},
+                                           SchemePair{"rows:block=10", "rows:block=13"},
+                                           SchemePair{"rows:block=10", "grid:block=9x8"},
+                                           SchemePair{"grid:block=9x8,shape=53x41", "rows:block=6"},
+                                           SchemePair{"rows:block=10", "rows:hash=mix,shards=4"},
+                                           SchemePair{"rows:hash=jump,shards=4", "rows:hash=jump,shards=5"},
+                                           SchemePair{"cols:hash=rendezvous,shards=3", "cols:block=20,layout=csc"},
+                                           SchemePair{"rows:block=100", "cols:hash=mod,shards=6"}));
 
 TEST(SerialReshardRefusals, ExistingDestinationNeedsOverwrite) {
   testing::TempDir dir;

@@ -39,8 +39,7 @@ TEST_P(ZipRoundTrip, WritesWhatItReads) {
 }
 
 INSTANTIATE_TEST_SUITE_P(MethodsAndZip64, ZipRoundTrip,
-                         ::testing::Combine(::testing::Values(Method::kStored, Method::kDeflate),
-                                            ::testing::Bool()));
+                         ::testing::Combine(::testing::Values(Method::kStored, Method::kDeflate), ::testing::Bool()));
 
 TEST(Zip, DirectoryFromTailOnly) {
   const Bytes payload(200000, 7);

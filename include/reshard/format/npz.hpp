@@ -33,8 +33,8 @@ struct SparseMatrix {
   std::uint64_t nnz = 0;
   npy::DType index_dtype;  // of indices (csr/csc) or row/col (coo)
   npy::DType value_dtype;
-  npy::ArrayView major;    // indptr (csr/csc) or row (coo)
-  npy::ArrayView minor;    // indices (csr/csc) or col (coo)
+  npy::ArrayView major;  // indptr (csr/csc) or row (coo)
+  npy::ArrayView minor;  // indices (csr/csc) or col (coo)
   npy::ArrayView data;
   std::optional<npy::ArrayView> row_ids;  // hashed shards: global id of each local row
   std::optional<npy::ArrayView> col_ids;
@@ -128,16 +128,24 @@ void SparseMatrix::for_each_entry(F&& f) const {
   const bool major64 = major.dtype.itemsize == 8;
   const bool minor64 = minor.dtype.itemsize == 8;
   if (format == SparseFormat::kCoo) {
-    if (major64 && minor64) detail::for_each_coo<std::int64_t, std::int64_t>(*this, f);
-    else if (major64) detail::for_each_coo<std::int64_t, std::int32_t>(*this, f);
-    else if (minor64) detail::for_each_coo<std::int32_t, std::int64_t>(*this, f);
-    else detail::for_each_coo<std::int32_t, std::int32_t>(*this, f);
+    if (major64 && minor64)
+      detail::for_each_coo<std::int64_t, std::int64_t>(*this, f);
+    else if (major64)
+      detail::for_each_coo<std::int64_t, std::int32_t>(*this, f);
+    else if (minor64)
+      detail::for_each_coo<std::int32_t, std::int64_t>(*this, f);
+    else
+      detail::for_each_coo<std::int32_t, std::int32_t>(*this, f);
     return;
   }
-  if (major64 && minor64) detail::for_each_compressed<std::int64_t, std::int64_t>(*this, f);
-  else if (major64) detail::for_each_compressed<std::int64_t, std::int32_t>(*this, f);
-  else if (minor64) detail::for_each_compressed<std::int32_t, std::int64_t>(*this, f);
-  else detail::for_each_compressed<std::int32_t, std::int32_t>(*this, f);
+  if (major64 && minor64)
+    detail::for_each_compressed<std::int64_t, std::int64_t>(*this, f);
+  else if (major64)
+    detail::for_each_compressed<std::int64_t, std::int32_t>(*this, f);
+  else if (minor64)
+    detail::for_each_compressed<std::int32_t, std::int64_t>(*this, f);
+  else
+    detail::for_each_compressed<std::int32_t, std::int32_t>(*this, f);
 }
 
 }  // namespace reshard::npz
