@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "reshard/fault.hpp"
+
 namespace reshard {
 
 std::vector<Entry> exchange(Comm& comm, Buckets& buckets, std::uint64_t max_message_bytes, ExchangeStats& stats) {
@@ -24,6 +26,7 @@ std::vector<Entry> exchange(Comm& comm, Buckets& buckets, std::uint64_t max_mess
   stats.entries_sent = total / sizeof(Entry);
   stats.bytes_sent = total;
   std::vector<std::uint64_t> recv_counts;
+  fault::point("mid-exchange");
   Bytes received = comm.alltoallv(send, send_counts, recv_counts, sizeof(Entry), max_message_bytes);
   Bytes().swap(send);
   stats.rounds = comm.last_exchange_rounds();

@@ -3,12 +3,14 @@
 #include <sys/resource.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <sstream>
 
+#include "reshard/fault.hpp"
 #include "reshard/pipeline/assemble.hpp"
 #include "reshard/pipeline/bucket.hpp"
+#include "reshard/pipeline/commit.hpp"
 #include "reshard/pipeline/exchange.hpp"
 #include "reshard/pipeline/plan.hpp"
 #include "reshard/pipeline/read.hpp"
@@ -26,30 +28,50 @@ constexpr double kReadWeight = 0.48;
 constexpr double kExchangeWeight = 0.10;
 constexpr double kWriteWeight = 0.38;
 
-class StageTimer {
- public:
-  explicit StageTimer(json& seconds) : seconds_(seconds) {}
-  void finish(const char* stage) {
-    const auto now = Clock::now();
-    seconds_[stage] = std::chrono::duration<double>(now - last_).count();
-    last_ = now;
-  }
-
- private:
-  json& seconds_;
-  Clock::time_point last_ = Clock::now();
-};
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 Bytes json_bytes(const json& value) {
   const std::string text = value.dump();
   return Bytes(text.begin(), text.end());
 }
 
-// A test-only fault (docs/operations.md): RESHARD_FAULT=drop-entry makes rank
-// 0 lose one received entry, so the fingerprint check has to catch it.
-bool fault_requested(const char* point) {
-  const char* fault = std::getenv("RESHARD_FAULT");
-  return fault != nullptr && std::strcmp(fault, point) == 0;
+std::uint64_t peak_rss_bytes() {
+  struct rusage usage {};
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  return static_cast<std::uint64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof(buffer), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buffer;
+}
+
+struct Stores {
+  StoreAndKey src;
+  StoreAndKey dst;
+  ShardPattern src_pattern;
+  ShardPattern dst_pattern;
+};
+
+Result<Stores> open_stores(const JobConfig& config) {
+  Stores s;
+  auto src = open_store(config.src_pattern);
+  if (!src.ok()) return src.status().with_context("--src " + config.src_pattern);
+  auto dst = open_store(config.dst_pattern);
+  if (!dst.ok()) return dst.status().with_context("--dst " + config.dst_pattern);
+  s.src = std::move(src).value();
+  s.dst = std::move(dst).value();
+  auto sp = ShardPattern::parse(s.src.key);
+  if (!sp.ok()) return sp.status().with_context("--src");
+  auto dp = ShardPattern::parse(s.dst.key);
+  if (!dp.ok()) return dp.status().with_context("--dst");
+  s.src_pattern = std::move(sp).value();
+  s.dst_pattern = std::move(dp).value();
+  return s;
 }
 
 // All ranks' source dtypes must agree with the lowest-numbered shard's.
@@ -58,6 +80,7 @@ Result<npy::DType> agree_on_dtypes(Comm& comm, const Store& store, const Plan& p
   for (const auto& bytes : comm.allgather(json_bytes(mine))) {
     for (const auto& item : json::parse(bytes.begin(), bytes.end())) all.push_back(item);
   }
+  if (all.empty()) return Status::Internal("no source shard was read");
   std::sort(all.begin(), all.end(), [](const json& a, const json& b) { return a["index"] < b["index"]; });
   const json& first = all.front();
   const std::string first_url = store.url(plan.sources[first["index"].get<std::size_t>()].key);
@@ -73,188 +96,258 @@ Result<npy::DType> agree_on_dtypes(Comm& comm, const Store& store, const Plan& p
     }
   }
   const std::string descr = first["value_dtype_descr"].get<std::string>();
-  npy::DType dtype;
-  dtype.kind = descr[1];
-  dtype.itemsize = static_cast<std::uint32_t>(std::stoul(descr.substr(2)));
-  return dtype;
+  return npy::DType{descr[1], static_cast<std::uint32_t>(std::stoul(descr.substr(2)))};
 }
 
-std::uint64_t peak_rss_bytes() {
-  struct rusage usage {};
-  if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
-  return static_cast<std::uint64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
-}
+// Per-rank counters that end up in the report.
+struct RankStats {
+  std::uint64_t source_shards_read = 0;
+  std::uint64_t bytes_read = 0;
+  std::uint64_t shards_written = 0;
+  std::uint64_t bytes_written = 0;
+  ExchangeStats exchange;
+  json seconds = json::object();
+};
 
 }  // namespace
 
 Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const ProgressSink& progress) {
   const auto started = Clock::now();
   const int rank = comm.rank();
+  fault::configure(rank);
   auto report_progress = [&](const std::string& stage, double fraction, const std::string& detail) {
     if (rank == 0 && progress) progress(stage, fraction, detail);
   };
-  json stats;
-  json& seconds = stats["seconds"];
-  StageTimer timer(seconds);
+  RankStats stats;
 
   // ---- plan ----
-  Status setup;
-  StoreAndKey src;
-  StoreAndKey dst;
-  ShardPattern src_pattern;
-  ShardPattern dst_pattern;
-  {
-    auto s = open_store(config.src_pattern);
-    auto d = open_store(config.dst_pattern);
-    if (!s.ok()) return s.status().with_context("--src " + config.src_pattern);
-    if (!d.ok()) return d.status().with_context("--dst " + config.dst_pattern);
-    src = std::move(s).value();
-    dst = std::move(d).value();
-    auto sp = ShardPattern::parse(src.key);
-    if (!sp.ok()) return sp.status().with_context("--src");
-    auto dp = ShardPattern::parse(dst.key);
-    if (!dp.ok()) return dp.status().with_context("--dst");
-    src_pattern = std::move(sp).value();
-    dst_pattern = std::move(dp).value();
-  }
+  auto phase = Clock::now();
+  RESHARD_ASSIGN_OR_RETURN(Stores io, open_stores(config));
+  Store& src_store = *io.src.store;
+  Store& dst_store = *io.dst.store;
   report_progress("plan", 0.0, "listing and inspecting source shards");
-  RESHARD_ASSIGN_OR_RETURN(Plan plan, make_plan(comm, *src.store, src_pattern, *dst.store, dst_pattern, config));
-  timer.finish("plan");
+  RESHARD_ASSIGN_OR_RETURN(Plan plan, make_plan(comm, src_store, io.src_pattern, dst_store, io.dst_pattern, config));
+  fault::point("after-plan");
+  const Manifest fresh = fresh_manifest(plan, config, src_store);
+  RESHARD_ASSIGN_OR_RETURN(StartingPoint start, find_starting_point(comm, dst_store, plan, config, fresh));
+  JobOutcome outcome;
+  if (start.kind == StartingPoint::Kind::kAlreadyPublished) {
+    report_progress("done", 1.0, "already published");
+    if (rank == 0) {
+      outcome.report = {{"already_published", true}, {"job_id", start.success->job_id},
+                        {"nnz", start.success->nnz},
+                        {"destination_fingerprint", {{"nnz", start.success->fingerprint.count},
+                                                     {"sum", start.success->fingerprint.sum_hex()}}}};
+      outcome.summary = "already published: " + config.dst_pattern + " holds job " + start.success->job_id + " (" +
+                        start.success->fingerprint.to_string() + "); nothing to do";
+    }
+    return outcome;
+  }
+  std::uint64_t kept_count = 0;
+  Fingerprint kept_fingerprint;
+  for (const auto& record : start.manifest.shards) {
+    if (!start.keep[record.index]) continue;
+    ++kept_count;
+    kept_fingerprint.merge(record.fingerprint);
+    plan.owner.release(record.index);
+    plan.destinations[record.index].owner = DestinationOwner::kNobody;
+  }
+  // Sources that can reach a shard still to write; the first one is always
+  // read too, since even an empty shard needs the data dtype.
+  const bool have_source_fingerprint = start.manifest.source_fingerprint.has_value();
+  std::vector<bool> needed(plan.sources.size(), !have_source_fingerprint);
+  if (kept_count < plan.destinations.size()) needed[0] = true;
+  for (const auto& source : plan.sources) {
+    for (const auto& destination : plan.destinations) {
+      if (needed[source.index]) break;
+      if (!start.keep[destination.index] && may_contribute(plan, source, destination)) needed[source.index] = true;
+    }
+  }
+  CommitLog log(dst_store, plan.destination_directory, start.manifest);
+  Status status;
+  stats.seconds["plan"] = seconds_since(phase);
   report_progress("plan", kPlanWeight,
                   std::to_string(plan.sources.size()) + " source shards -> " +
-                      std::to_string(plan.destinations.size()) + " destination shards");
+                      std::to_string(plan.destinations.size()) + " destination shards" +
+                      (start.kind == StartingPoint::Kind::kResume
+                           ? " (resuming: " + std::to_string(kept_count) + " already written)"
+                           : ""));
 
   // ---- read + bucket ----
+  phase = Clock::now();
   Buckets buckets(comm.size());
-  std::uint64_t bytes_read = 0;
-  std::uint64_t shards_read = 0;
   double read_seconds = 0;
   double bucket_seconds = 0;
   json dtypes = json::array();
-  Status local;
   std::uint64_t my_sources = 0;
-  for (const auto& s : plan.sources) my_sources += s.reader == rank ? 1 : 0;
+  for (const auto& s : plan.sources) my_sources += (s.reader == rank && needed[s.index]) ? 1 : 0;
   for (const auto& source : plan.sources) {
-    if (source.reader != rank) continue;
+    if (source.reader != rank || !needed[source.index]) continue;
     const auto t0 = Clock::now();
-    auto loaded = read_source(*src.store, source, plan.source_map);
-    const auto t1 = Clock::now();
-    read_seconds += std::chrono::duration<double>(t1 - t0).count();
+    auto loaded = read_source(src_store, source, plan.source_map);
+    read_seconds += seconds_since(t0);
     if (!loaded.ok()) {
-      local = loaded.status();
+      status = loaded.status();
       break;
     }
-    bytes_read += loaded->bytes_read;
+    const auto t1 = Clock::now();
+    stats.bytes_read += loaded->bytes_read;
     const auto& m = loaded->decoded.matrix;
     dtypes.push_back({{"index", source.index},
                       {"value_dtype", m.value_dtype.name()},
                       {"value_dtype_descr", m.value_dtype.descr()},
                       {"index_dtype", m.index_dtype.name()}});
     bucket_source(*loaded, plan.destination_map, plan.owner, buckets);
-    bucket_seconds += std::chrono::duration<double>(Clock::now() - t1).count();
-    ++shards_read;
-    report_progress(
-        "read", kPlanWeight + kReadWeight * static_cast<double>(shards_read) / static_cast<double>(my_sources),
-        "read " + std::to_string(shards_read) + "/" + std::to_string(my_sources) + " source shards on rank 0");
+    bucket_seconds += seconds_since(t1);
+    ++stats.source_shards_read;
+    report_progress("read",
+                    kPlanWeight + kReadWeight * static_cast<double>(stats.source_shards_read) /
+                                      static_cast<double>(my_sources),
+                    "read " + std::to_string(stats.source_shards_read) + "/" + std::to_string(my_sources) +
+                        " source shards on rank 0");
   }
-  RESHARD_RETURN_IF_ERROR(agree(comm, local));
-  RESHARD_ASSIGN_OR_RETURN(npy::DType value_dtype, agree_on_dtypes(comm, *src.store, plan, dtypes));
-  seconds["read"] = read_seconds;
-  seconds["bucket"] = bucket_seconds;
-  timer.finish("read_and_bucket");
-  const Fingerprint source_fingerprint{comm.sum(buckets.source_fingerprint.count),
-                                       comm.sum(buckets.source_fingerprint.sum)};
+  RESHARD_RETURN_IF_ERROR(agree(comm, status));
+  RESHARD_ASSIGN_OR_RETURN(const npy::DType value_dtype, agree_on_dtypes(comm, src_store, plan, dtypes));
+  fault::point("after-read");
+  stats.seconds["read"] = read_seconds;
+  stats.seconds["bucket"] = bucket_seconds;
+  stats.seconds["read_and_bucket"] = seconds_since(phase);
+  const Fingerprint routed{comm.sum(buckets.routed_fingerprint.count), comm.sum(buckets.routed_fingerprint.sum)};
+  // Every source is valid (bad input stops before this, with nothing
+  // written). The manifest goes down before the first shard does.
+  if (!have_source_fingerprint) {
+    // Every source was read and nothing was kept: what was routed is the source.
+    log.manifest().source_fingerprint = routed;
+  }
+  status = rank == 0 ? log.begin(start.unpublish_first) : Status::Ok();
+  RESHARD_RETURN_IF_ERROR(agree(comm, status));
+  fault::point("after-manifest");
+  const Fingerprint source_fingerprint = *log.manifest().source_fingerprint;
 
   // ---- exchange ----
-  ExchangeStats exchange_stats;
-  std::vector<Entry> received = exchange(comm, buckets, config.max_message_bytes, exchange_stats);
-  if (fault_requested("drop-entry") && rank == 0 && !received.empty()) received.pop_back();
-  timer.finish("exchange");
+  phase = Clock::now();
+  std::vector<Entry> received = exchange(comm, buckets, config.max_message_bytes, stats.exchange);
+  if (fault::active("drop-entry") && !received.empty()) received.pop_back();
+  stats.seconds["exchange"] = seconds_since(phase);
   report_progress("exchange", kPlanWeight + kReadWeight + kExchangeWeight,
-                  std::to_string(exchange_stats.rounds) + " all-to-all round(s)");
+                  std::to_string(stats.exchange.rounds) + " all-to-all round(s)");
 
-  // ---- assemble + write ----
+  // ---- assemble + write, recorded in the manifest round by round ----
+  phase = Clock::now();
   std::vector<const DestinationShard*> owned;
   auto groups = group_by_destination(std::move(received), plan, rank, owned);
   auto ids = hashed_ids_for(plan, owned);
-  std::vector<WrittenShard> written;
+  std::vector<std::uint64_t> written_here;
+  Fingerprint written_fingerprint;
   double assemble_seconds = 0;
   double write_seconds = 0;
-  Fingerprint destination_local;
-  std::uint64_t bytes_written = 0;
-  for (std::size_t k = 0; k < owned.size(); ++k) {
-    const auto t0 = Clock::now();
-    AssembledShard assembled = assemble_shard(std::move(groups[k]), *owned[k], plan, value_dtype, std::move(ids[k]));
-    const auto t1 = Clock::now();
-    auto w = write_shard(*dst.store, assembled, config.compression);
-    write_seconds += std::chrono::duration<double>(Clock::now() - t1).count();
-    assemble_seconds += std::chrono::duration<double>(t1 - t0).count();
-    if (!w.ok()) {
-      local = w.status();
-      break;
+  const std::uint64_t batch = std::max<std::uint64_t>(1, config.manifest_batch);
+  const std::uint64_t rounds = comm.max((owned.size() + batch - 1) / batch);
+  for (std::uint64_t round = 0; round < rounds; ++round) {
+    std::vector<WrittenShard> this_round;
+    for (std::size_t k = round * batch; status.ok() && k < std::min<std::size_t>(owned.size(), (round + 1) * batch);
+         ++k) {
+      const auto t0 = Clock::now();
+      AssembledShard assembled = assemble_shard(std::move(groups[k]), *owned[k], plan, value_dtype, std::move(ids[k]));
+      const auto t1 = Clock::now();
+      assemble_seconds += std::chrono::duration<double>(t1 - t0).count();
+      auto w = write_shard(dst_store, assembled, config.compression);
+      write_seconds += seconds_since(t1);
+      if (!w.ok()) {
+        status = w.status();
+        break;
+      }
+      fault::point("after-shard-write");
+      written_fingerprint.merge(w->fingerprint);
+      stats.bytes_written += w->bytes;
+      ++stats.shards_written;
+      written_here.push_back(w->index);
+      this_round.push_back(std::move(w).value());
+      report_progress("write",
+                      kPlanWeight + kReadWeight + kExchangeWeight +
+                          kWriteWeight * static_cast<double>(k + 1) / static_cast<double>(owned.size()),
+                      "wrote " + std::to_string(k + 1) + "/" + std::to_string(owned.size()) +
+                          " destination shards on rank 0");
     }
-    destination_local.merge(w->fingerprint);
-    bytes_written += w->bytes;
-    written.push_back(std::move(w).value());
-    report_progress(
-        "write",
-        kPlanWeight + kReadWeight + kExchangeWeight +
-            kWriteWeight * static_cast<double>(k + 1) / static_cast<double>(owned.size()),
-        "wrote " + std::to_string(k + 1) + "/" + std::to_string(owned.size()) + " destination shards on rank 0");
+    RESHARD_RETURN_IF_ERROR(agree(comm, status));
+    fault::point("before-report");
+    RESHARD_RETURN_IF_ERROR(log.record_round(comm, this_round));
   }
-  auto remove_written = [&]() {
-    for (const auto& w : written) (void)dst.store->remove(w.key);
-  };
-  if (Status agreed = agree(comm, local); !agreed.ok()) {
-    remove_written();
-    return agreed;
-  }
-  seconds["assemble"] = assemble_seconds;
-  seconds["write"] = write_seconds;
-  timer.finish("assemble_and_write");
+  stats.seconds["assemble"] = assemble_seconds;
+  stats.seconds["write"] = write_seconds;
+  stats.seconds["assemble_and_write"] = seconds_since(phase);
 
-  // ---- verify + commit ----
-  const Fingerprint destination_fingerprint{comm.sum(destination_local.count), comm.sum(destination_local.sum)};
-  if (!(destination_fingerprint == source_fingerprint)) {
-    remove_written();
+  // ---- verify ----
+  phase = Clock::now();
+  const Fingerprint written{comm.sum(written_fingerprint.count), comm.sum(written_fingerprint.sum)};
+  Fingerprint destination = kept_fingerprint;
+  destination.merge(written);
+  if (!(written == routed) || !(destination == source_fingerprint)) {
+    // Nothing is published; the shards of this run are removed and forgotten,
+    // so a rerun writes them again.
+    for (auto index : written_here) (void)dst_store.remove(plan.destinations[index].key);
+    const auto all = comm.allgather(json_bytes(json(written_here)));
+    if (rank == 0) {
+      for (const auto& bytes : all) log.forget(json::parse(bytes.begin(), bytes.end()).get<std::vector<std::uint64_t>>());
+      (void)log.save();
+    }
     return Status::Verification("fingerprint mismatch: source " + source_fingerprint.to_string() + ", destination " +
-                                destination_fingerprint.to_string() + "; the written shards were removed");
+                                destination.to_string() + "; nothing was published");
   }
-  Status commit;
+
+  // ---- commit ----
+  SuccessMarker success;
+  success.job_id = log.manifest().job_id;
+  success.nnz = destination.count;
+  success.fingerprint = destination;
+  success.shard_count = plan.destinations.size();
+  success.wall_seconds = seconds_since(started);
+  success.finished_at = utc_now();
   if (rank == 0) {
     for (const auto& key : plan.stale_destination_keys) {
-      commit = dst.store->remove(key).with_context("removing stale destination shard");
-      if (!commit.ok()) break;
+      status = dst_store.remove(key).with_context("removing stale destination shard");
+      if (!status.ok()) break;
+    }
+    if (status.ok()) {
+      fault::point("before-publish");
+      status = log.publish(success);
+    }
+    for (const std::string& d : {plan.destination_directory, plan.destination_directory + "_reshard/"}) {
+      if (status.ok()) status = dst_store.clean_up_incomplete_writes(d).status();
     }
   }
-  RESHARD_RETURN_IF_ERROR(agree(comm, commit));
-  timer.finish("commit");
+  RESHARD_RETURN_IF_ERROR(agree(comm, status));
+  stats.seconds["commit"] = seconds_since(phase);
   report_progress("done", 1.0, "published");
 
   // ---- report ----
-  stats["rank"] = rank;
-  stats["source_shards_read"] = shards_read;
-  stats["bytes_read"] = bytes_read;
-  stats["entries_sent"] = exchange_stats.entries_sent;
-  stats["bytes_sent"] = exchange_stats.bytes_sent;
-  stats["entries_kept_local"] = exchange_stats.entries_kept_local;
-  stats["entries_received"] = exchange_stats.entries_received;
-  stats["destination_shards_written"] = written.size();
-  stats["bytes_written"] = bytes_written;
-  stats["peak_rss_bytes"] = peak_rss_bytes();
-  const auto all_stats = comm.allgather(json_bytes(stats));
-  JobOutcome outcome;
+  json mine = {{"rank", rank},
+               {"source_shards_read", stats.source_shards_read},
+               {"bytes_read", stats.bytes_read},
+               {"entries_sent", stats.exchange.entries_sent},
+               {"bytes_sent", stats.exchange.bytes_sent},
+               {"entries_kept_local", stats.exchange.entries_kept_local},
+               {"entries_received", stats.exchange.entries_received},
+               {"destination_shards_written", stats.shards_written},
+               {"bytes_written", stats.bytes_written},
+               {"peak_rss_bytes", peak_rss_bytes()},
+               {"seconds", stats.seconds}};
+  const auto all_stats = comm.allgather(json_bytes(mine));
   if (rank != 0) return outcome;
   json per_rank = json::array();
-  json totals = {
-      {"bytes_read", 0}, {"bytes_written", 0}, {"bytes_sent", 0}, {"entries_sent", 0}, {"entries_kept_local", 0}};
+  json totals = {{"bytes_read", 0}, {"bytes_written", 0}, {"bytes_sent", 0}, {"entries_sent", 0},
+                 {"entries_kept_local", 0}, {"source_shards_read", 0}, {"destination_shards_written", 0}};
   for (const auto& bytes : all_stats) {
     json r = json::parse(bytes.begin(), bytes.end());
     for (auto& [key, value] : totals.items()) value = value.get<std::uint64_t>() + r[key].get<std::uint64_t>();
     per_rank.push_back(std::move(r));
   }
-  const double wall = std::chrono::duration<double>(Clock::now() - started).count();
+  const double wall = seconds_since(started);
   json& report = outcome.report;
+  report["job_id"] = success.job_id;
+  report["resumed"] = start.kind == StartingPoint::Kind::kResume;
+  report["destination_shards_kept"] = kept_count;
+  report["temporaries_removed"] = start.temporaries_removed;
   report["old_scheme"] = config.old_spec.to_text();
   report["new_scheme"] = config.new_spec.to_text();
   report["src"] = config.src_pattern;
@@ -266,27 +359,29 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   report["source_shards"] = plan.sources.size();
   report["destination_shards"] = plan.destinations.size();
   report["source_fingerprint"] = {{"nnz", source_fingerprint.count}, {"sum", source_fingerprint.sum_hex()}};
-  report["destination_fingerprint"] = {{"nnz", destination_fingerprint.count},
-                                       {"sum", destination_fingerprint.sum_hex()}};
-  report["exchange_rounds"] = exchange_stats.rounds;
+  report["destination_fingerprint"] = {{"nnz", destination.count}, {"sum", destination.sum_hex()}};
+  report["exchange_rounds"] = stats.exchange.rounds;
   report["totals"] = totals;
   report["per_rank"] = per_rank;
-  report["seconds"] = seconds;
+  report["seconds"] = stats.seconds;
   report["wall_seconds"] = wall;
   std::ostringstream summary;
   summary << "resharded " << plan.shape.nrows << "x" << plan.shape.ncols << " matrix, " << source_fingerprint.count
           << " stored entries (" << value_dtype.name() << ")\n"
           << "  " << plan.sources.size() << " source shards (" << config.old_spec.to_text() << ") -> "
-          << plan.destinations.size() << " destination shards (" << config.new_spec.to_text() << ") on " << comm.size()
-          << " rank(s)\n"
-          << "  read " << totals["bytes_read"].get<std::uint64_t>() << " bytes, wrote "
+          << plan.destinations.size() << " destination shards (" << config.new_spec.to_text() << ") on "
+          << comm.size() << " rank(s)";
+  if (start.kind == StartingPoint::Kind::kResume) {
+    summary << "; resumed: " << kept_count << " shards kept, " << totals["destination_shards_written"]
+            << " written, " << totals["source_shards_read"] << " source shards read";
+  }
+  summary << "\n  read " << totals["bytes_read"].get<std::uint64_t>() << " bytes, wrote "
           << totals["bytes_written"].get<std::uint64_t>() << " bytes, sent "
           << totals["bytes_sent"].get<std::uint64_t>() << " bytes between ranks ("
           << totals["entries_kept_local"].get<std::uint64_t>() << " entries stayed local)\n"
-          << "  fingerprint source " << source_fingerprint.to_string() << " = destination "
-          << destination_fingerprint.to_string() << "\n"
-          << "  wall time " << wall << " s, peak RSS of rank 0 "
-          << stats["peak_rss_bytes"].get<std::uint64_t>() / (1 << 20) << " MiB";
+          << "  fingerprint source " << source_fingerprint.to_string() << " = destination " << destination.to_string()
+          << "\n  published " << plan.destination_directory << "_SUCCESS (job " << success.job_id << ")\n"
+          << "  wall time " << wall << " s, peak RSS of rank 0 " << peak_rss_bytes() / (1 << 20) << " MiB";
   outcome.summary = summary.str();
   return outcome;
 }

@@ -17,6 +17,7 @@ struct HeaderReport {
   std::uint64_t slot = 0;  // position in the listing
   npz::ShapeAndFormat shape;
   ObjectInfo info;
+  std::uint32_t tail_crc = 0;
 };
 
 Bytes to_bytes(const json& value) {
@@ -126,6 +127,26 @@ DestinationOwner::DestinationOwner(std::uint64_t shard_count, int ranks) : owner
   for (std::uint64_t d = 0; d < shard_count; ++d) owners_[d] = static_cast<int>(d % static_cast<std::uint64_t>(ranks));
 }
 
+bool may_contribute(const Plan& plan, const SourceShard& source, const DestinationShard& destination) {
+  const auto& old_spec = plan.source_map.spec();
+  const auto& new_spec = plan.destination_map.spec();
+  auto overlaps = [](std::uint64_t a0, std::uint64_t a1, std::uint64_t b0, std::uint64_t b1) {
+    return a0 < b1 && b0 < a1;
+  };
+  const bool src_full_rows = old_spec.hashes_rows() || old_spec.axis == Axis::kCols;
+  const bool dst_full_rows = new_spec.hashes_rows() || new_spec.axis == Axis::kCols;
+  const bool src_full_cols = (old_spec.hashed() && old_spec.axis == Axis::kCols) || old_spec.axis == Axis::kRows;
+  const bool dst_full_cols = (new_spec.hashed() && new_spec.axis == Axis::kCols) || new_spec.axis == Axis::kRows;
+  if (source.nrows == 0 || source.ncols == 0) return false;
+  const bool rows = src_full_rows || dst_full_rows ||
+                    overlaps(source.box.row_begin, source.box.row_end, destination.box.row_begin,
+                             destination.box.row_end);
+  const bool cols = src_full_cols || dst_full_cols ||
+                    overlaps(source.box.col_begin, source.box.col_end, destination.box.col_begin,
+                             destination.box.col_end);
+  return rows && cols;
+}
+
 Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& source_pattern, Store& destination_store,
                        const ShardPattern& destination_pattern, const JobConfig& config) {
   const ShardingSpec& old_spec = config.old_spec;
@@ -162,7 +183,8 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
                       {"rows", header->shape_and_format.nrows},
                       {"cols", header->shape_and_format.ncols},
                       {"size", header->info.size},
-                      {"version", header->info.version}});
+                      {"version", header->info.version},
+                      {"tail_crc", header->tail_crc}});
     }
     RESHARD_RETURN_IF_ERROR(agree(comm, local));
     for (const auto& bytes : comm.allgather(to_bytes(mine))) {
@@ -173,6 +195,7 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
         h.shape.ncols = item["cols"].get<std::uint64_t>();
         h.info.size = item["size"].get<std::uint64_t>();
         h.info.version = item["version"].get<std::string>();
+        h.tail_crc = item["tail_crc"].get<std::uint32_t>();
       }
     }
   }
@@ -231,6 +254,7 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
     s.ncols = headers[slot].shape.ncols;
     s.bytes = headers[slot].info.size;
     s.version = headers[slot].info.version;
+    s.tail_crc = headers[slot].tail_crc;
   }
   for (std::uint64_t i = 0; i < expected; ++i) {
     if (present[i]) continue;
@@ -290,18 +314,15 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
     }
   }
 
-  // 6. Refuse to clobber an existing dataset unless asked to.
+  // 6. What the destination already holds (the commit stage decides whether
+  // that is an earlier run to resume or a dataset to refuse to clobber).
+  plan.destination_directory = destination_pattern.directory();
   RESHARD_ASSIGN_OR_RETURN(auto existing,
                            list_everywhere(comm, destination_store, destination_pattern.directory(), "destination"));
-  std::vector<std::string> clashing;
   for (const auto& key : existing) {
     if (!destination_pattern.match(key)) continue;
-    clashing.push_back(key);
+    plan.existing_destination_keys.push_back(key);
     if (!destination_keys.count(key)) plan.stale_destination_keys.push_back(key);
-  }
-  if (!clashing.empty() && !config.overwrite) {
-    return Status::Invalid("destination already holds " + std::to_string(clashing.size()) + " shard file(s) such as " +
-                           destination_store.url(clashing.front()) + "; pass --overwrite to replace them");
   }
   return plan;
 }

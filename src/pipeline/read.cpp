@@ -60,6 +60,7 @@ Result<SourceHeader> read_source_header(Store& store, const std::string& key) {
     tail_size = need;
     RESHARD_ASSIGN_OR_RETURN(tail, store.read(key, size - tail_size, tail_size));
   }
+  header.tail_crc = zip::crc32(tail);
   RESHARD_ASSIGN_OR_RETURN(auto members, zip::read_directory(tail, size, size - tail_size));
   const zip::MemberInfo* shape = nullptr;
   const zip::MemberInfo* format = nullptr;

@@ -1,5 +1,6 @@
 #include "reshard/pipeline/write.hpp"
 
+#include "reshard/crc32c.hpp"
 #include "reshard/format/npz.hpp"
 
 namespace reshard {
@@ -24,7 +25,7 @@ Result<WrittenShard> write_shard(Store& store, const AssembledShard& shard, cons
   written.key = shard.shard->key;
   written.bytes = encoded->size();
   written.nnz = shard.indices.size();
-  written.crc32 = zip::crc32(*encoded);
+  written.crc32c = crc32c(*encoded);
   written.fingerprint = shard.fingerprint;
   return written;
 }

@@ -54,10 +54,12 @@ Status fsync_directory(const std::string& dir) {
   return Status::Ok();
 }
 
+constexpr const char* kTempMarker = ".tmp.";
+
 std::string temp_suffix() {
   static std::atomic<std::uint64_t> counter{0};
   static const std::uint64_t salt = std::random_device{}();
-  return ".tmp." + std::to_string(::getpid()) + "." + std::to_string(salt % 1000000) + "." + std::to_string(counter++);
+  return kTempMarker + std::to_string(::getpid()) + "." + std::to_string(salt % 1000000) + "." + std::to_string(counter++);
 }
 
 class PosixStore final : public Store {
@@ -144,6 +146,19 @@ class PosixStore final : public Store {
   Status remove(const std::string& key) override {
     if (::unlink(key.c_str()) != 0 && errno != ENOENT) return errno_status("removing", key, errno);
     return Status::Ok();
+  }
+
+  Result<std::uint64_t> clean_up_incomplete_writes(const std::string& directory) override {
+    RESHARD_ASSIGN_OR_RETURN(auto keys, list(directory));
+    std::uint64_t removed = 0;
+    for (const auto& key : keys) {
+      const std::string name = key.substr(directory.size());
+      // Temp files are ".<final name>.tmp.<pid>.<salt>.<n>" (write_atomic).
+      if (name.size() < 2 || name[0] != '.' || name.find(kTempMarker) == std::string::npos) continue;
+      RESHARD_RETURN_IF_ERROR(remove(key));
+      ++removed;
+    }
+    return removed;
   }
 
   std::string canonical_directory(const std::string& directory) const override {

@@ -53,6 +53,8 @@ def expect_refusal(tmp_path, reshard, src, *fragments, old=OLD, new=NEW, dst=Non
     dst = dst or str(tmp_path / "dst" / "shard_{i}.npz")
     dst_dir = os.path.dirname(dst)
     before = sorted(os.listdir(dst_dir)) if os.path.isdir(dst_dir) else None
+    manifest = os.path.join(dst_dir, "_reshard", "manifest.json")
+    manifest_before = open(manifest, "rb").read() if os.path.exists(manifest) else None
     run = reshard(src, old, dst, new, ranks=ranks, extra=list(extra))
     assert run.returncode == 2, run.stderr
     assert len(run.error_lines) == 1, run.stderr
@@ -61,6 +63,7 @@ def expect_refusal(tmp_path, reshard, src, *fragments, old=OLD, new=NEW, dst=Non
         assert fragment in line, line
     after = sorted(os.listdir(dst_dir)) if os.path.isdir(dst_dir) else None
     assert after == before, "the destination changed"
+    assert (open(manifest, "rb").read() if os.path.exists(manifest) else None) == manifest_before
     return line
 
 
@@ -213,4 +216,5 @@ def test_fingerprint_mismatch_exits_3_and_leaves_nothing(dataset, reshard):
     assert run.returncode == 3, run.stderr
     assert "fingerprint mismatch" in run.error_lines[0]
     left = os.listdir(tmp / "dst") if os.path.isdir(tmp / "dst") else []
-    assert left == []
+    assert [name for name in left if name.startswith("shard_")] == [], "written shards must be removed"
+    assert "_SUCCESS" not in left

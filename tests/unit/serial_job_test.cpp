@@ -22,10 +22,13 @@ JobConfig config_for(const testing::TempDir& dir, const std::string& old_scheme,
   return config;
 }
 
+// Shard files only: the destination also holds _SUCCESS and _reshard/.
 std::size_t files_in(const std::string& dir) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) return 0;
-  return static_cast<std::size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
+  std::size_t n = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) n += entry.path().filename().string().rfind("shard_", 0) == 0;
+  return n;
 }
 
 struct SchemePair {
@@ -62,19 +65,29 @@ INSTANTIATE_TEST_SUITE_P(Schemes, SerialReshard,
                                            SchemePair{"cols:hash=rendezvous,shards=3", "cols:block=20,layout=csc"},
                                            SchemePair{"rows:block=100", "cols:hash=mod,shards=6"}));
 
-TEST(SerialReshardRefusals, ExistingDestinationNeedsOverwrite) {
+TEST(SerialReshardRefusals, AnotherJobsDestinationNeedsOverwrite) {
   testing::TempDir dir;
   const GlobalShape shape{20, 10};
   auto config = config_for(dir, "rows:block=5", "cols:block=5");
   testing::write_sharded(testing::random_entries(shape, 50, 1), shape, config.old_spec, config.src_pattern);
   auto comm = make_self_comm();
   ASSERT_TRUE(run_reshard(*comm, config, nullptr).ok());
+  // The same job again is a no-op success.
   auto again = run_reshard(*comm, config, nullptr);
-  ASSERT_FALSE(again.ok());
-  EXPECT_EQ(again.status().exit_code(), 2);
-  EXPECT_NE(again.status().message().find("--overwrite"), std::string::npos);
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_TRUE(again->report["already_published"].get<bool>());
+  // Another job onto the published dataset is refused...
+  config.new_spec = *ShardingSpec::parse_text("cols:block=3");
+  auto other = run_reshard(*comm, config, nullptr);
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().exit_code(), 2);
+  EXPECT_NE(other.status().message().find("--overwrite"), std::string::npos) << other.status().message();
+  EXPECT_EQ(files_in(dir / "dst"), 2u);
+  // ...unless asked.
   config.overwrite = true;
-  EXPECT_TRUE(run_reshard(*comm, config, nullptr).ok());
+  auto replaced = run_reshard(*comm, config, nullptr);
+  ASSERT_TRUE(replaced.ok()) << replaced.status().message();
+  EXPECT_EQ(files_in(dir / "dst"), 4u);
 }
 
 TEST(SerialReshardRefusals, StaleShardsRemovedOnOverwrite) {

@@ -1,5 +1,6 @@
 // Stage 3, bucket: route every entry of a loaded source shard to the rank
-// that owns its destination shard, fingerprinting the source on the way.
+// that owns its destination shard, fingerprinting what is routed. Entries of
+// shards nobody writes (kept from an earlier run) are dropped.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +16,7 @@ namespace reshard {
 struct Buckets {
   explicit Buckets(int ranks) : by_rank(static_cast<std::size_t>(ranks)) {}
   std::vector<std::vector<Entry>> by_rank;
-  Fingerprint source_fingerprint;
+  Fingerprint routed_fingerprint;
 };
 
 void bucket_source(const LoadedSource& source, const ShardMap& destination_map, const DestinationOwner& owner,

@@ -16,6 +16,10 @@ struct JobConfig {
   ShardingSpec old_spec;
   ShardingSpec new_spec;
   bool overwrite = false;
+  // Discard an earlier run's manifest (another job, or changed sources).
+  bool restart = false;
+  // Shards each rank writes between two manifest updates.
+  std::uint64_t manifest_batch = 16;
   zip::WriteOptions compression;
   // Upper bound on one MPI message; MPI's int counts cap it at 2^31-1.
   std::uint64_t max_message_bytes = (1ULL << 31) - 1;

@@ -25,6 +25,7 @@ struct SourceShard {
   std::uint64_t ncols = 0;
   std::uint64_t bytes = 0;
   std::string version;
+  std::uint32_t tail_crc = 0;
   int reader = 0;  // rank that reads it
 };
 
@@ -35,12 +36,15 @@ struct DestinationShard {
   int owner = 0;  // rank that assembles and writes it
 };
 
-// Which rank owns each destination shard.
+// Which rank owns each destination shard; kNobody for shards that need no
+// writing (kept from an earlier run), whose entries are dropped.
 class DestinationOwner {
  public:
+  static constexpr int kNobody = -1;
   DestinationOwner() = default;
   DestinationOwner(std::uint64_t shard_count, int ranks);
   int owner_of(std::uint64_t shard) const { return owners_[shard]; }
+  void release(std::uint64_t shard) { owners_[shard] = kNobody; }
 
  private:
   std::vector<int> owners_;
@@ -53,10 +57,16 @@ struct Plan {
   std::vector<SourceShard> sources;  // ascending index
   std::vector<DestinationShard> destinations;
   DestinationOwner owner;
-  // Existing files under the destination pattern that this job will not
-  // write; removed after success when --overwrite is given.
+  // Files already under the destination pattern, and those of them this job
+  // will not write (removed before publishing when starting over).
+  std::vector<std::string> existing_destination_keys;
   std::vector<std::string> stale_destination_keys;
+  std::string destination_directory;
 };
+
+// Whether a source shard can hold entries of a destination shard: their
+// boxes overlap (a hashed axis overlaps everything).
+bool may_contribute(const Plan& plan, const SourceShard& source, const DestinationShard& destination);
 
 // Collective; every rank returns the same Plan or the same error.
 Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& source_pattern, Store& destination_store,

@@ -13,6 +13,10 @@ namespace reshard {
 struct SourceHeader {
   npz::ShapeAndFormat shape_and_format;
   ObjectInfo info;
+  // CRC-32 of the file's tail that holds the zip directory: part of the
+  // source's identity, so a rewritten shard is noticed even if its mtime
+  // was preserved.
+  std::uint32_t tail_crc = 0;
 };
 
 // Reads only the zip directory and the tiny `shape` and `format` members.

@@ -16,7 +16,7 @@ struct WrittenShard {
   std::string key;
   std::uint64_t bytes = 0;
   std::uint64_t nnz = 0;
-  std::uint32_t crc32 = 0;  // of the whole file
+  std::uint32_t crc32c = 0;  // of the whole file
   Fingerprint fingerprint;
 };
 

@@ -39,6 +39,9 @@ class Store {
   virtual Result<std::vector<std::string>> list(const std::string& directory) = 0;
   // Removing a missing object succeeds.
   virtual Status remove(const std::string& key) = 0;
+  // Removes what interrupted atomic writes left inside `directory` (temp
+  // files on POSIX); returns how many it removed.
+  virtual Result<std::uint64_t> clean_up_incomplete_writes(const std::string& directory) = 0;
   // A normalized, absolute form of a directory key, so two spellings of one
   // place compare equal (used to refuse a destination inside the source).
   virtual std::string canonical_directory(const std::string& directory) const = 0;

@@ -1,0 +1,79 @@
+// The checkpoint manifest (<destination dir>/_reshard/manifest.json) and the
+// _SUCCESS marker: their JSON encoding and decoding, no I/O.
+// docs/commit-protocol.md describes how they are used.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "reshard/bytes.hpp"
+#include "reshard/fingerprint.hpp"
+#include "reshard/sharding_spec.hpp"
+#include "reshard/status.hpp"
+
+namespace reshard {
+
+// What a source shard was when the job was planned; a change means the
+// manifest's work no longer describes this source.
+struct SourceIdentity {
+  std::uint64_t index = 0;
+  std::string key;
+  std::uint64_t size = 0;
+  std::string version;         // store's version (POSIX: size, mtime, inode)
+  std::uint32_t tail_crc = 0;  // CRC-32 of the file's tail holding the zip directory
+  bool operator==(const SourceIdentity&) const = default;
+};
+
+enum class ShardState { kPending, kWritten };
+
+struct ShardRecord {
+  std::uint64_t index = 0;
+  std::string key;
+  ShardState state = ShardState::kPending;
+  std::uint64_t nnz = 0;
+  std::uint64_t bytes = 0;
+  std::uint32_t crc32c = 0;  // of the whole file
+  Fingerprint fingerprint;
+};
+
+struct Manifest {
+  static constexpr int kFormatVersion = 1;
+  std::string job_id;
+  std::string src_pattern;
+  std::string dst_pattern;
+  std::string old_scheme;   // normalized text form
+  std::string new_scheme;
+  std::string compression;  // "none" or "deflate:L"
+  GlobalShape shape;
+  std::vector<SourceIdentity> sources;
+  std::optional<Fingerprint> source_fingerprint;  // known once every source was read
+  std::vector<ShardRecord> shards;                // one per destination shard, by index
+  bool committed = false;
+
+  Bytes encode() const;
+  static Result<Manifest> decode(ByteView bytes);
+};
+
+// A deterministic id for "this job": the sources' identities, both schemes,
+// the destination pattern and the output options. Independent of rank count.
+std::string compute_job_id(const Manifest& manifest);
+
+// _SUCCESS: present only once every shard is written and verified.
+struct SuccessMarker {
+  std::string job_id;
+  std::uint64_t nnz = 0;
+  Fingerprint fingerprint;
+  std::uint64_t shard_count = 0;
+  double wall_seconds = 0;
+  std::string finished_at;  // UTC, ISO 8601
+
+  Bytes encode() const;
+  static Result<SuccessMarker> decode(ByteView bytes);
+};
+
+std::string manifest_key(const std::string& destination_directory);
+std::string success_key(const std::string& destination_directory);
+
+}  // namespace reshard

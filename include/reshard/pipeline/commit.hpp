@@ -1,0 +1,63 @@
+// Stage 7, commit: the exactly-once protocol around the write stage
+// (docs/commit-protocol.md). Rank 0 owns the manifest; every decision is
+// broadcast so all ranks act alike.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "reshard/comm.hpp"
+#include "reshard/manifest.hpp"
+#include "reshard/pipeline/job_config.hpp"
+#include "reshard/pipeline/plan.hpp"
+#include "reshard/pipeline/write.hpp"
+#include "reshard/store/store.hpp"
+
+namespace reshard {
+
+// The manifest this job would start from if nothing were there yet.
+Manifest fresh_manifest(const Plan& plan, const JobConfig& config, const Store& source_store);
+
+struct StartingPoint {
+  enum class Kind { kFresh, kResume, kAlreadyPublished };
+  Kind kind = Kind::kFresh;
+  Manifest manifest;
+  std::vector<bool> keep;  // per destination shard: written earlier and intact
+  std::optional<SuccessMarker> success;
+  std::uint64_t temporaries_removed = 0;
+  // Starting over on a published dataset: _SUCCESS goes before the new
+  // manifest is written (CommitLog::begin).
+  bool unpublish_first = false;
+};
+
+// Reads what an earlier run left, decides fresh / resume / already
+// published, or refuses (exit 2) a destination that belongs to another job.
+// On resume, the recorded shards are re-checked (size and CRC-32C) by their
+// owners; only intact ones are kept. Collective.
+Result<StartingPoint> find_starting_point(Comm& comm, Store& store, const Plan& plan, const JobConfig& config,
+                                          const Manifest& fresh);
+
+// Rank 0's view of the manifest during the write stage: applies the
+// records every rank reports and rewrites the manifest atomically.
+class CommitLog {
+ public:
+  CommitLog(Store& store, std::string destination_directory, Manifest manifest);
+  Manifest& manifest() { return manifest_; }
+  Status save();
+  // The first save of this run: unpublishes an earlier dataset if asked to.
+  Status begin(bool unpublish_first);
+  // Collective: every rank's records of this round reach rank 0, which saves.
+  Status record_round(Comm& comm, const std::vector<WrittenShard>& written_this_round);
+  // Marks shards written in this run pending again (after a failed verify).
+  void forget(const std::vector<std::uint64_t>& shards);
+  Status publish(const SuccessMarker& success);
+
+ private:
+  Store& store_;
+  std::string directory_;
+  Manifest manifest_;
+};
+
+}  // namespace reshard

@@ -1,0 +1,161 @@
+#include "reshard/manifest.hpp"
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "reshard/hash.hpp"
+
+namespace reshard {
+namespace {
+
+using nlohmann::json;
+
+json fingerprint_json(const Fingerprint& f) { return {{"nnz", f.count}, {"sum", f.sum_hex()}}; }
+
+Fingerprint fingerprint_from(const json& j) {
+  return Fingerprint{j.at("nnz").get<std::uint64_t>(), std::stoull(j.at("sum").get<std::string>(), nullptr, 16)};
+}
+
+Bytes dump(const json& j) {
+  const std::string text = j.dump(1) + "\n";
+  return Bytes(text.begin(), text.end());
+}
+
+std::string hex32(std::uint32_t v) {
+  char buffer[9];
+  std::snprintf(buffer, sizeof(buffer), "%08x", v);
+  return buffer;
+}
+
+// A 128-bit digest from two differently seeded splitmix64 chains over the
+// bytes: not cryptographic, but plenty to tell jobs apart.
+std::string digest(const std::string& text) {
+  std::uint64_t a = 0x243F6A8885A308D3ULL;
+  std::uint64_t b = 0x13198A2E03707344ULL;
+  for (unsigned char c : text) {
+    a = splitmix64(a ^ c);
+    b = splitmix64(b + c);
+  }
+  char buffer[33];
+  std::snprintf(buffer, sizeof(buffer), "%016llx%016llx", static_cast<unsigned long long>(a),
+                static_cast<unsigned long long>(b));
+  return buffer;
+}
+
+}  // namespace
+
+Bytes Manifest::encode() const {
+  json j;
+  j["format_version"] = kFormatVersion;
+  j["job_id"] = job_id;
+  j["src"] = src_pattern;
+  j["dst"] = dst_pattern;
+  j["old_scheme"] = old_scheme;
+  j["new_scheme"] = new_scheme;
+  j["compression"] = compression;
+  j["shape"] = {shape.nrows, shape.ncols};
+  j["source_fingerprint"] = source_fingerprint ? fingerprint_json(*source_fingerprint) : json(nullptr);
+  j["committed"] = committed;
+  json& srcs = j["sources"] = json::array();
+  for (const auto& s : sources) {
+    srcs.push_back({{"index", s.index}, {"key", s.key}, {"size", s.size}, {"version", s.version},
+                    {"tail_crc32", hex32(s.tail_crc)}});
+  }
+  json& dsts = j["shards"] = json::array();
+  for (const auto& d : shards) {
+    json record = {{"index", d.index}, {"key", d.key}, {"state", d.state == ShardState::kWritten ? "written" : "pending"}};
+    if (d.state == ShardState::kWritten) {
+      record["nnz"] = d.nnz;
+      record["bytes"] = d.bytes;
+      record["crc32c"] = hex32(d.crc32c);
+      record["fingerprint"] = fingerprint_json(d.fingerprint);
+    }
+    dsts.push_back(std::move(record));
+  }
+  return dump(j);
+}
+
+Result<Manifest> Manifest::decode(ByteView bytes) {
+  try {
+    const json j = json::parse(bytes.begin(), bytes.end());
+    if (j.at("format_version").get<int>() != kFormatVersion) {
+      return Status::Invalid("manifest format version " + j.at("format_version").dump() + " is not supported");
+    }
+    Manifest m;
+    m.job_id = j.at("job_id").get<std::string>();
+    m.src_pattern = j.at("src").get<std::string>();
+    m.dst_pattern = j.at("dst").get<std::string>();
+    m.old_scheme = j.at("old_scheme").get<std::string>();
+    m.new_scheme = j.at("new_scheme").get<std::string>();
+    m.compression = j.at("compression").get<std::string>();
+    m.shape = {j.at("shape").at(0).get<std::uint64_t>(), j.at("shape").at(1).get<std::uint64_t>()};
+    if (!j.at("source_fingerprint").is_null()) m.source_fingerprint = fingerprint_from(j["source_fingerprint"]);
+    m.committed = j.at("committed").get<bool>();
+    for (const auto& s : j.at("sources")) {
+      m.sources.push_back({s.at("index").get<std::uint64_t>(), s.at("key").get<std::string>(),
+                           s.at("size").get<std::uint64_t>(), s.at("version").get<std::string>(),
+                           static_cast<std::uint32_t>(std::stoul(s.at("tail_crc32").get<std::string>(), nullptr, 16))});
+    }
+    for (const auto& d : j.at("shards")) {
+      ShardRecord r;
+      r.index = d.at("index").get<std::uint64_t>();
+      r.key = d.at("key").get<std::string>();
+      r.state = d.at("state").get<std::string>() == "written" ? ShardState::kWritten : ShardState::kPending;
+      if (r.state == ShardState::kWritten) {
+        r.nnz = d.at("nnz").get<std::uint64_t>();
+        r.bytes = d.at("bytes").get<std::uint64_t>();
+        r.crc32c = static_cast<std::uint32_t>(std::stoul(d.at("crc32c").get<std::string>(), nullptr, 16));
+        r.fingerprint = fingerprint_from(d.at("fingerprint"));
+      }
+      m.shards.push_back(std::move(r));
+    }
+    return m;
+  } catch (const std::exception& e) {
+    return Status::Invalid(std::string("manifest is not valid: ") + e.what());
+  }
+}
+
+std::string compute_job_id(const Manifest& m) {
+  json j;
+  j["src"] = m.src_pattern;
+  j["dst"] = m.dst_pattern;
+  j["old_scheme"] = m.old_scheme;
+  j["new_scheme"] = m.new_scheme;
+  j["compression"] = m.compression;
+  json& srcs = j["sources"] = json::array();
+  for (const auto& s : m.sources) srcs.push_back({s.index, s.key, s.size, s.version, s.tail_crc});
+  return digest(j.dump());
+}
+
+Bytes SuccessMarker::encode() const {
+  json j = {{"job_id", job_id},
+            {"nnz", nnz},
+            {"fingerprint", fingerprint_json(fingerprint)},
+            {"shard_count", shard_count},
+            {"wall_seconds", wall_seconds},
+            {"finished_at", finished_at}};
+  return dump(j);
+}
+
+Result<SuccessMarker> SuccessMarker::decode(ByteView bytes) {
+  try {
+    const json j = json::parse(bytes.begin(), bytes.end());
+    SuccessMarker s;
+    s.job_id = j.at("job_id").get<std::string>();
+    s.nnz = j.at("nnz").get<std::uint64_t>();
+    s.fingerprint = fingerprint_from(j.at("fingerprint"));
+    s.shard_count = j.at("shard_count").get<std::uint64_t>();
+    s.wall_seconds = j.value("wall_seconds", 0.0);
+    s.finished_at = j.value("finished_at", "");
+    return s;
+  } catch (const std::exception& e) {
+    return Status::Invalid(std::string("_SUCCESS is not valid: ") + e.what());
+  }
+}
+
+std::string manifest_key(const std::string& destination_directory) {
+  return destination_directory + "_reshard/manifest.json";
+}
+std::string success_key(const std::string& destination_directory) { return destination_directory + "_SUCCESS"; }
+
+}  // namespace reshard

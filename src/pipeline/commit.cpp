@@ -1,0 +1,239 @@
+#include "reshard/pipeline/commit.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "reshard/crc32c.hpp"
+#include "reshard/fault.hpp"
+
+namespace reshard {
+namespace {
+
+using nlohmann::json;
+
+Bytes json_bytes(const json& value) {
+  const std::string text = value.dump();
+  return Bytes(text.begin(), text.end());
+}
+
+std::string compression_text(const zip::WriteOptions& options) {
+  return options.method == zip::Method::kStored ? "none" : "deflate:" + std::to_string(options.level);
+}
+
+// Everything rank 0 reads of an earlier run, and what it makes of it.
+struct Findings {
+  std::optional<Manifest> manifest;
+  std::optional<SuccessMarker> success;
+};
+
+Result<Findings> read_earlier_run(Store& store, const std::string& directory) {
+  Findings found;
+  const std::string mkey = manifest_key(directory);
+  RESHARD_ASSIGN_OR_RETURN(auto minfo, store.stat(mkey));
+  if (minfo) {
+    RESHARD_ASSIGN_OR_RETURN(Bytes bytes, store.read(mkey, 0, minfo->size));
+    auto manifest = Manifest::decode(bytes);
+    if (!manifest.ok()) return manifest.status().with_context("reading " + store.url(mkey));
+    found.manifest = std::move(manifest).value();
+  }
+  const std::string skey = success_key(directory);
+  RESHARD_ASSIGN_OR_RETURN(auto sinfo, store.stat(skey));
+  if (sinfo) {
+    RESHARD_ASSIGN_OR_RETURN(Bytes bytes, store.read(skey, 0, sinfo->size));
+    auto success = SuccessMarker::decode(bytes);
+    if (!success.ok()) return success.status().with_context("reading " + store.url(skey));
+    found.success = std::move(success).value();
+  }
+  return found;
+}
+
+// Why an earlier manifest does not describe this job, in one line.
+std::string why_different(const Manifest& earlier, const Manifest& fresh, const Store& store,
+                          const std::string& directory) {
+  const bool same_settings = earlier.src_pattern == fresh.src_pattern && earlier.dst_pattern == fresh.dst_pattern &&
+                             earlier.old_scheme == fresh.old_scheme && earlier.new_scheme == fresh.new_scheme &&
+                             earlier.compression == fresh.compression;
+  const std::string where = store.url(manifest_key(directory));
+  if (same_settings) {
+    for (std::size_t i = 0; i < fresh.sources.size(); ++i) {
+      if (i >= earlier.sources.size() || !(earlier.sources[i] == fresh.sources[i])) {
+        return "source shard " + fresh.sources[i].key + " changed since " + where +
+               " was written; pass --restart to start over from the current source";
+      }
+    }
+    return "the source shards changed since " + where + " was written; pass --restart to start over";
+  }
+  if (earlier.committed) {
+    return "destination holds a published dataset of another job (" + earlier.old_scheme + " -> " +
+           earlier.new_scheme + " from " + earlier.src_pattern + "); pass --overwrite to replace it";
+  }
+  return where + " belongs to another, unfinished job (" + earlier.old_scheme + " -> " + earlier.new_scheme + " from " +
+         earlier.src_pattern + "); pass --restart to discard it";
+}
+
+}  // namespace
+
+Manifest fresh_manifest(const Plan& plan, const JobConfig& config, const Store& source_store) {
+  Manifest m;
+  m.src_pattern = config.src_pattern;
+  m.dst_pattern = config.dst_pattern;
+  m.old_scheme = config.old_spec.to_text();
+  m.new_scheme = config.new_spec.to_text();
+  m.compression = compression_text(config.compression);
+  m.shape = plan.shape;
+  for (const auto& s : plan.sources) {
+    m.sources.push_back({s.index, source_store.url(s.key), s.bytes, s.version, s.tail_crc});
+  }
+  for (const auto& d : plan.destinations) m.shards.push_back({d.index, d.key, ShardState::kPending, 0, 0, 0, {}});
+  m.job_id = compute_job_id(m);
+  return m;
+}
+
+Result<StartingPoint> find_starting_point(Comm& comm, Store& store, const Plan& plan, const JobConfig& config,
+                                          const Manifest& fresh) {
+  const std::string& dir = plan.destination_directory;
+  StartingPoint start;
+  Status status;
+  json decision;
+  if (comm.rank() == 0) {
+    auto found = read_earlier_run(store, dir);
+    const bool start_over = config.restart || config.overwrite;
+    if (!found.ok()) {
+      status = start_over ? Status::Ok() : found.status().with_context("pass --restart to discard it");
+      found = Findings{};
+    }
+    const auto& manifest = found->manifest;
+    const auto& success = found->success;
+    std::string kind = "fresh";
+    if (success && success->job_id == fresh.job_id) {
+      kind = "published";
+      decision["success"] = json::parse(success->encode());
+    } else if (manifest && manifest->job_id == fresh.job_id) {
+      kind = "resume";
+    } else if (!start_over && manifest) {
+      status = Status::Invalid(why_different(*manifest, fresh, store, dir));
+    } else if (!start_over && success) {
+      status = Status::Invalid("destination " + store.url(success_key(dir)) +
+                               " marks a published dataset of another job; pass --overwrite to replace it");
+    } else if (!start_over && !plan.existing_destination_keys.empty()) {
+      status = Status::Invalid("destination already holds " + std::to_string(plan.existing_destination_keys.size()) +
+                               " shard file(s) such as " + store.url(plan.existing_destination_keys.front()) +
+                               "; pass --overwrite to replace them");
+    }
+    decision["unpublish_first"] = status.ok() && kind == "fresh" && success.has_value();
+    if (status.ok()) {
+      std::uint64_t removed = 0;
+      for (const std::string& d : {dir, dir + "_reshard/"}) {
+        auto n = store.clean_up_incomplete_writes(d);
+        if (!n.ok()) {
+          status = n.status().with_context("removing temp files of an interrupted run");
+          break;
+        }
+        removed += *n;
+      }
+      decision["temporaries_removed"] = removed;
+    }
+    decision["kind"] = kind;
+    if (kind == "resume") decision["manifest"] = json::parse(manifest->encode());
+  }
+  RESHARD_RETURN_IF_ERROR(agree(comm, status));
+  const auto all = comm.allgather(comm.rank() == 0 ? json_bytes(decision) : Bytes());
+  decision = json::parse(all[0].begin(), all[0].end());
+  start.temporaries_removed = decision["temporaries_removed"].get<std::uint64_t>();
+  start.unpublish_first = decision["unpublish_first"].get<bool>();
+  start.keep.assign(plan.destinations.size(), false);
+  const std::string kind = decision["kind"].get<std::string>();
+  if (kind == "published") {
+    start.kind = StartingPoint::Kind::kAlreadyPublished;
+    start.success = *SuccessMarker::decode(json_bytes(decision["success"]));
+    start.manifest = fresh;
+    return start;
+  }
+  if (kind == "fresh") {
+    start.manifest = fresh;
+    return start;
+  }
+  start.kind = StartingPoint::Kind::kResume;
+  RESHARD_ASSIGN_OR_RETURN(start.manifest, Manifest::decode(json_bytes(decision["manifest"])));
+  if (!start.manifest.source_fingerprint || start.manifest.shards.size() != plan.destinations.size()) {
+    return start;  // nothing trustworthy was recorded: redo everything
+  }
+  // Owners re-check the shards recorded as written; a missing, truncated or
+  // altered file is simply written again.
+  json kept = json::array();
+  for (const auto& record : start.manifest.shards) {
+    if (record.state != ShardState::kWritten) continue;
+    if (plan.destinations[record.index].owner != comm.rank()) continue;
+    auto info = store.stat(record.key);
+    if (!info.ok() || !*info || (*info)->size != record.bytes) continue;
+    auto bytes = store.read(record.key, 0, record.bytes);
+    if (bytes.ok() && crc32c(*bytes) == record.crc32c) kept.push_back(record.index);
+  }
+  for (const auto& bytes : comm.allgather(json_bytes(kept))) {
+    for (const auto& index : json::parse(bytes.begin(), bytes.end())) start.keep[index.get<std::size_t>()] = true;
+  }
+  for (auto& record : start.manifest.shards) {
+    if (!start.keep[record.index]) record = ShardRecord{record.index, record.key, ShardState::kPending, 0, 0, 0, {}};
+  }
+  return start;
+}
+
+CommitLog::CommitLog(Store& store, std::string destination_directory, Manifest manifest)
+    : store_(store), directory_(std::move(destination_directory)), manifest_(std::move(manifest)) {}
+
+Status CommitLog::begin(bool unpublish_first) {
+  if (unpublish_first) {
+    RESHARD_RETURN_IF_ERROR(store_.remove(success_key(directory_)).with_context("unpublishing the earlier dataset"));
+  }
+  return save();
+}
+
+Status CommitLog::save() {
+  const Bytes bytes = manifest_.encode();
+  if (fault::fires_next("mid-manifest-update")) {
+    // What a crash inside an atomic write leaves: a partial temp file beside
+    // the intact previous manifest.
+    (void)store_.write_atomic(directory_ + "_reshard/.manifest.json.tmp.fault",
+                              ByteView(bytes).subspan(0, bytes.size() / 2));
+  }
+  fault::point("mid-manifest-update");
+  return store_.write_atomic(manifest_key(directory_), bytes).with_context("writing the manifest");
+}
+
+Status CommitLog::record_round(Comm& comm, const std::vector<WrittenShard>& written_this_round) {
+  json mine = json::array();
+  for (const auto& w : written_this_round) {
+    mine.push_back({w.index, w.nnz, w.bytes, w.crc32c, w.fingerprint.count, w.fingerprint.sum});
+  }
+  const auto all = comm.allgather(json_bytes(mine));
+  Status status;
+  if (comm.rank() == 0) {
+    for (const auto& bytes : all) {
+      for (const auto& r : json::parse(bytes.begin(), bytes.end())) {
+        ShardRecord& record = manifest_.shards.at(r[0].get<std::size_t>());
+        record.state = ShardState::kWritten;
+        record.nnz = r[1].get<std::uint64_t>();
+        record.bytes = r[2].get<std::uint64_t>();
+        record.crc32c = r[3].get<std::uint32_t>();
+        record.fingerprint = {r[4].get<std::uint64_t>(), r[5].get<std::uint64_t>()};
+      }
+    }
+    status = save();
+  }
+  return agree(comm, status);
+}
+
+void CommitLog::forget(const std::vector<std::uint64_t>& shards) {
+  for (auto index : shards) {
+    ShardRecord& record = manifest_.shards.at(index);
+    record = ShardRecord{record.index, record.key, ShardState::kPending, 0, 0, 0, {}};
+  }
+}
+
+Status CommitLog::publish(const SuccessMarker& success) {
+  RESHARD_RETURN_IF_ERROR(
+      store_.write_atomic(success_key(directory_), success.encode()).with_context("publishing _SUCCESS"));
+  manifest_.committed = true;
+  return save();
+}
+
+}  // namespace reshard
