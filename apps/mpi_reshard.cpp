@@ -10,6 +10,7 @@
 
 #include "reshard/mpi_comm.hpp"
 #include "reshard/pipeline/job.hpp"
+#include "reshard/pipeline/verify.hpp"
 
 namespace po = boost::program_options;
 using reshard::Status;
@@ -32,6 +33,9 @@ position). Schemes (docs/schemes.md):
   rows:block=R   cols:block=C   grid:block=RxC
   rows:hash=H,shards=N[,seed=S]   cols:hash=H,shards=N[,seed=S]   H: mod|mix|jump|rendezvous
   extra options: workers=W, shape=NxM, layout=csr|csc;   or @scheme.json
+
+Subcommands:
+  mpi_reshard verify --dst PATTERN [--against-src]   check a published destination (see verify --help)
 
 Exit codes: 0 success, 2 bad input or refused (nothing written),
 3 verification failed (nothing published), 4 storage failure, 1 anything else.
@@ -85,18 +89,23 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   std::string new_scheme;
   std::string compress = "deflate:1";
   po::options_description options(kUsage);
-  options.add_options()("help,h", "show this help")("src", po::value(&out.config.src_pattern)->required(),
-                                                    "source shard pattern, e.g. 'data/m/shard_{i}.npz'")(
-      "dst", po::value(&out.config.dst_pattern)->required(), "destination shard pattern (a separate directory)")(
-      "old-scheme", po::value(&old_scheme)->required(), "scheme of the source, e.g. 'rows:block=250000'")(
-      "new-scheme", po::value(&new_scheme)->required(), "scheme to write, e.g. 'cols:block=125000'")(
-      "report", po::value(&out.report_path), "write a JSON report of the job to this file (rank 0)")(
-      "progress", po::bool_switch(&out.progress), "print progress lines on stderr while running")(
-      "overwrite", po::bool_switch(&out.config.overwrite), "replace shard files already under the destination pattern")(
-      "compress", po::value(&compress)->default_value("deflate:1"),
-      "none | deflate | deflate:LEVEL (0..12; default 1)")(
-      "max-message-bytes", po::value(&out.config.max_message_bytes)->default_value(out.config.max_message_bytes),
+  auto add = options.add_options();
+  add("help,h", "show this help");
+  add("src", po::value(&out.config.src_pattern)->required(), "source shard pattern, e.g. 'data/m/shard_{i}.npz'");
+  add("dst", po::value(&out.config.dst_pattern)->required(), "destination shard pattern (a separate directory)");
+  add("old-scheme", po::value(&old_scheme)->required(), "scheme of the source, e.g. 'rows:block=250000'");
+  add("new-scheme", po::value(&new_scheme)->required(), "scheme to write, e.g. 'cols:block=125000'");
+  add("report", po::value(&out.report_path), "write a JSON report of the job to this file (rank 0)");
+  add("progress", po::bool_switch(&out.progress), "print progress lines on stderr while running");
+  add("overwrite", po::bool_switch(&out.config.overwrite),
+      "replace what the destination holds (shard files, another job's published dataset)");
+  add("restart", po::bool_switch(&out.config.restart),
+      "discard an earlier unfinished run's manifest (another job, or changed sources) and start over");
+  add("compress", po::value(&compress)->default_value("deflate:1"), "none | deflate | deflate:LEVEL (0..12)");
+  add("max-message-bytes", po::value(&out.config.max_message_bytes)->default_value(out.config.max_message_bytes),
       "largest single MPI message; exchanges larger than this run in rounds");
+  add("manifest-batch", po::value(&out.config.manifest_batch)->default_value(out.config.manifest_batch),
+      "shards each rank writes between two manifest updates (a crash redoes at most this many per rank)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, options), vm);
@@ -132,9 +141,58 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   return std::nullopt;
 }
 
+constexpr const char* kVerifyUsage = R"(mpi_reshard verify: check a destination written by mpi_reshard.
+
+Re-reads every shard, recomputes its CRC-32C and fingerprint, and compares them
+with the manifest and _SUCCESS; names each missing, extra, truncated or altered
+shard. Runs as one process or under mpirun with any rank count.
+
+Usage:
+  mpi_reshard verify --dst 'data/m_cols/shard_{i}.npz' [--against-src]
+
+Exit codes: 0 verified, 3 a problem was found, 2 bad arguments.
+
+Options)";
+
+int run_verify_command(int argc, char** argv, reshard::Comm& comm) {
+  std::string dst;
+  bool against_src = false;
+  po::options_description options(kVerifyUsage);
+  auto add = options.add_options();
+  add("help,h", "show this help");
+  add("dst", po::value(&dst)->required(), "destination shard pattern, as given to the job");
+  add("against-src", po::bool_switch(&against_src), "also re-read the source and compare fingerprints");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc - 1, argv + 1, options), vm);
+    if (vm.count("help")) {
+      if (comm.rank() == 0) std::cout << options << "\n";
+      return 0;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    if (comm.rank() == 0) std::cerr << "mpi_reshard verify: " << e.what() << " (see verify --help)\n";
+    return 2;
+  }
+  auto outcome = reshard::run_verify(comm, dst, against_src);
+  if (!outcome.ok()) {
+    if (comm.rank() == 0) std::cerr << "mpi_reshard verify: " << outcome.status().message() << "\n";
+    return outcome.status().exit_code();
+  }
+  if (comm.rank() != 0) return outcome->problems.empty() ? 0 : 3;
+  for (const auto& problem : outcome->problems) std::cerr << "mpi_reshard verify: " << problem << "\n";
+  if (!outcome->problems.empty()) {
+    std::cerr << "mpi_reshard verify: " << outcome->problems.size() << " problem(s) found\n";
+    return 3;
+  }
+  std::cout << outcome->summary << "\n";
+  return 0;
+}
+
 int run(int argc, char** argv) {
   reshard::MpiSession mpi(&argc, &argv);
   auto comm = reshard::make_world_comm();
+  if (argc > 1 && std::string(argv[1]) == "verify") return run_verify_command(argc, argv, *comm);
   if (argc > 1 && argv[1][0] != '-') {
     if (comm->rank() == 0) {
       std::cerr << "mpi_reshard: unknown subcommand '" << argv[1] << "' (see --help)\n";

@@ -1,10 +1,10 @@
 #include "reshard/fault.hpp"
 
+#include <unistd.h>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <unistd.h>
 
 namespace reshard::fault {
 namespace {

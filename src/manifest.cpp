@@ -58,12 +58,16 @@ Bytes Manifest::encode() const {
   j["committed"] = committed;
   json& srcs = j["sources"] = json::array();
   for (const auto& s : sources) {
-    srcs.push_back({{"index", s.index}, {"key", s.key}, {"size", s.size}, {"version", s.version},
+    srcs.push_back({{"index", s.index},
+                    {"key", s.key},
+                    {"size", s.size},
+                    {"version", s.version},
                     {"tail_crc32", hex32(s.tail_crc)}});
   }
   json& dsts = j["shards"] = json::array();
   for (const auto& d : shards) {
-    json record = {{"index", d.index}, {"key", d.key}, {"state", d.state == ShardState::kWritten ? "written" : "pending"}};
+    json record = {
+        {"index", d.index}, {"key", d.key}, {"state", d.state == ShardState::kWritten ? "written" : "pending"}};
     if (d.state == ShardState::kWritten) {
       record["nnz"] = d.nnz;
       record["bytes"] = d.bytes;

@@ -43,7 +43,7 @@ struct Manifest {
   std::string job_id;
   std::string src_pattern;
   std::string dst_pattern;
-  std::string old_scheme;   // normalized text form
+  std::string old_scheme;  // normalized text form
   std::string new_scheme;
   std::string compression;  // "none" or "deflate:L"
   GlobalShape shape;

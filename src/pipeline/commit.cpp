@@ -63,8 +63,8 @@ std::string why_different(const Manifest& earlier, const Manifest& fresh, const 
     return "the source shards changed since " + where + " was written; pass --restart to start over";
   }
   if (earlier.committed) {
-    return "destination holds a published dataset of another job (" + earlier.old_scheme + " -> " +
-           earlier.new_scheme + " from " + earlier.src_pattern + "); pass --overwrite to replace it";
+    return "destination holds a published dataset of another job (" + earlier.old_scheme + " -> " + earlier.new_scheme +
+           " from " + earlier.src_pattern + "); pass --overwrite to replace it";
   }
   return where + " belongs to another, unfinished job (" + earlier.old_scheme + " -> " + earlier.new_scheme + " from " +
          earlier.src_pattern + "); pass --restart to discard it";

@@ -134,10 +134,11 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   if (start.kind == StartingPoint::Kind::kAlreadyPublished) {
     report_progress("done", 1.0, "already published");
     if (rank == 0) {
-      outcome.report = {{"already_published", true}, {"job_id", start.success->job_id},
+      outcome.report = {{"already_published", true},
+                        {"job_id", start.success->job_id},
                         {"nnz", start.success->nnz},
-                        {"destination_fingerprint", {{"nnz", start.success->fingerprint.count},
-                                                     {"sum", start.success->fingerprint.sum_hex()}}}};
+                        {"destination_fingerprint",
+                         {{"nnz", start.success->fingerprint.count}, {"sum", start.success->fingerprint.sum_hex()}}}};
       outcome.summary = "already published: " + config.dst_pattern + " holds job " + start.success->job_id + " (" +
                         start.success->fingerprint.to_string() + "); nothing to do";
     }
@@ -200,14 +201,20 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     bucket_source(*loaded, plan.destination_map, plan.owner, buckets);
     bucket_seconds += seconds_since(t1);
     ++stats.source_shards_read;
-    report_progress("read",
-                    kPlanWeight + kReadWeight * static_cast<double>(stats.source_shards_read) /
-                                      static_cast<double>(my_sources),
-                    "read " + std::to_string(stats.source_shards_read) + "/" + std::to_string(my_sources) +
-                        " source shards on rank 0");
+    report_progress(
+        "read",
+        kPlanWeight + kReadWeight * static_cast<double>(stats.source_shards_read) / static_cast<double>(my_sources),
+        "read " + std::to_string(stats.source_shards_read) + "/" + std::to_string(my_sources) +
+            " source shards on rank 0");
   }
   RESHARD_RETURN_IF_ERROR(agree(comm, status));
-  RESHARD_ASSIGN_OR_RETURN(const npy::DType value_dtype, agree_on_dtypes(comm, src_store, plan, dtypes));
+  // With every shard kept from an earlier run nothing is read or written,
+  // and the data dtype is not needed.
+  const bool anything_to_write = kept_count < plan.destinations.size();
+  npy::DType value_dtype;
+  if (anything_to_write) {
+    RESHARD_ASSIGN_OR_RETURN(value_dtype, agree_on_dtypes(comm, src_store, plan, dtypes));
+  }
   fault::point("after-read");
   stats.seconds["read"] = read_seconds;
   stats.seconds["bucket"] = bucket_seconds;
@@ -263,11 +270,11 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
       ++stats.shards_written;
       written_here.push_back(w->index);
       this_round.push_back(std::move(w).value());
-      report_progress("write",
-                      kPlanWeight + kReadWeight + kExchangeWeight +
-                          kWriteWeight * static_cast<double>(k + 1) / static_cast<double>(owned.size()),
-                      "wrote " + std::to_string(k + 1) + "/" + std::to_string(owned.size()) +
-                          " destination shards on rank 0");
+      report_progress(
+          "write",
+          kPlanWeight + kReadWeight + kExchangeWeight +
+              kWriteWeight * static_cast<double>(k + 1) / static_cast<double>(owned.size()),
+          "wrote " + std::to_string(k + 1) + "/" + std::to_string(owned.size()) + " destination shards on rank 0");
     }
     RESHARD_RETURN_IF_ERROR(agree(comm, status));
     fault::point("before-report");
@@ -288,7 +295,8 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     for (auto index : written_here) (void)dst_store.remove(plan.destinations[index].key);
     const auto all = comm.allgather(json_bytes(json(written_here)));
     if (rank == 0) {
-      for (const auto& bytes : all) log.forget(json::parse(bytes.begin(), bytes.end()).get<std::vector<std::uint64_t>>());
+      for (const auto& bytes : all)
+        log.forget(json::parse(bytes.begin(), bytes.end()).get<std::vector<std::uint64_t>>());
       (void)log.save();
     }
     return Status::Verification("fingerprint mismatch: source " + source_fingerprint.to_string() + ", destination " +
@@ -335,8 +343,13 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   const auto all_stats = comm.allgather(json_bytes(mine));
   if (rank != 0) return outcome;
   json per_rank = json::array();
-  json totals = {{"bytes_read", 0}, {"bytes_written", 0}, {"bytes_sent", 0}, {"entries_sent", 0},
-                 {"entries_kept_local", 0}, {"source_shards_read", 0}, {"destination_shards_written", 0}};
+  json totals = {{"bytes_read", 0},
+                 {"bytes_written", 0},
+                 {"bytes_sent", 0},
+                 {"entries_sent", 0},
+                 {"entries_kept_local", 0},
+                 {"source_shards_read", 0},
+                 {"destination_shards_written", 0}};
   for (const auto& bytes : all_stats) {
     json r = json::parse(bytes.begin(), bytes.end());
     for (auto& [key, value] : totals.items()) value = value.get<std::uint64_t>() + r[key].get<std::uint64_t>();
@@ -354,7 +367,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   report["dst"] = config.dst_pattern;
   report["shape"] = {plan.shape.nrows, plan.shape.ncols};
   report["nnz"] = source_fingerprint.count;
-  report["value_dtype"] = value_dtype.name();
+  report["value_dtype"] = anything_to_write ? json(value_dtype.name()) : json(nullptr);
   report["ranks"] = comm.size();
   report["source_shards"] = plan.sources.size();
   report["destination_shards"] = plan.destinations.size();
@@ -367,13 +380,13 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   report["wall_seconds"] = wall;
   std::ostringstream summary;
   summary << "resharded " << plan.shape.nrows << "x" << plan.shape.ncols << " matrix, " << source_fingerprint.count
-          << " stored entries (" << value_dtype.name() << ")\n"
+          << " stored entries\n"
           << "  " << plan.sources.size() << " source shards (" << config.old_spec.to_text() << ") -> "
-          << plan.destinations.size() << " destination shards (" << config.new_spec.to_text() << ") on "
-          << comm.size() << " rank(s)";
+          << plan.destinations.size() << " destination shards (" << config.new_spec.to_text() << ") on " << comm.size()
+          << " rank(s)";
   if (start.kind == StartingPoint::Kind::kResume) {
-    summary << "; resumed: " << kept_count << " shards kept, " << totals["destination_shards_written"]
-            << " written, " << totals["source_shards_read"] << " source shards read";
+    summary << "; resumed: " << kept_count << " shards kept, " << totals["destination_shards_written"] << " written, "
+            << totals["source_shards_read"] << " source shards read";
   }
   summary << "\n  read " << totals["bytes_read"].get<std::uint64_t>() << " bytes, wrote "
           << totals["bytes_written"].get<std::uint64_t>() << " bytes, sent "

@@ -138,12 +138,12 @@ bool may_contribute(const Plan& plan, const SourceShard& source, const Destinati
   const bool src_full_cols = (old_spec.hashed() && old_spec.axis == Axis::kCols) || old_spec.axis == Axis::kRows;
   const bool dst_full_cols = (new_spec.hashed() && new_spec.axis == Axis::kCols) || new_spec.axis == Axis::kRows;
   if (source.nrows == 0 || source.ncols == 0) return false;
-  const bool rows = src_full_rows || dst_full_rows ||
-                    overlaps(source.box.row_begin, source.box.row_end, destination.box.row_begin,
-                             destination.box.row_end);
-  const bool cols = src_full_cols || dst_full_cols ||
-                    overlaps(source.box.col_begin, source.box.col_end, destination.box.col_begin,
-                             destination.box.col_end);
+  const bool rows =
+      src_full_rows || dst_full_rows ||
+      overlaps(source.box.row_begin, source.box.row_end, destination.box.row_begin, destination.box.row_end);
+  const bool cols =
+      src_full_cols || dst_full_cols ||
+      overlaps(source.box.col_begin, source.box.col_end, destination.box.col_begin, destination.box.col_end);
   return rows && cols;
 }
 

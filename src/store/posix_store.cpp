@@ -59,7 +59,8 @@ constexpr const char* kTempMarker = ".tmp.";
 std::string temp_suffix() {
   static std::atomic<std::uint64_t> counter{0};
   static const std::uint64_t salt = std::random_device{}();
-  return kTempMarker + std::to_string(::getpid()) + "." + std::to_string(salt % 1000000) + "." + std::to_string(counter++);
+  return kTempMarker + std::to_string(::getpid()) + "." + std::to_string(salt % 1000000) + "." +
+         std::to_string(counter++);
 }
 
 class PosixStore final : public Store {
