@@ -81,6 +81,7 @@ struct CommandLine {
   reshard::JobConfig config;
   std::string report_path;
   bool progress = false;
+  bool progress_json = false;
 };
 
 // Returns an exit code when the process should stop here (help, bad flags).
@@ -97,6 +98,8 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   add("new-scheme", po::value(&new_scheme)->required(), "scheme to write, e.g. 'cols:block=125000'");
   add("report", po::value(&out.report_path), "write a JSON report of the job to this file (rank 0)");
   add("progress", po::bool_switch(&out.progress), "print progress lines on stderr while running");
+  add("progress-json", po::bool_switch(&out.progress_json),
+      "print progress as JSON lines on stdout: {\"progress\": 0.42, \"stage\": \"read\", \"detail\": \"...\"}");
   add("overwrite", po::bool_switch(&out.config.overwrite),
       "replace what the destination holds (shard files, another job's published dataset)");
   add("restart", po::bool_switch(&out.config.restart),
@@ -202,10 +205,17 @@ int run(int argc, char** argv) {
   CommandLine cli;
   if (auto code = parse_command_line(argc, argv, comm->rank(), cli)) return *code;
   reshard::ProgressSink progress;
-  if (cli.progress) {
-    progress = [](const std::string& stage, double fraction, const std::string& detail) {
-      std::fprintf(stderr, "progress %5.1f%% %-8s %s\n", fraction * 100.0, stage.c_str(), detail.c_str());
-      std::fflush(stderr);
+  if (cli.progress || cli.progress_json) {
+    progress = [&cli](const std::string& stage, double fraction, const std::string& detail) {
+      if (cli.progress) {
+        std::fprintf(stderr, "progress %5.1f%% %-8s %s\n", fraction * 100.0, stage.c_str(), detail.c_str());
+        std::fflush(stderr);
+      }
+      if (cli.progress_json) {
+        const nlohmann::json line = {{"progress", fraction}, {"stage", stage}, {"detail", detail}};
+        std::fprintf(stdout, "%s\n", line.dump().c_str());
+        std::fflush(stdout);
+      }
     };
   }
   auto outcome = reshard::run_reshard(*comm, cli.config, progress);

@@ -1,0 +1,189 @@
+"""reshuffle(): runs mpi_reshard as a subprocess under mpirun or srun."""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from .spec import ShardingSpec
+
+ProgressCallback = Callable[[float], None]
+
+_STDERR_TAIL_LINES = 40
+_TERMINATE_GRACE_SECONDS = 5.0
+
+
+class ReshardError(RuntimeError):
+    """mpi_reshard failed. ``exit_code`` follows the program's convention (2 bad
+    input, 3 verification failed, 4 storage failure, 1 anything else; negative
+    for a signal), ``message`` is its one-line error and ``stderr_tail`` the
+    last lines it printed."""
+
+    def __init__(self, exit_code: int, message: str, stderr_tail: str):
+        super().__init__(f"mpi_reshard exited with {exit_code}: {message}")
+        self.exit_code = exit_code
+        self.message = message
+        self.stderr_tail = stderr_tail
+
+
+def find_binary() -> str:
+    """RESHARD_BIN, then mpi_reshard on PATH, then this source tree's build/bin."""
+    env = os.environ.get("RESHARD_BIN")
+    if env:
+        if not os.access(env, os.X_OK):
+            raise ValueError(f"RESHARD_BIN={env} is not an executable file")
+        return env
+    on_path = shutil.which("mpi_reshard")
+    if on_path:
+        return on_path
+    in_tree = Path(__file__).resolve().parents[2] / "build" / "bin" / "mpi_reshard"
+    if in_tree.is_file() and os.access(in_tree, os.X_OK):
+        return str(in_tree)
+    raise ValueError("mpi_reshard not found: set RESHARD_BIN, put it on PATH, or build it (scripts/build.sh)")
+
+
+def default_report_path(dst_pattern: str) -> Optional[str]:
+    """Where the wrapper keeps the job's report: beside the manifest."""
+    if "://" in dst_pattern and not dst_pattern.startswith("file://"):
+        return None
+    path = dst_pattern[len("file://"):] if dst_pattern.startswith("file://") else dst_pattern
+    brace = path.find("{")
+    directory = os.path.dirname(path[:brace]) if brace >= 0 else os.path.dirname(path)
+    return os.path.join(directory or ".", "_reshard", "report.json")
+
+
+def _launcher_command(launcher: str, num_ranks: int, mpi_args: Sequence[str]) -> List[str]:
+    if launcher == "srun":
+        return ["srun", f"--ntasks={num_ranks}", *mpi_args]
+    command = ["mpirun", "-np", str(num_ranks)]
+    if num_ranks > (os.cpu_count() or 1):
+        command.append("--oversubscribe")
+    return command + list(mpi_args)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Ends mpirun/srun and every rank it started: they share a session."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=_TERMINATE_GRACE_SECONDS)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: ShardingSpec, new_scheme: ShardingSpec, *,
+              max_concurrency: int = 32, progress_cb: Optional[ProgressCallback] = None,
+              num_ranks: Optional[int] = None, launcher: Optional[str] = None,
+              mpi_args: Sequence[str] = (), report_path: Optional[str] = None,
+              extra_args: Sequence[str] = (), env: Optional[Dict[str, str]] = None,
+              timeout: Optional[float] = None) -> None:
+    """Re-shards the matrix under ``src_pattern`` into ``dst_pattern``.
+
+    Runs ``mpi_reshard`` under ``srun`` inside a Slurm allocation
+    (``SLURM_JOB_ID`` set), otherwise under ``mpirun -np N`` with N =
+    ``num_ranks``, else ``new_scheme.num_workers``, else min(4, CPU count).
+    Returns when the result is published (``<dst dir>/_SUCCESS``); raises
+    :class:`ReshardError` when the program fails (the destination stays
+    resumable: call again with the same arguments) and ``ValueError`` for bad
+    arguments, before anything is launched.
+
+    ``progress_cb(fraction)`` is called from the calling thread (this function
+    reads the program's progress while it waits) with non-decreasing
+    fractions in [0, 1], the last one exactly 1.0 on success. If it raises, or
+    on KeyboardInterrupt, the whole MPI job is terminated and the exception
+    propagates.
+
+    ``max_concurrency`` bounds in-flight storage requests per rank (object
+    stores; it is passed to the program once a driver uses it).
+
+    >>> from sparse_reshard import ShardingSpec, reshuffle
+    >>> reshuffle("data/m/shard_{i}.npz", "data/m_cols/shard_{i}.npz",
+    ...           ShardingSpec.row_blocks(250_000), ShardingSpec.col_blocks(125_000),
+    ...           progress_cb=lambda f: print(f"{f:.0%}"))  # doctest: +SKIP
+    """
+    if not isinstance(old_scheme, ShardingSpec) or not isinstance(new_scheme, ShardingSpec):
+        raise ValueError("old_scheme and new_scheme must be ShardingSpec instances")
+    for name, pattern in (("src_pattern", src_pattern), ("dst_pattern", dst_pattern)):
+        if not isinstance(pattern, str) or not any(p in pattern for p in ("{i}", "{row}", "{col}")):
+            raise ValueError(f"{name} must be a string with {{i}} (or {{row}}/{{col}}), got {pattern!r}")
+    if src_pattern == dst_pattern:
+        raise ValueError("dst_pattern must differ from src_pattern")
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
+    if progress_cb is not None and not callable(progress_cb):
+        raise ValueError("progress_cb must be callable")
+    ranks = num_ranks or new_scheme.num_workers or min(4, os.cpu_count() or 1)
+    if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
+        raise ValueError(f"num_ranks must be a positive integer, got {num_ranks!r}")
+    if launcher is None:
+        launcher = "srun" if os.environ.get("SLURM_JOB_ID") else "mpirun"
+    if launcher not in ("srun", "mpirun"):
+        raise ValueError(f"launcher must be 'srun' or 'mpirun', got {launcher!r}")
+    binary = find_binary()
+    report = report_path or default_report_path(dst_pattern)
+
+    command = _launcher_command(launcher, ranks, mpi_args) + [
+        binary, "--src", src_pattern, "--old-scheme", old_scheme.to_cli(),
+        "--dst", dst_pattern, "--new-scheme", new_scheme.to_cli(), "--progress-json", *extra_args]
+    if report:
+        os.makedirs(os.path.dirname(report), exist_ok=True)
+        command += ["--report", report]
+    run_env = dict(os.environ)
+    if os.geteuid() == 0:
+        run_env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        run_env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    run_env.update(env or {})
+
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env,
+                            start_new_session=True, bufsize=1)
+    stderr_tail: collections.deque = collections.deque(maxlen=_STDERR_TAIL_LINES)
+    error_lines: List[str] = []
+
+    def drain_stderr() -> None:
+        for line in proc.stderr:
+            line = line.rstrip("\n")
+            stderr_tail.append(line)
+            if line.startswith("mpi_reshard:") and "fault injected" not in line:
+                error_lines.append(line[len("mpi_reshard:"):].strip())
+
+    reader = threading.Thread(target=drain_stderr, daemon=True)
+    reader.start()
+    timer = threading.Timer(timeout, _kill_group, args=(proc,)) if timeout else None
+    if timer:
+        timer.start()
+    last = 0.0
+    try:
+        for line in proc.stdout:
+            if not line.startswith('{"'):
+                continue
+            try:
+                fraction = float(json.loads(line)["progress"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            fraction = min(1.0, max(last, fraction))
+            if progress_cb is not None and fraction < 1.0 and fraction > last:
+                progress_cb(fraction)
+            last = fraction
+        proc.wait()
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        if timer:
+            timer.cancel()
+        reader.join(timeout=_TERMINATE_GRACE_SECONDS)
+    if proc.returncode != 0:
+        message = error_lines[0] if error_lines else (stderr_tail[-1] if stderr_tail else "no output")
+        raise ReshardError(proc.returncode, message, "\n".join(stderr_tail))
+    if progress_cb is not None:
+        progress_cb(1.0)

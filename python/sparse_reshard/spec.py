@@ -1,0 +1,180 @@
+"""ShardingSpec: the Python face of the CLI's sharding schemes (docs/schemes.md)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Optional, Tuple
+
+AXES = ("rows", "cols", "grid")
+HASHES = (None, "mod", "mix", "jump", "rendezvous")
+LAYOUTS = ("csr", "csc")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+@dataclass(frozen=True)
+class ShardingSpec:
+    """How a sparse matrix is split into shard files.
+
+    ``axis`` is ``"rows"``, ``"cols"`` or ``"grid"``. Block schemes set
+    ``block_rows`` and/or ``block_cols``; hashed schemes set ``hash`` (one of
+    ``"mod"``, ``"mix"``, ``"jump"``, ``"rendezvous"``) and ``num_shards``.
+    ``num_workers`` is how many MPI ranks the layout is meant for (the
+    default rank count of :func:`sparse_reshard.reshuffle`).
+
+    >>> ShardingSpec.row_blocks(250_000, num_workers=8).to_cli()
+    'rows:block=250000,workers=8'
+    >>> ShardingSpec.hashed("rows", "jump", num_shards=17)
+    ShardingSpec('rows:hash=jump,shards=17')
+    >>> ShardingSpec.from_cli("grid:block=100x50").block_cols
+    50
+    """
+
+    axis: str = "rows"
+    block_rows: int = 0
+    block_cols: int = 0
+    hash: Optional[str] = None
+    num_shards: int = 0
+    seed: int = 0
+    num_workers: int = 0
+    shape: Optional[Tuple[int, int]] = None
+    layout: str = "csr"
+
+    def __post_init__(self) -> None:
+        if self.axis not in AXES:
+            raise ValueError(f"axis must be one of {AXES}, got {self.axis!r}")
+        if self.hash not in HASHES:
+            raise ValueError(f"hash must be one of {HASHES}, got {self.hash!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be 'csr' or 'csc', got {self.layout!r}")
+        for name in ("block_rows", "block_cols", "num_shards", "seed", "num_workers"):
+            _check_int(name, getattr(self, name), 0)
+        if self.shape is not None:
+            if len(self.shape) != 2:
+                raise ValueError(f"shape must be (rows, cols), got {self.shape!r}")
+            for n in self.shape:
+                _check_int("shape", n, 0)
+            object.__setattr__(self, "shape", (int(self.shape[0]), int(self.shape[1])))
+        if self.hash is not None:
+            if self.axis == "grid":
+                raise ValueError("grid schemes take block sizes, not a hash")
+            if self.num_shards < 1:
+                raise ValueError("a hashed scheme needs num_shards >= 1")
+            if self.num_shards > 2**31 - 1:
+                raise ValueError("num_shards must be at most 2**31 - 1")
+            if self.block_rows or self.block_cols:
+                raise ValueError("a hashed scheme takes no block sizes")
+            return
+        if self.num_shards:
+            raise ValueError("num_shards goes with hash=...")
+        if self.axis in ("rows", "grid") and self.block_rows < 1:
+            raise ValueError(f"{self.axis} scheme needs block_rows >= 1")
+        if self.axis in ("cols", "grid") and self.block_cols < 1:
+            raise ValueError(f"{self.axis} scheme needs block_cols >= 1")
+        if self.axis == "rows" and self.block_cols:
+            raise ValueError("a rows scheme takes no block_cols")
+        if self.axis == "cols" and self.block_rows:
+            raise ValueError("a cols scheme takes no block_rows")
+
+    # ---- constructors ----
+    @classmethod
+    def row_blocks(cls, rows: int, **options: Any) -> "ShardingSpec":
+        return cls(axis="rows", block_rows=rows, **options)
+
+    @classmethod
+    def col_blocks(cls, cols: int, **options: Any) -> "ShardingSpec":
+        return cls(axis="cols", block_cols=cols, **options)
+
+    @classmethod
+    def grid(cls, rows: int, cols: int, **options: Any) -> "ShardingSpec":
+        return cls(axis="grid", block_rows=rows, block_cols=cols, **options)
+
+    @classmethod
+    def hashed(cls, axis: str, hash: str, *, num_shards: int, **options: Any) -> "ShardingSpec":
+        if hash is None:
+            raise ValueError("hashed() needs a hash function")
+        return cls(axis=axis, hash=hash, num_shards=num_shards, **options)
+
+    # ---- text form (the CLI's) ----
+    def to_cli(self) -> str:
+        if self.hash:
+            text = f"{self.axis}:hash={self.hash},shards={self.num_shards}"
+            if self.seed:
+                text += f",seed={self.seed}"
+        elif self.axis == "grid":
+            text = f"grid:block={self.block_rows}x{self.block_cols}"
+        else:
+            text = f"{self.axis}:block={self.block_rows if self.axis == 'rows' else self.block_cols}"
+        if self.num_workers:
+            text += f",workers={self.num_workers}"
+        if self.shape is not None:
+            text += f",shape={self.shape[0]}x{self.shape[1]}"
+        if self.layout == "csc":
+            text += ",layout=csc"
+        return text
+
+    @classmethod
+    def from_cli(cls, text: str) -> "ShardingSpec":
+        axis, sep, rest = text.partition(":")
+        if not sep:
+            raise ValueError(f"scheme {text!r} must look like 'rows:block=R'")
+        if axis not in AXES:
+            raise ValueError(f"unknown scheme kind {axis!r} (expected rows, cols or grid)")
+        fields: Dict[str, Any] = {"axis": axis}
+        for item in filter(None, rest.split(",")):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ValueError(f"scheme option {item!r} needs =value")
+            try:
+                if key == "block":
+                    if axis == "grid":
+                        r, _, c = value.partition("x")
+                        fields["block_rows"], fields["block_cols"] = int(r), int(c)
+                    else:
+                        fields["block_rows" if axis == "rows" else "block_cols"] = int(value)
+                elif key == "hash":
+                    fields["hash"] = value
+                elif key == "shards":
+                    fields["num_shards"] = int(value)
+                elif key == "seed":
+                    fields["seed"] = int(value)
+                elif key == "workers":
+                    fields["num_workers"] = int(value)
+                elif key == "shape":
+                    r, _, c = value.partition("x")
+                    fields["shape"] = (int(r), int(c))
+                elif key == "layout":
+                    fields["layout"] = value
+                else:
+                    raise ValueError(f"unknown scheme option {key!r}")
+            except ValueError as e:
+                if "unknown scheme option" in str(e):
+                    raise
+                raise ValueError(f"scheme option {item!r}: {value!r} is not a valid value") from None
+        return cls(**fields)
+
+    # ---- JSON form (--old-scheme @file.json) ----
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["shape"] = list(self.shape) if self.shape is not None else None
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ShardingSpec":
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("scheme JSON must be an object")
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown scheme JSON keys: {sorted(unknown)}")
+        if data.get("shape") is not None:
+            data["shape"] = tuple(data["shape"])
+        return cls(**data)
+
+    def __repr__(self) -> str:
+        return f"ShardingSpec({self.to_cli()!r})"

@@ -1,0 +1,182 @@
+"""The Python wrapper: ShardingSpec, reshuffle() with progress, errors,
+interruption, helpers, and an offline pip install."""
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from conftest import MPI_ENV, ROOT, binary, run_reshard
+from sparse_reshard import ReshardError, ShardingSpec, is_published, load_matrix, read_report, reshuffle
+from sparse_reshard.testing import Scheme, canonical_multiset, read_sharded, skewed_matrix, write_sharded
+
+
+@pytest.fixture(autouse=True)
+def _binary_and_mpi(monkeypatch):
+    monkeypatch.setenv("RESHARD_BIN", binary())
+    for key, value in MPI_ENV.items():
+        monkeypatch.setenv(key, value)
+
+
+def entries(pattern, scheme_text, shape):
+    return canonical_multiset(*read_sharded(pattern, Scheme.parse(scheme_text), shape))
+
+
+# ---- ShardingSpec ----
+
+def test_spec_constructors_text_json_and_repr():
+    spec = ShardingSpec.row_blocks(250_000, num_workers=8)
+    assert spec.to_cli() == "rows:block=250000,workers=8"
+    assert ShardingSpec.from_cli(spec.to_cli()) == spec
+    assert ShardingSpec.from_json(spec.to_json()) == spec
+    hashed = ShardingSpec.hashed("rows", "jump", num_shards=17, seed=3)
+    assert repr(hashed) == "ShardingSpec('rows:hash=jump,shards=17,seed=3')"
+    grid = ShardingSpec.grid(100, 50, shape=(1000, 500), layout="csc")
+    assert ShardingSpec.from_cli(grid.to_cli()) == grid
+    assert ShardingSpec.col_blocks(7).block_cols == 7
+    with pytest.raises(Exception):
+        spec.block_rows = 3  # frozen
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(axis="rows", block_rows=0), "block_rows >= 1"),
+    (dict(axis="diagonal", block_rows=3), "axis must be one of"),
+    (dict(axis="rows", hash="md5", num_shards=3), "hash must be one of"),
+    (dict(axis="rows", hash="jump", num_shards=0), "num_shards >= 1"),
+    (dict(axis="grid", hash="mix", num_shards=2), "grid schemes take block sizes"),
+    (dict(axis="rows", block_rows=5, layout="coo"), "layout"),
+    (dict(axis="rows", block_rows=5, shape=(1, 2, 3)), "shape"),
+    (dict(axis="cols", block_cols=2.5), "integer"),
+])
+def test_spec_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ShardingSpec(**kwargs)
+
+
+def test_spec_json_is_what_the_cli_reads(tmp_path):
+    src = str(tmp_path / "src" / "s_{i}.npz")
+    write_sharded(skewed_matrix(90, 40, 500, seed=1), Scheme.parse("rows:block=30"), src)
+    old = tmp_path / "old.json"
+    new = tmp_path / "new.json"
+    old.write_text(ShardingSpec.row_blocks(30).to_json())
+    new.write_text(ShardingSpec.hashed("cols", "rendezvous", num_shards=3, layout="csc").to_json())
+    run = run_reshard(src, f"@{old}", str(tmp_path / "dst" / "d_{i}.npz"), f"@{new}", ranks=1)
+    assert run.returncode == 0, run.stderr
+    assert np.array_equal(entries(src, "rows:block=30", (90, 40)),
+                          entries(str(tmp_path / "dst" / "d_{i}.npz"), "cols:hash=rendezvous,shards=3", (90, 40)))
+
+
+# ---- reshuffle ----
+
+@pytest.mark.parametrize("old,new", [
+    (ShardingSpec.row_blocks(40), ShardingSpec.col_blocks(25, num_workers=3)),
+    (ShardingSpec.hashed("rows", "jump", num_shards=5), ShardingSpec.hashed("rows", "jump", num_shards=6)),
+])
+def test_reshuffle_with_progress(tmp_path, old, new):
+    shape = (400, 150)
+    src = str(tmp_path / "src" / "shard_{i}.npz")
+    dst = str(tmp_path / "dst" / "shard_{i}.npz")
+    write_sharded(skewed_matrix(*shape, 4000, seed=2), Scheme.parse(old.to_cli()), src)
+    seen = []
+    caller = threading.get_ident()
+    threads = set()
+
+    def record(fraction):
+        seen.append(fraction)
+        threads.add(threading.get_ident())
+
+    assert reshuffle(src, dst, old, new, progress_cb=record, num_ranks=2) is None
+    assert seen[-1] == 1.0 and seen.count(1.0) == 1
+    assert all(0.0 <= f <= 1.0 for f in seen)
+    assert seen == sorted(seen), "progress went backwards"
+    assert len(set(seen)) >= 4, f"too few progress updates: {seen}"
+    assert threads == {caller}, "progress_cb ran on another thread"
+    assert is_published(dst)
+    assert np.array_equal(entries(src, old.to_cli(), shape), entries(dst, new.to_cli(), shape))
+    report = read_report(dst)
+    assert report["nnz"] == len(entries(src, old.to_cli(), shape))
+    m = load_matrix(dst, new)
+    assert m.shape == shape and m.nnz == report["nnz"]
+
+
+def test_no_callback_prints_nothing(tmp_path, capfd):
+    src = str(tmp_path / "src" / "shard_{i}.npz")
+    write_sharded(skewed_matrix(60, 30, 300, seed=3), Scheme.parse("rows:block=20"), src)
+    reshuffle(src, str(tmp_path / "dst" / "s_{i}.npz"), ShardingSpec.row_blocks(20), ShardingSpec.col_blocks(10),
+              num_ranks=1)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_bad_arguments_raise_before_launch(tmp_path):
+    rows = ShardingSpec.row_blocks(10)
+    with pytest.raises(ValueError, match="dst_pattern"):
+        reshuffle(str(tmp_path / "s_{i}.npz"), str(tmp_path / "out.npz"), rows, rows)
+    with pytest.raises(ValueError, match="max_concurrency"):
+        reshuffle(str(tmp_path / "s_{i}.npz"), str(tmp_path / "d/s_{i}.npz"), rows, rows, max_concurrency=0)
+    with pytest.raises(ValueError, match="ShardingSpec"):
+        reshuffle(str(tmp_path / "s_{i}.npz"), str(tmp_path / "d/s_{i}.npz"), "rows:block=10", rows)
+    assert not (tmp_path / "d").exists()
+
+
+def test_missing_source_raises_reshard_error(tmp_path):
+    src = str(tmp_path / "src" / "shard_{i}.npz")
+    write_sharded(skewed_matrix(60, 30, 300, seed=3), Scheme.parse("rows:block=20"), src)
+    os.remove(src.format(i=1))
+    with pytest.raises(ReshardError) as info:
+        reshuffle(src, str(tmp_path / "dst" / "s_{i}.npz"), ShardingSpec.row_blocks(20),
+                  ShardingSpec.col_blocks(10), num_ranks=2)
+    assert info.value.exit_code == 2
+    assert info.value.message == f"missing source shard {src.format(i=1)}"
+    assert "missing source shard" in info.value.stderr_tail
+
+
+def surviving_ranks(marker):
+    """PIDs whose command line mentions `marker` (the unique destination)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and "mpi_reshard" in cmdline:
+            pids.append(int(pid))
+    return pids
+
+
+def test_interrupt_kills_every_rank_and_a_second_call_completes(tmp_path):
+    shape = (40000, 4000)
+    src = str(tmp_path / "src" / "shard_{i}.npz")
+    dst = str(tmp_path / "dst-interrupted" / "shard_{i}.npz")
+    write_sharded(skewed_matrix(*shape, 2000000, seed=4), Scheme.parse("rows:block=2000"), src)
+    old, new = ShardingSpec.row_blocks(2000), ShardingSpec.col_blocks(50)
+
+    def interrupt_midway(fraction):
+        if fraction > 0.3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reshuffle(src, dst, old, new, num_ranks=2, progress_cb=interrupt_midway,
+                  extra_args=["--compress", "deflate:9", "--manifest-batch", "1"])
+    assert surviving_ranks("dst-interrupted") == []
+    assert not is_published(dst)
+    seen = []
+    reshuffle(src, dst, old, new, num_ranks=2, progress_cb=seen.append,
+              extra_args=["--compress", "deflate:9", "--manifest-batch", "1"])
+    assert seen[-1] == 1.0 and is_published(dst)
+    assert np.array_equal(entries(src, old.to_cli(), shape), entries(dst, new.to_cli(), shape))
+
+
+def test_offline_pip_install(tmp_path):
+    target = tmp_path / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target",
+                           str(target), str(ROOT / "python")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    check = subprocess.run([sys.executable, "-c", "import sparse_reshard, sys; print(sparse_reshard.__file__)"],
+                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(target)), cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith(str(target))
