@@ -22,3 +22,6 @@ ctest --test-dir build --output-on-failure -j 2
 echo "== Python end-to-end tests (pytest)"
 # Debian's python sees Debian's numpy/scipy; a pyenv python3 on PATH does not.
 /usr/bin/python3 -m pytest -q tests/python
+
+echo "== Slurm: the real sbatch script on a one-node cluster"
+tests/slurm/run_slurm_test.sh

@@ -60,7 +60,10 @@ def default_report_path(dst_pattern: str) -> Optional[str]:
 
 def _launcher_command(launcher: str, num_ranks: int, mpi_args: Sequence[str]) -> List[str]:
     if launcher == "srun":
-        return ["srun", f"--ntasks={num_ranks}", *mpi_args]
+        # Debian's Open MPI starts under srun through PMIx; a site whose
+        # Slurm says otherwise passes its own --mpi=... in mpi_args.
+        mpi = [] if any(a.startswith("--mpi") for a in mpi_args) else ["--mpi=pmix"]
+        return ["srun", f"--ntasks={num_ranks}", *mpi, *mpi_args]
     command = ["mpirun", "-np", str(num_ranks)]
     if num_ranks > (os.cpu_count() or 1):
         command.append("--oversubscribe")
