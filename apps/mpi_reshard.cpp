@@ -107,6 +107,8 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   add("compress", po::value(&compress)->default_value("deflate:1"), "none | deflate | deflate:LEVEL (0..12)");
   add("max-message-bytes", po::value(&out.config.max_message_bytes)->default_value(out.config.max_message_bytes),
       "largest single MPI message; exchanges larger than this run in rounds");
+  add("max-concurrency", po::value(&out.config.max_concurrency)->default_value(out.config.max_concurrency),
+      "in-flight storage requests per rank (S3/GCS)");
   add("manifest-batch", po::value(&out.config.manifest_batch)->default_value(out.config.manifest_batch),
       "shards each rank writes between two manifest updates (a crash redoes at most this many per rank)");
   po::variables_map vm;
@@ -133,6 +135,8 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
     status = compression.status();
   else if (out.config.max_message_bytes < 32) {
     status = fail("--max-message-bytes must be at least 32 (one entry)");
+  } else if (out.config.max_concurrency < 1) {
+    status = fail("--max-concurrency must be at least 1");
   }
   if (!status.ok()) {
     if (rank == 0) std::cerr << "mpi_reshard: " << status.message() << "\n";

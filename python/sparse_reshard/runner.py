@@ -106,8 +106,8 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: ShardingSpec, new_
     on KeyboardInterrupt, the whole MPI job is terminated and the exception
     propagates.
 
-    ``max_concurrency`` bounds in-flight storage requests per rank (object
-    stores; it is passed to the program once a driver uses it).
+    ``max_concurrency`` bounds in-flight storage requests per rank (S3/GCS;
+    the program's ``--max-concurrency``).
 
     >>> from sparse_reshard import ShardingSpec, reshuffle
     >>> reshuffle("data/m/shard_{i}.npz", "data/m_cols/shard_{i}.npz",
@@ -137,7 +137,8 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: ShardingSpec, new_
 
     command = _launcher_command(launcher, ranks, mpi_args) + [
         binary, "--src", src_pattern, "--old-scheme", old_scheme.to_cli(),
-        "--dst", dst_pattern, "--new-scheme", new_scheme.to_cli(), "--progress-json", *extra_args]
+        "--dst", dst_pattern, "--new-scheme", new_scheme.to_cli(), "--progress-json",
+        "--max-concurrency", str(max_concurrency), *extra_args]
     if report:
         os.makedirs(os.path.dirname(report), exist_ok=True)
         command += ["--report", report]

@@ -15,6 +15,7 @@
 #include "reshard/pipeline/plan.hpp"
 #include "reshard/pipeline/read.hpp"
 #include "reshard/pipeline/write.hpp"
+#include "reshard/store/s3_store.hpp"
 
 namespace reshard {
 namespace {
@@ -59,9 +60,10 @@ struct Stores {
 
 Result<Stores> open_stores(const JobConfig& config) {
   Stores s;
-  auto src = open_store(config.src_pattern);
+  const StoreOptions options{config.max_concurrency};
+  auto src = open_store(config.src_pattern, options);
   if (!src.ok()) return src.status().with_context("--src " + config.src_pattern);
-  auto dst = open_store(config.dst_pattern);
+  auto dst = open_store(config.dst_pattern, options);
   if (!dst.ok()) return dst.status().with_context("--dst " + config.dst_pattern);
   s.src = std::move(src).value();
   s.dst = std::move(dst).value();
@@ -339,6 +341,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
                {"destination_shards_written", stats.shards_written},
                {"bytes_written", stats.bytes_written},
                {"peak_rss_bytes", peak_rss_bytes()},
+               {"storage_retries", object_store_retries()},
                {"seconds", stats.seconds}};
   const auto all_stats = comm.allgather(json_bytes(mine));
   if (rank != 0) return outcome;
@@ -393,7 +396,8 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
           << totals["bytes_sent"].get<std::uint64_t>() << " bytes between ranks ("
           << totals["entries_kept_local"].get<std::uint64_t>() << " entries stayed local)\n"
           << "  fingerprint source " << source_fingerprint.to_string() << " = destination " << destination.to_string()
-          << "\n  published " << plan.destination_directory << "_SUCCESS (job " << success.job_id << ")\n"
+          << "\n  published " << dst_store.url(success_key(plan.destination_directory)) << " (job " << success.job_id
+          << ")\n"
           << "  wall time " << wall << " s, peak RSS of rank 0 " << peak_rss_bytes() / (1 << 20) << " MiB";
   outcome.summary = summary.str();
   return outcome;

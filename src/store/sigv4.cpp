@@ -65,7 +65,8 @@ std::string md5_hex(ByteView data) {
 std::string md5_base64(ByteView data) {
   const std::string d = digest(EVP_md5(), data.data(), data.size());
   std::array<unsigned char, 64> out{};
-  const int n = EVP_EncodeBlock(out.data(), reinterpret_cast<const unsigned char*>(d.data()), static_cast<int>(d.size()));
+  const int n =
+      EVP_EncodeBlock(out.data(), reinterpret_cast<const unsigned char*>(d.data()), static_cast<int>(d.size()));
   return std::string(reinterpret_cast<const char*>(out.data()), static_cast<std::size_t>(n));
 }
 

@@ -4,12 +4,17 @@
 #include <mutex>
 
 #include "reshard/store/posix_store.hpp"
+#include "reshard/store/s3_store.hpp"
 
 namespace reshard {
 namespace {
 
+// The built-in drivers; more can be added with register_store().
 std::map<std::string, StoreFactory>& registry() {
-  static std::map<std::string, StoreFactory> factories;
+  static std::map<std::string, StoreFactory> factories = {
+      {"s3", open_s3_store},
+      {"gs", open_s3_store},
+  };
   return factories;
 }
 std::mutex& registry_mutex() {
@@ -30,7 +35,7 @@ void register_store(const std::string& scheme, StoreFactory factory) {
   registry()[scheme] = std::move(factory);
 }
 
-Result<StoreAndKey> open_store(const std::string& url) {
+Result<StoreAndKey> open_store(const std::string& url, const StoreOptions& options) {
   const auto sep = url.find("://");
   if (sep == std::string::npos) return StoreAndKey{make_posix_store(), url};
   const std::string scheme = url.substr(0, sep);
@@ -38,7 +43,7 @@ Result<StoreAndKey> open_store(const std::string& url) {
   std::lock_guard lock(registry_mutex());
   auto it = registry().find(scheme);
   if (it == registry().end()) return Status::Invalid("no storage driver for '" + scheme + "://' URLs");
-  return it->second(url);
+  return it->second(url, options);
 }
 
 }  // namespace reshard

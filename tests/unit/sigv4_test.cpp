@@ -30,9 +30,7 @@ TEST(SigV4, ListObjectsExample) {
   r.method = "GET";
   r.path = "/";
   r.query = {{"max-keys", "2"}, {"prefix", "J"}};
-  r.headers = {{"host", "examplebucket.s3.amazonaws.com"},
-               {"x-amz-content-sha256", kEmptyHash},
-               {"x-amz-date", kDate}};
+  r.headers = {{"host", "examplebucket.s3.amazonaws.com"}, {"x-amz-content-sha256", kEmptyHash}, {"x-amz-date", kDate}};
   r.payload_hash = kEmptyHash;
   EXPECT_EQ(signature(r, kExample, kDate, "us-east-1", "s3"),
             "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7");
@@ -43,9 +41,7 @@ TEST(SigV4, GetBucketLifecycleExample) {
   r.method = "GET";
   r.path = "/";
   r.query = {{"lifecycle", ""}};
-  r.headers = {{"host", "examplebucket.s3.amazonaws.com"},
-               {"x-amz-content-sha256", kEmptyHash},
-               {"x-amz-date", kDate}};
+  r.headers = {{"host", "examplebucket.s3.amazonaws.com"}, {"x-amz-content-sha256", kEmptyHash}, {"x-amz-date", kDate}};
   r.payload_hash = kEmptyHash;
   EXPECT_EQ(signature(r, kExample, kDate, "us-east-1", "s3"),
             "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543");

@@ -18,6 +18,8 @@ struct JobConfig {
   bool overwrite = false;
   // Discard an earlier run's manifest (another job, or changed sources).
   bool restart = false;
+  // In-flight storage requests per rank (object stores).
+  int max_concurrency = 32;
   // Shards each rank writes between two manifest updates.
   std::uint64_t manifest_batch = 16;
   zip::WriteOptions compression;

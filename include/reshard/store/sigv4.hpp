@@ -25,8 +25,8 @@ struct Credentials {
 };
 
 struct Request {
-  std::string method;  // GET, PUT, ...
-  std::string path;    // unencoded, starting with '/': "/bucket/key with space"
+  std::string method;                                      // GET, PUT, ...
+  std::string path;                                        // unencoded, starting with '/': "/bucket/key with space"
   std::vector<std::pair<std::string, std::string>> query;  // unencoded name/value pairs
   // Headers to sign (lower-case names), host and x-amz-date included.
   std::vector<std::pair<std::string, std::string>> headers;
@@ -35,8 +35,8 @@ struct Request {
 
 std::string canonical_query(const std::vector<std::pair<std::string, std::string>>& query);
 std::string canonical_request(const Request& request);
-std::string string_to_sign(const std::string& canonical_request, const std::string& amz_date,
-                           const std::string& region, const std::string& service);
+std::string string_to_sign(const std::string& canonical_request, const std::string& amz_date, const std::string& region,
+                           const std::string& service);
 std::string signature(const Request& request, const Credentials& credentials, const std::string& amz_date,
                       const std::string& region, const std::string& service);
 // The Authorization header value.

@@ -56,12 +56,17 @@ struct StoreAndKey {
   std::string key;
 };
 
-using StoreFactory = std::function<Result<StoreAndKey>(const std::string& url)>;
+// Knobs every driver may use; POSIX ignores them.
+struct StoreOptions {
+  int max_concurrency = 32;  // in-flight requests per rank
+};
+
+using StoreFactory = std::function<Result<StoreAndKey>(const std::string& url, const StoreOptions& options)>;
 
 // Drivers register at start-up under a scheme ("file", "s3", ...).
 void register_store(const std::string& scheme, StoreFactory factory);
 
 // Chooses the driver by the URL's scheme; plain paths are POSIX.
-Result<StoreAndKey> open_store(const std::string& url);
+Result<StoreAndKey> open_store(const std::string& url, const StoreOptions& options = {});
 
 }  // namespace reshard

@@ -1,0 +1,120 @@
+// A front for the test S3 server (s3rver), on 127.0.0.1 only:
+//  - verifies every request's SigV4 signature with the independent aws4
+//    package and rejects (403 SignatureDoesNotMatch) any it cannot reproduce,
+//    and checks x-amz-content-sha256 against the body;
+//  - injects faults on request: 500, 503 SlowDown, connection reset mid-body,
+//    slow replies, truncated replies, 200-with-<Error> on multipart completion.
+// Control: POST /__front/fault {"mode", "match", "count", "every"}; GET
+// /__front/stats. Usage: node front.js <listen port> <upstream port>
+'use strict'
+const http = require('http')
+const crypto = require('crypto')
+const aws4 = require('aws4')
+
+const listenPort = Number(process.argv[2])
+const upstreamPort = Number(process.argv[3])
+const accessKeyId = process.env.FRONT_ACCESS_KEY || 'S3RVER'
+const secretAccessKey = process.env.FRONT_SECRET_KEY || 'S3RVER'
+
+const stats = { requests: 0, verified: 0, rejected: 0, injected: 0 }
+let fault = null // {mode, match, count, every, seen}
+
+function xmlError(res, status, code, message) {
+  res.writeHead(status, { 'Content-Type': 'application/xml' })
+  res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`)
+}
+
+function verify(req, body) {
+  const auth = req.headers.authorization || ''
+  const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(auth)
+  if (!m) return 'malformed or missing Authorization header'
+  const [, key, , region, service, signedHeaders, signature] = m
+  if (key !== accessKeyId) return 'unknown access key'
+  const claimed = req.headers['x-amz-content-sha256']
+  if (claimed !== crypto.createHash('sha256').update(body).digest('hex')) return 'x-amz-content-sha256 does not match the body'
+  const headers = {}
+  for (const name of signedHeaders.split(';')) {
+    if (req.headers[name] === undefined) return `signed header ${name} is missing`
+    headers[name] = req.headers[name]
+  }
+  const opts = { host: req.headers.host, method: req.method, path: req.url, service, region, headers }
+  aws4.sign(opts, { accessKeyId, secretAccessKey })
+  const expected = /Signature=([0-9a-f]{64})/.exec(opts.headers.Authorization)[1]
+  const expectedSigned = /SignedHeaders=([^,]+)/.exec(opts.headers.Authorization)[1]
+  if (expectedSigned !== signedHeaders) return `signed headers ${signedHeaders}, aws4 signs ${expectedSigned}`
+  return expected === signature ? null : 'signature does not match'
+}
+
+function takeFault(req) {
+  if (!fault || fault.count <= 0) return null
+  if (fault.match && !`${req.method} ${req.url}`.includes(fault.match)) return null
+  fault.seen += 1
+  if (fault.seen % fault.every !== 0) return null
+  fault.count -= 1
+  stats.injected += 1
+  return fault.mode
+}
+
+function forward(req, body, res, mode) {
+  const options = { host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers: req.headers }
+  const up = http.request(options, (upRes) => {
+    const chunks = []
+    upRes.on('data', (c) => chunks.push(c))
+    upRes.on('end', () => {
+      const data = Buffer.concat(chunks)
+      const headers = Object.assign({}, upRes.headers)
+      if (mode === 'reset' && data.length > 1) {
+        res.writeHead(upRes.statusCode, headers)
+        res.write(data.subarray(0, data.length >> 1))
+        setTimeout(() => res.socket.destroy(), 10)
+        return
+      }
+      if (mode === 'truncate' && data.length > 1) {
+        headers['content-length'] = String(data.length)
+        res.writeHead(upRes.statusCode, headers)
+        res.write(data.subarray(0, data.length - 1))
+        setTimeout(() => res.socket.end(), 10)
+        return
+      }
+      const send = () => { res.writeHead(upRes.statusCode, headers); res.end(data) }
+      if (mode === 'slow') setTimeout(send, 1500)
+      else send()
+    })
+  })
+  up.on('error', (e) => xmlError(res, 502, 'BadGateway', e.message))
+  up.end(body)
+}
+
+const server = http.createServer((req, res) => {
+  const chunks = []
+  req.on('data', (c) => chunks.push(c))
+  req.on('end', () => {
+    const body = Buffer.concat(chunks)
+    if (req.url === '/__front/stats') {
+      res.writeHead(200, { 'Content-Type': 'application/json' })
+      return res.end(JSON.stringify(stats))
+    }
+    if (req.url === '/__front/fault') {
+      const f = JSON.parse(body.toString() || '{}')
+      fault = f.mode ? { mode: f.mode, match: f.match || '', count: f.count || 1, every: f.every || 1, seen: 0 } : null
+      res.writeHead(200)
+      return res.end('ok')
+    }
+    stats.requests += 1
+    const problem = verify(req, body)
+    if (problem) {
+      stats.rejected += 1
+      return xmlError(res, 403, 'SignatureDoesNotMatch', problem)
+    }
+    stats.verified += 1
+    const mode = takeFault(req)
+    if (mode === 'error500') return xmlError(res, 500, 'InternalError', 'injected')
+    if (mode === 'slowdown') return xmlError(res, 503, 'SlowDown', 'injected')
+    if (mode === 'complete-error') {
+      res.writeHead(200, { 'Content-Type': 'application/xml' })
+      return res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>injected</Message></Error>')
+    }
+    forward(req, body, res, mode)
+  })
+})
+server.listen(listenPort, '127.0.0.1', () => console.log(`front listening on 127.0.0.1:${listenPort} -> ${upstreamPort}`))
