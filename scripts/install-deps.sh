@@ -9,8 +9,12 @@ PACKAGES=(
   libboost-program-options-dev libcurl4-openssl-dev
   libgtest-dev libdeflate-dev nlohmann-json3-dev
   python3-numpy python3-scipy python3-pytest python3-pip python3-setuptools
-  time
+  time libssl-dev
 )
+
+# node and npm run the S3 test servers (tests/s3); the machine image usually
+# has them, Debian's packages otherwise.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then PACKAGES+=(nodejs npm); fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -16,6 +16,14 @@ export RESHARD_BIN="$PWD/build/bin/mpi_reshard"
 echo "== formatting (clang-format)"
 scripts/lint.sh
 
+echo "== S3 test servers (s3rver behind the signature-verifying front, 127.0.0.1)"
+s3_work="$(mktemp -d /tmp/reshard-s3-XXXXXX)"
+trap 'tests/s3/servers.sh stop "$s3_work"; rm -rf "$s3_work"' EXIT
+s3_info="$(tests/s3/servers.sh start "$s3_work")"
+s3_endpoint="${s3_info%% *}"
+export RESHARD_TEST_S3_ENDPOINT="$s3_endpoint" RESHARD_TEST_S3_DATA="$s3_work/data" RESHARD_REQUIRE_S3=1
+echo "   $s3_endpoint"
+
 echo "== C++ tests (ctest)"
 ctest --test-dir build --output-on-failure -j 2
 

@@ -352,7 +352,8 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
                  {"entries_sent", 0},
                  {"entries_kept_local", 0},
                  {"source_shards_read", 0},
-                 {"destination_shards_written", 0}};
+                 {"destination_shards_written", 0},
+                 {"storage_retries", 0}};
   for (const auto& bytes : all_stats) {
     json r = json::parse(bytes.begin(), bytes.end());
     for (auto& [key, value] : totals.items()) value = value.get<std::uint64_t>() + r[key].get<std::uint64_t>();

@@ -50,3 +50,60 @@ def reshard():
 def read_report(path):
     with open(path) as f:
         return json.load(f)
+
+
+S3_SCRIPT = ROOT / "tests" / "s3" / "servers.sh"
+
+
+class S3Servers:
+    """s3rver behind the signature-verifying front (tests/s3/front.js)."""
+
+    def __init__(self, endpoint: str, data_dir: str):
+        self.endpoint = endpoint
+        self.data_dir = data_dir
+
+    def env(self, **overrides):
+        env = {"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER", "AWS_ENDPOINT_URL": self.endpoint,
+               "AWS_REGION": "us-east-1", "RESHARD_S3_BACKOFF_BASE_MS": "20", "RESHARD_S3_BACKOFF_CAP_MS": "200"}
+        env.update(overrides)
+        return env
+
+    def object_bytes(self, bucket: str, key: str) -> bytes:
+        """An object's stored bytes, read from s3rver's own files."""
+        with open(os.path.join(self.data_dir, bucket, key + "._S3rver_object"), "rb") as f:
+            return f.read()
+
+    def keys(self, bucket: str, prefix: str):
+        root = os.path.join(self.data_dir, bucket, prefix)
+        if not os.path.isdir(root):
+            return []
+        return sorted(n[: -len("._S3rver_object")] for n in os.listdir(root) if n.endswith("._S3rver_object"))
+
+    def control(self, path: str, body: bytes = b"") -> bytes:
+        import urllib.request
+        request = urllib.request.Request(self.endpoint + path, data=body or None, method="POST" if body else "GET")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read()
+
+    def fault(self, mode=None, match="", count=1, every=1):
+        self.control("/__front/fault", json.dumps({"mode": mode, "match": match, "count": count, "every": every}).encode())
+
+    def stats(self):
+        return json.loads(self.control("/__front/stats"))
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    endpoint = os.environ.get("RESHARD_TEST_S3_ENDPOINT")
+    data_dir = os.environ.get("RESHARD_TEST_S3_DATA")
+    if endpoint and data_dir:
+        yield S3Servers(endpoint, data_dir)
+        return
+    work = tmp_path_factory.mktemp("s3servers")
+    out = subprocess.run([str(S3_SCRIPT), "start", str(work)], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        pytest.fail(f"could not start the S3 test servers: {out.stderr}")
+    try:
+        yield S3Servers(out.stdout.split()[0], str(work / "data"))
+    finally:
+        subprocess.run([str(S3_SCRIPT), "stop", str(work)], timeout=60)

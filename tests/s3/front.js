@@ -4,7 +4,8 @@
 //    and checks x-amz-content-sha256 against the body;
 //  - injects faults on request: 500, 503 SlowDown, connection reset mid-body,
 //    slow replies, truncated replies, 200-with-<Error> on multipart completion.
-// Control: POST /__front/fault {"mode", "match", "count", "every"}; GET
+// Control: POST /__front/fault {"mode", "match" (a regular expression over
+// "METHOD /path?query"), "count", "every"}; GET
 // /__front/stats. Usage: node front.js <listen port> <upstream port>
 'use strict'
 const http = require('http')
@@ -47,7 +48,7 @@ function verify(req, body) {
 
 function takeFault(req) {
   if (!fault || fault.count <= 0) return null
-  if (fault.match && !`${req.method} ${req.url}`.includes(fault.match)) return null
+  if (fault.match && !new RegExp(fault.match).test(`${req.method} ${req.url}`)) return null
   fault.seen += 1
   if (fault.seen % fault.every !== 0) return null
   fault.count -= 1

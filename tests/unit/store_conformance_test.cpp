@@ -45,7 +45,11 @@ class StoreConformance : public ::testing::TestWithParam<Fixture> {
  protected:
   void SetUp() override {
     directory_ = GetParam().make_directory();
-    if (directory_.empty()) GTEST_SKIP() << "RESHARD_TEST_S3_ENDPOINT is not set; scripts/test.sh sets it";
+    if (directory_.empty()) {
+      if (std::getenv("RESHARD_REQUIRE_S3") != nullptr)
+        FAIL() << "RESHARD_REQUIRE_S3 is set but RESHARD_TEST_S3_ENDPOINT is not";
+      GTEST_SKIP() << "RESHARD_TEST_S3_ENDPOINT is not set; scripts/test.sh sets it";
+    }
     auto opened = open_store(directory_ + "x");
     ASSERT_TRUE(opened.ok()) << opened.status().message();
     store_ = opened->store;
