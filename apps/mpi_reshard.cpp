@@ -107,6 +107,8 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   add("compress", po::value(&compress)->default_value("deflate:1"), "none | deflate | deflate:LEVEL (0..12)");
   add("max-message-bytes", po::value(&out.config.max_message_bytes)->default_value(out.config.max_message_bytes),
       "largest single MPI message; exchanges larger than this run in rounds");
+  add("ownership-epsilon", po::value(&out.config.ownership_epsilon)->default_value(out.config.ownership_epsilon),
+      "balance slack when choosing which rank writes each destination shard (docs/operations.md)");
   add("max-concurrency", po::value(&out.config.max_concurrency)->default_value(out.config.max_concurrency),
       "in-flight storage requests per rank (S3/GCS)");
   add("manifest-batch", po::value(&out.config.manifest_batch)->default_value(out.config.manifest_batch),

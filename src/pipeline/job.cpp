@@ -12,6 +12,7 @@
 #include "reshard/pipeline/bucket.hpp"
 #include "reshard/pipeline/commit.hpp"
 #include "reshard/pipeline/exchange.hpp"
+#include "reshard/pipeline/ownership.hpp"
 #include "reshard/pipeline/plan.hpp"
 #include "reshard/pipeline/read.hpp"
 #include "reshard/pipeline/write.hpp"
@@ -101,6 +102,27 @@ Result<npy::DType> agree_on_dtypes(Comm& comm, const Store& store, const Plan& p
   return npy::DType{descr[1], static_cast<std::uint32_t>(std::stoul(descr.substr(2)))};
 }
 
+// Everyone's per-shard holdings, then the same assignment on every rank.
+Ownership choose_owners(Comm& comm, const Plan& plan, const Buckets& buckets, const std::vector<bool>& skip,
+                        double epsilon) {
+  json mine = json::array();
+  for (std::size_t d = 0; d < buckets.by_shard.size(); ++d) {
+    if (!buckets.by_shard[d].empty()) mine.push_back({d, buckets.by_shard[d].size()});
+  }
+  OwnershipProblem problem;
+  problem.ranks = comm.size();
+  problem.shard_count = plan.destinations.size();
+  problem.skip = skip;
+  problem.epsilon = epsilon;
+  for (const auto& bytes : comm.allgather(json_bytes(mine))) {
+    auto& held = problem.held.emplace_back();
+    for (const auto& item : json::parse(bytes.begin(), bytes.end())) {
+      held.emplace_back(item[0].get<std::uint64_t>(), item[1].get<std::uint64_t>());
+    }
+  }
+  return assign_owners(problem);
+}
+
 // Per-rank counters that end up in the report.
 struct RankStats {
   std::uint64_t source_shards_read = 0;
@@ -148,12 +170,12 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   }
   std::uint64_t kept_count = 0;
   Fingerprint kept_fingerprint;
+  std::vector<bool> skip(plan.destinations.size(), false);
   for (const auto& record : start.manifest.shards) {
     if (!start.keep[record.index]) continue;
     ++kept_count;
     kept_fingerprint.merge(record.fingerprint);
-    plan.owner.release(record.index);
-    plan.destinations[record.index].owner = DestinationOwner::kNobody;
+    skip[record.index] = true;
   }
   // Sources that can reach a shard still to write; the first one is always
   // read too, since even an empty shard needs the data dtype.
@@ -178,7 +200,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
 
   // ---- read + bucket ----
   phase = Clock::now();
-  Buckets buckets(comm.size());
+  Buckets buckets(plan.destinations.size());
   double read_seconds = 0;
   double bucket_seconds = 0;
   json dtypes = json::array();
@@ -200,7 +222,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
                       {"value_dtype", m.value_dtype.name()},
                       {"value_dtype_descr", m.value_dtype.descr()},
                       {"index_dtype", m.index_dtype.name()}});
-    bucket_source(*loaded, plan.destination_map, plan.owner, buckets);
+    bucket_source(*loaded, plan.destination_map, skip, buckets);
     bucket_seconds += seconds_since(t1);
     ++stats.source_shards_read;
     report_progress(
@@ -235,7 +257,10 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
 
   // ---- exchange ----
   phase = Clock::now();
-  std::vector<Entry> received = exchange(comm, buckets, config.max_message_bytes, stats.exchange);
+  const Ownership ownership = choose_owners(comm, plan, buckets, skip, config.ownership_epsilon);
+  plan.owner = ownership.owner;
+  for (auto& d : plan.destinations) d.owner = plan.owner.owner_of(d.index);
+  std::vector<Entry> received = exchange(comm, buckets, plan.owner, config.max_message_bytes, stats.exchange);
   if (fault::active("drop-entry") && !received.empty()) received.pop_back();
   stats.seconds["exchange"] = seconds_since(phase);
   report_progress("exchange", kPlanWeight + kReadWeight + kExchangeWeight,
@@ -378,6 +403,8 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   report["source_fingerprint"] = {{"nnz", source_fingerprint.count}, {"sum", source_fingerprint.sum_hex()}};
   report["destination_fingerprint"] = {{"nnz", destination.count}, {"sum", destination.sum_hex()}};
   report["exchange_rounds"] = stats.exchange.rounds;
+  report["ownership_epsilon"] = config.ownership_epsilon;
+  report["bytes_sent_lower_bound"] = ownership.entries_lower_bound * sizeof(Entry);
   report["totals"] = totals;
   report["per_rank"] = per_rank;
   report["seconds"] = stats.seconds;

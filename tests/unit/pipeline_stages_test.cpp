@@ -22,13 +22,14 @@ Plan plan_for(const std::string& new_scheme, GlobalShape shape, int ranks) {
 
 TEST(Exchange, SelfCommKeepsEverythingLocalAndCountsRounds) {
   auto comm = make_self_comm();
-  Buckets buckets(1);
-  for (std::uint64_t k = 0; k < 10; ++k) buckets.by_rank[0].push_back({k, k, k, k});
+  Buckets buckets(2);
+  for (std::uint64_t k = 0; k < 10; ++k) buckets.by_shard[k % 2].push_back({k, k, k, k});
   ExchangeStats stats;
-  auto entries = exchange(*comm, buckets, 32 * 3, stats);
+  auto entries = exchange(*comm, buckets, DestinationOwner(2, 1), 32 * 3, stats);
   EXPECT_EQ(entries.size(), 10u);
   EXPECT_EQ(stats.bytes_sent, 0u);
   EXPECT_EQ(stats.entries_kept_local, 10u);
+  EXPECT_EQ(entries[4].value_bits, 8u) << "shard 0's bucket first, in order";
   EXPECT_EQ(entries[9].value_bits, 9u);
 }
 

@@ -1,6 +1,6 @@
-// Stage 3, bucket: route every entry of a loaded source shard to the rank
-// that owns its destination shard, fingerprinting what is routed. Entries of
-// shards nobody writes (kept from an earlier run) are dropped.
+// Stage 3, bucket: group every entry of a loaded source shard by its
+// destination shard, fingerprinting what is kept. Entries of shards that need
+// no writing (kept from an earlier run) are dropped.
 #pragma once
 
 #include <cstdint>
@@ -14,12 +14,13 @@
 namespace reshard {
 
 struct Buckets {
-  explicit Buckets(int ranks) : by_rank(static_cast<std::size_t>(ranks)) {}
-  std::vector<std::vector<Entry>> by_rank;
+  explicit Buckets(std::uint64_t destination_shards) : by_shard(destination_shards) {}
+  std::vector<std::vector<Entry>> by_shard;
   Fingerprint routed_fingerprint;
 };
 
-void bucket_source(const LoadedSource& source, const ShardMap& destination_map, const DestinationOwner& owner,
+// `skip[d]` drops the entries of destination shard d.
+void bucket_source(const LoadedSource& source, const ShardMap& destination_map, const std::vector<bool>& skip,
                    Buckets& buckets);
 
 }  // namespace reshard

@@ -19,6 +19,9 @@ struct ExchangeStats {
   std::uint64_t rounds = 0;
 };
 
-std::vector<Entry> exchange(Comm& comm, Buckets& buckets, std::uint64_t max_message_bytes, ExchangeStats& stats);
+// Sends each destination shard's bucket to the shard's owner; returns the
+// entries of the shards this rank owns. Consumes the buckets.
+std::vector<Entry> exchange(Comm& comm, Buckets& buckets, const DestinationOwner& owner,
+                            std::uint64_t max_message_bytes, ExchangeStats& stats);
 
 }  // namespace reshard

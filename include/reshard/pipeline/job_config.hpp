@@ -18,6 +18,9 @@ struct JobConfig {
   bool overwrite = false;
   // Discard an earlier run's manifest (another job, or changed sources).
   bool restart = false;
+  // A destination shard's owner may hold at most (1 + epsilon) x the average
+  // entries per rank (or what it read itself, if more).
+  double ownership_epsilon = 0.1;
   // In-flight storage requests per rank (object stores).
   int max_concurrency = 32;
   // Shards each rank writes between two manifest updates.

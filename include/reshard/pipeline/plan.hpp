@@ -42,7 +42,8 @@ class DestinationOwner {
  public:
   static constexpr int kNobody = -1;
   DestinationOwner() = default;
-  DestinationOwner(std::uint64_t shard_count, int ranks);
+  DestinationOwner(std::uint64_t shard_count, int ranks);  // round-robin
+  explicit DestinationOwner(std::vector<int> owners) : owners_(std::move(owners)) {}
   int owner_of(std::uint64_t shard) const { return owners_[shard]; }
   void release(std::uint64_t shard) { owners_[shard] = kNobody; }
 
