@@ -1,0 +1,97 @@
+#!/usr/bin/python3
+"""Times mpi_reshard against a plain scipy reshard and the I/O floor, in one
+run on this machine, and prints ratios (docs/performance.md)."""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BIN = os.environ.get("RESHARD_BIN", os.path.join(ROOT, "build", "bin", "mpi_reshard"))
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1")
+
+
+def timed(cmd):
+    """(wall seconds, peak RSS bytes of the process tree's largest process)."""
+    t0 = time.perf_counter()
+    out = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=ENV)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1)) * 1024
+    return wall, rss
+
+
+def du(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="2M nonzeros instead of 100M")
+    ap.add_argument("--nnz", type=int)
+    ap.add_argument("--work", default=os.path.join(ROOT, "bench-data"))
+    a = ap.parse_args()
+    nnz = a.nnz or (2_000_000 if a.quick else 100_000_000)
+    rows, cols = max(1000, nnz // 5), max(1000, nnz // 20)
+    block_rows = -(-rows // 8)
+    shape = f"{rows}x{cols}"
+    old = f"rows:block={block_rows}"
+    targets = {"rows->cols": f"cols:block={-(-cols // 8)}", "rows->hash": "rows:hash=mix,shards=8"}
+    shutil.rmtree(a.work, ignore_errors=True)
+    os.makedirs(a.work)
+    print(f"bench: {nnz} nonzeros requested, shape {shape}, source {old} (8 shards), work dir {a.work}")
+    results = []
+    for compressed in (1, 0):
+        label = "deflate:6" if compressed else "none"
+        src = os.path.join(a.work, f"src-{label}", "shard_{i}.npz")
+        gen = [sys.executable, os.path.join(ROOT, "scripts", "demo_matrix.py"), "make", "--pattern", src,
+               "--scheme", old, "--rows", str(rows), "--cols", str(cols), "--nnz", str(nnz), "--seed", "3"]
+        if not compressed:
+            gen = [sys.executable, "-c",
+                   "import sys; sys.path.insert(0, %r); from sparse_reshard.testing import *; "
+                   "write_sharded(skewed_matrix(%d, %d, %d, seed=3), Scheme.parse(%r), %r, compressed=False)"
+                   % (os.path.join(ROOT, "python"), rows, cols, nnz, old, src)]
+        subprocess.run(gen, check=True, capture_output=True)
+        src_dir = os.path.dirname(src)
+        for name, new in targets.items():
+            out = os.path.join(a.work, f"out-{label}-{name.replace('->', '-')}")
+            scipy_wall, scipy_rss = timed([sys.executable, os.path.join(HERE, "scipy_reshard.py"), "--src", src,
+                                           "--old", old, "--dst", os.path.join(out, "scipy", "shard_{i}.npz"),
+                                           "--new", new, "--shape", shape, "--compressed", str(compressed)])
+            row = {"case": f"{name} {label}", "scipy_s": scipy_wall, "scipy_rss": scipy_rss}
+            for ranks in (1, 2):
+                dst = os.path.join(out, f"np{ranks}", "shard_{i}.npz")
+                report = os.path.join(out, f"np{ranks}.json")
+                wall, _ = timed(["mpirun", "-np", str(ranks), BIN, "--src", src, "--old-scheme", old, "--dst", dst,
+                                 "--new-scheme", new, "--compress", label, "--report", report])
+                with open(report) as f:
+                    r = json.load(f)
+                row[f"np{ranks}_s"] = wall
+                row[f"np{ranks}_rss"] = max(p["peak_rss_bytes"] for p in r["per_rank"])
+            t0 = time.perf_counter()
+            subprocess.run(f"cat {src_dir}/* > /dev/null && cp -r {out}/np1 {out}/floor-copy", shell=True, check=True)
+            row["floor_s"] = time.perf_counter() - t0
+            row["bytes_in"], row["bytes_out"] = du(src_dir), du(os.path.join(out, "np1"))
+            results.append(row)
+    print()
+    print(f"{'case':<22}{'scipy s':>9}{'np1 s':>8}{'np2 s':>8}{'floor s':>9}{'scipy/np1':>10}{'scipy/np2':>10}"
+          f"{'np2/floor':>10}{'RSS scipy':>11}{'RSS np1':>9}{'RSS np2/rank':>13}")
+    for r in results:
+        mib = 1 << 20
+        print(f"{r['case']:<22}{r['scipy_s']:>9.2f}{r['np1_s']:>8.2f}{r['np2_s']:>8.2f}{r['floor_s']:>9.2f}"
+              f"{r['scipy_s'] / r['np1_s']:>9.1f}x{r['scipy_s'] / r['np2_s']:>9.1f}x{r['np2_s'] / r['floor_s']:>9.1f}x"
+              f"{r['scipy_rss'] / mib:>8.0f}MiB{r['np1_rss'] / mib:>6.0f}MiB{r['np2_rss'] / mib:>10.0f}MiB")
+    with open(os.path.join(a.work, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"\nbench: raw figures in {os.path.join(a.work, 'results.json')}")
+
+
+if __name__ == "__main__":
+    main()
