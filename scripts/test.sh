@@ -33,3 +33,6 @@ echo "== Python end-to-end tests (pytest)"
 
 echo "== Slurm: the real sbatch script on a one-node cluster"
 tests/slurm/run_slurm_test.sh
+
+echo "== benchmark, quick size (figures, not pass/fail: docs/performance.md)"
+bench/run.sh --quick --work "$(mktemp -d /tmp/reshard-bench-XXXXXX)"
