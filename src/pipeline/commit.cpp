@@ -1,4 +1,5 @@
 #include "reshard/pipeline/commit.hpp"
+#include "reshard/pipeline/json_messages.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -9,11 +10,6 @@ namespace reshard {
 namespace {
 
 using nlohmann::json;
-
-Bytes json_bytes(const json& value) {
-  const std::string text = value.dump();
-  return Bytes(text.begin(), text.end());
-}
 
 std::string compression_text(const zip::WriteOptions& options) {
   return options.method == zip::Method::kStored ? "none" : "deflate:" + std::to_string(options.level);

@@ -1,4 +1,5 @@
 #include "reshard/pipeline/job.hpp"
+#include "reshard/pipeline/json_messages.hpp"
 
 #include <sys/resource.h>
 
@@ -31,11 +32,6 @@ constexpr double kExchangeWeight = 0.10;
 constexpr double kWriteWeight = 0.38;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-Bytes json_bytes(const json& value) {
-  const std::string text = value.dump();
-  return Bytes(text.begin(), text.end());
-}
 
 std::uint64_t peak_rss_bytes() {
   struct rusage usage {};

@@ -1,4 +1,5 @@
 #include "reshard/pipeline/plan.hpp"
+#include "reshard/pipeline/json_messages.hpp"
 
 #include <algorithm>
 #include <map>
@@ -20,12 +21,6 @@ struct HeaderReport {
   std::uint32_t tail_crc = 0;
 };
 
-Bytes to_bytes(const json& value) {
-  const std::string text = value.dump();
-  return Bytes(text.begin(), text.end());
-}
-json from_bytes(const Bytes& bytes) { return json::parse(bytes.begin(), bytes.end()); }
-
 // Rank 0 lists; everyone gets the same listing (one LIST per job, not per rank).
 Result<std::vector<std::string>> list_everywhere(Comm& comm, Store& store, const std::string& directory,
                                                  const std::string& what) {
@@ -40,8 +35,8 @@ Result<std::vector<std::string>> list_everywhere(Comm& comm, Store& store, const
     }
   }
   RESHARD_RETURN_IF_ERROR(agree(comm, status));
-  const auto all = comm.allgather(comm.rank() == 0 ? to_bytes(listing) : Bytes());
-  return from_bytes(all[0]).get<std::vector<std::string>>();
+  const auto all = comm.allgather(comm.rank() == 0 ? json_bytes(listing) : Bytes());
+  return parse_json_bytes(all[0]).get<std::vector<std::string>>();
 }
 
 struct Candidate {
@@ -187,8 +182,8 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
                       {"tail_crc", header->tail_crc}});
     }
     RESHARD_RETURN_IF_ERROR(agree(comm, local));
-    for (const auto& bytes : comm.allgather(to_bytes(mine))) {
-      for (const auto& item : from_bytes(bytes)) {
+    for (const auto& bytes : comm.allgather(json_bytes(mine))) {
+      for (const auto& item : parse_json_bytes(bytes)) {
         auto& h = headers[item["slot"].get<std::size_t>()];
         h.slot = item["slot"].get<std::uint64_t>();
         h.shape.nrows = item["rows"].get<std::uint64_t>();

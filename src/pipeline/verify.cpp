@@ -1,4 +1,5 @@
 #include "reshard/pipeline/verify.hpp"
+#include "reshard/pipeline/json_messages.hpp"
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -14,11 +15,6 @@ namespace reshard {
 namespace {
 
 using nlohmann::json;
-
-Bytes json_bytes(const json& value) {
-  const std::string text = value.dump();
-  return Bytes(text.begin(), text.end());
-}
 
 // Rank 0 reads the small control files; everyone gets the same copy.
 Result<std::pair<Manifest, std::optional<SuccessMarker>>> read_control_files(Comm& comm, Store& store,
