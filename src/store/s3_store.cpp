@@ -151,7 +151,7 @@ Config config_from_environment(const std::string& scheme, const StoreOptions& op
 class S3Store final : public Store {
  public:
   S3Store(Config config, std::string bucket)
-      : config_(std::move(config)), bucket_(std::move(bucket)), slots_(config_.max_concurrency) {}
+      : config_(std::move(config)), bucket_(std::move(bucket)), slots_(shared_slots(config_.max_concurrency)) {}
 
   std::string url(const std::string& key) const override { return config_.scheme + "://" + bucket_ + "/" + key; }
 
@@ -420,9 +420,16 @@ class S3Store final : public Store {
     }
   }
 
+  // One pool per process (one rank), shared by the source and destination
+  // stores, so --max-concurrency bounds the rank's requests as a whole.
+  static RequestSlots& shared_slots(int n) {
+    static RequestSlots slots(n);
+    return slots;
+  }
+
   Config config_;
   std::string bucket_;
-  RequestSlots slots_;
+  RequestSlots& slots_;
 };
 
 }  // namespace
