@@ -6,7 +6,7 @@ namespace reshard {
 
 std::string Fingerprint::sum_hex() const {
   char buffer[17];
-  std::snprintf(buffer, sizeof(buffer), "%016llx", static_cast<unsigned long long>(sum));
+  (void)std::snprintf(buffer, sizeof(buffer), "%016llx", static_cast<unsigned long long>(sum));
   return buffer;
 }
 

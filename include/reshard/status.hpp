@@ -80,6 +80,8 @@ class [[nodiscard]] Result {
     if (!reshard_status_.ok()) return reshard_status_; \
   } while (0)
 
+// `lhs` is a declaration or an lvalue, so it cannot be parenthesized.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define RESHARD_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                                  \
   if (!tmp.ok()) return tmp.status();                 \
@@ -87,3 +89,4 @@ class [[nodiscard]] Result {
 
 #define RESHARD_ASSIGN_OR_RETURN(lhs, expr) \
   RESHARD_ASSIGN_OR_RETURN_IMPL(RESHARD_CONCAT(reshard_result_, __LINE__), lhs, expr)
+// NOLINTEND(bugprone-macro-parentheses)
