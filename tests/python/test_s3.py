@@ -122,8 +122,8 @@ def test_crash_then_resume_on_s3(s3, local_reference):
     prefix = uuid.uuid4().hex
     dst = f"s3://dst/{prefix}/shard_{{i}}.npz"
     crashed = run_reshard(local_src, OLD, dst, NEW, ranks=2, extra=["--manifest-batch", "1"],
-                          env=s3.env(RESHARD_FAULT="after-shard-write:rank=1:after=2"))
-    assert crashed.returncode != 0
+                          env=s3.env(RESHARD_FAULT="before-report:rank=1:after=2"))
+    assert crashed.returncode != 0 and "fault injected at before-report" in crashed.stderr
     assert "_SUCCESS" not in s3.keys("dst", prefix)
     rerun = run_reshard(local_src, OLD, dst, NEW, ranks=3, extra=["--manifest-batch", "1"], env=s3.env())
     assert rerun.returncode == 0, rerun.stderr
