@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libdeflate-dev nlohmann-json3-dev
   python3-numpy python3-scipy python3-pytest python3-pip python3-setuptools
   time libssl-dev
+  slurm-wlm munge
 )
 
 # node and npm run the S3 test servers (tests/s3); the machine image usually
