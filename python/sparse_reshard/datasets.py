@@ -5,22 +5,21 @@ import json
 import os
 from typing import Any, Dict, Optional, Tuple
 
-from .runner import default_report_path
+from .runner import default_report_path, local_directory
 from .spec import ShardingSpec
 
 
 def _directory(pattern: str) -> str:
-    path = pattern[len("file://"):] if pattern.startswith("file://") else pattern
-    if "://" in path:
+    directory = local_directory(pattern)
+    if directory is None:
         raise ValueError(f"only local paths are supported here, got {pattern!r}")
-    brace = path.find("{")
-    return os.path.dirname(path[:brace]) if brace >= 0 else os.path.dirname(path)
+    return directory
 
 
 def is_published(dst_pattern: str) -> bool:
     """True once the job that writes ``dst_pattern`` has published it
     (``<dst dir>/_SUCCESS`` exists). Readers must check this first."""
-    return os.path.isfile(os.path.join(_directory(dst_pattern) or ".", "_SUCCESS"))
+    return os.path.isfile(os.path.join(_directory(dst_pattern), "_SUCCESS"))
 
 
 def read_report(dst_pattern: str) -> Dict[str, Any]:
@@ -30,7 +29,7 @@ def read_report(dst_pattern: str) -> Dict[str, Any]:
     if report and os.path.isfile(report):
         with open(report) as f:
             return json.load(f)
-    success = os.path.join(_directory(dst_pattern) or ".", "_SUCCESS")
+    success = os.path.join(_directory(dst_pattern), "_SUCCESS")
     if not os.path.isfile(success):
         raise FileNotFoundError(f"{dst_pattern} is not published: no report and no {success}")
     with open(success) as f:
@@ -40,7 +39,7 @@ def read_report(dst_pattern: str) -> Dict[str, Any]:
 def _shape_of(pattern: str, scheme: ShardingSpec) -> Optional[Tuple[int, int]]:
     if scheme.shape is not None:
         return scheme.shape
-    manifest = os.path.join(_directory(pattern) or ".", "_reshard", "manifest.json")
+    manifest = os.path.join(_directory(pattern), "_reshard", "manifest.json")
     if os.path.isfile(manifest):
         with open(manifest) as f:
             return tuple(json.load(f)["shape"])

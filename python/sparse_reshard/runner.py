@@ -48,14 +48,20 @@ def find_binary() -> str:
     raise ValueError("mpi_reshard not found: set RESHARD_BIN, put it on PATH, or build it (scripts/build.sh)")
 
 
+def local_directory(pattern: str) -> Optional[str]:
+    """The directory of a local shard pattern (the part before the first
+    placeholder, up to its last '/'); None for an object-store URL."""
+    if "://" in pattern and not pattern.startswith("file://"):
+        return None
+    path = pattern[len("file://"):] if pattern.startswith("file://") else pattern
+    brace = path.find("{")
+    return os.path.dirname(path[:brace] if brace >= 0 else path) or "."
+
+
 def default_report_path(dst_pattern: str) -> Optional[str]:
     """Where the wrapper keeps the job's report: beside the manifest."""
-    if "://" in dst_pattern and not dst_pattern.startswith("file://"):
-        return None
-    path = dst_pattern[len("file://"):] if dst_pattern.startswith("file://") else dst_pattern
-    brace = path.find("{")
-    directory = os.path.dirname(path[:brace]) if brace >= 0 else os.path.dirname(path)
-    return os.path.join(directory or ".", "_reshard", "report.json")
+    directory = local_directory(dst_pattern)
+    return None if directory is None else os.path.join(directory, "_reshard", "report.json")
 
 
 def _launcher_command(launcher: str, num_ranks: int, mpi_args: Sequence[str]) -> List[str]:

@@ -31,7 +31,7 @@ std::vector<std::vector<Entry>> group_by_destination(std::vector<Entry>&& entrie
   owned.clear();
   std::vector<std::int64_t> slot(plan.destinations.size(), -1);
   for (const auto& d : plan.destinations) {
-    if (d.owner == rank) {
+    if (plan.owner.owner_of(d.index) == rank) {
       slot[d.index] = static_cast<std::int64_t>(owned.size());
       owned.push_back(&d);
     }

@@ -158,7 +158,7 @@ Result<StartingPoint> find_starting_point(Comm& comm, Store& store, const Plan& 
   json kept = json::array();
   for (const auto& record : start.manifest.shards) {
     if (record.state != ShardState::kWritten) continue;
-    if (plan.destinations[record.index].owner != comm.rank()) continue;
+    if (plan.owner.owner_of(record.index) != comm.rank()) continue;
     auto info = store.stat(record.key);
     if (!info.ok() || !*info || (*info)->size != record.bytes) continue;
     auto bytes = store.read(record.key, 0, record.bytes);

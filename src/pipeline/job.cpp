@@ -255,7 +255,6 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   phase = Clock::now();
   const Ownership ownership = choose_owners(comm, plan, buckets, skip, config.ownership_epsilon);
   plan.owner = ownership.owner;
-  for (auto& d : plan.destinations) d.owner = plan.owner.owner_of(d.index);
   std::vector<Entry> received = exchange(comm, buckets, plan.owner, config.max_message_bytes, stats.exchange);
   if (fault::active("drop-entry") && !received.empty()) received.pop_back();
   stats.seconds["exchange"] = seconds_since(phase);

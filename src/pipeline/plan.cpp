@@ -128,10 +128,12 @@ bool may_contribute(const Plan& plan, const SourceShard& source, const Destinati
   auto overlaps = [](std::uint64_t a0, std::uint64_t a1, std::uint64_t b0, std::uint64_t b1) {
     return a0 < b1 && b0 < a1;
   };
-  const bool src_full_rows = old_spec.hashes_rows() || old_spec.axis == Axis::kCols;
-  const bool dst_full_rows = new_spec.hashes_rows() || new_spec.axis == Axis::kCols;
-  const bool src_full_cols = (old_spec.hashed() && old_spec.axis == Axis::kCols) || old_spec.axis == Axis::kRows;
-  const bool dst_full_cols = (new_spec.hashed() && new_spec.axis == Axis::kCols) || new_spec.axis == Axis::kRows;
+  // Block boxes already span the axis a scheme does not split; a hashed
+  // axis has an empty box and overlaps everything.
+  const bool src_full_rows = old_spec.hashes_rows();
+  const bool dst_full_rows = new_spec.hashes_rows();
+  const bool src_full_cols = old_spec.hashed() && old_spec.axis == Axis::kCols;
+  const bool dst_full_cols = new_spec.hashed() && new_spec.axis == Axis::kCols;
   if (source.nrows == 0 || source.ncols == 0) return false;
   const bool rows =
       src_full_rows || dst_full_rows ||
@@ -302,7 +304,6 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
     dst.index = d;
     dst.box = plan.destination_map.box(d);
     dst.key = destination_pattern.render(d, dst.box.row_block, dst.box.col_block);
-    dst.owner = plan.owner.owner_of(d);
     if (!destination_keys.insert(dst.key).second) {
       return Status::Invalid("destination pattern " + destination_pattern.text() + " gives two shards the name " +
                              dst.key + "; use {i}, or both {row} and {col}");

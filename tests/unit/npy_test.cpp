@@ -3,17 +3,12 @@
 #include <cstring>
 
 #include "reshard/format/npy.hpp"
+#include "support/raw_npy.hpp"
 
 namespace reshard::npy {
 namespace {
 
-Bytes with_header(const std::string& dict, std::size_t payload_bytes) {
-  Bytes out = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
-  append_le<std::uint16_t>(out, static_cast<std::uint16_t>(dict.size()));
-  append_bytes(out, dict);
-  out.resize(out.size() + payload_bytes, 0);
-  return out;
-}
+using testing::raw_npy;
 
 TEST(Npy, EncodeThenParseRoundTrips) {
   const std::int32_t values[3] = {7, -1, 42};
@@ -34,27 +29,27 @@ TEST(Npy, ScalarAndTwoDimensionalShapes) {
   ASSERT_TRUE(view.ok());
   EXPECT_TRUE(view->shape.empty());
   EXPECT_EQ(view->element_count(), 1u);
-  auto two = parse(with_header("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }\n", 48));
+  auto two = parse(raw_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }\n", 48));
   ASSERT_TRUE(two.ok()) << two.status().message();
   EXPECT_EQ(two->shape, (std::vector<std::uint64_t>{2, 3}));
 }
 
 TEST(Npy, RejectsObjectBigEndianAndFortranArrays) {
-  auto object = parse(with_header("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }\n", 8));
+  auto object = parse(raw_npy("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }\n", 8));
   ASSERT_FALSE(object.ok());
   EXPECT_NE(object.status().message().find("object"), std::string::npos);
-  auto big = parse(with_header("{'descr': '>i4', 'fortran_order': False, 'shape': (1,), }\n", 4));
+  auto big = parse(raw_npy("{'descr': '>i4', 'fortran_order': False, 'shape': (1,), }\n", 4));
   ASSERT_FALSE(big.ok());
   EXPECT_NE(big.status().message().find("big-endian"), std::string::npos);
-  auto fortran = parse(with_header("{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }\n", 32));
+  auto fortran = parse(raw_npy("{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }\n", 32));
   ASSERT_FALSE(fortran.ok());
   EXPECT_NE(fortran.status().message().find("Fortran"), std::string::npos);
   // One-byte types have no byte order: '>i1' is fine.
-  EXPECT_TRUE(parse(with_header("{'descr': '>i1', 'fortran_order': False, 'shape': (1,), }\n", 1)).ok());
+  EXPECT_TRUE(parse(raw_npy("{'descr': '>i1', 'fortran_order': False, 'shape': (1,), }\n", 1)).ok());
 }
 
 TEST(Npy, RejectsTruncatedPayload) {
-  auto view = parse(with_header("{'descr': '<f8', 'fortran_order': False, 'shape': (4,), }\n", 31));
+  auto view = parse(raw_npy("{'descr': '<f8', 'fortran_order': False, 'shape': (4,), }\n", 31));
   ASSERT_FALSE(view.ok());
   EXPECT_NE(view.status().message().find("truncated"), std::string::npos);
   EXPECT_FALSE(parse(Bytes{1, 2, 3}).ok());

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "reshard/format/npz.hpp"
+#include "support/raw_npy.hpp"
 
 namespace reshard::npz {
 namespace {
@@ -37,13 +38,7 @@ std::string error_of(const std::map<std::string, Bytes>& members) {
   return decoded.ok() ? std::string("<decoded fine>") : decoded.status().message();
 }
 
-Bytes raw_npy(const std::string& dict, std::size_t payload) {
-  Bytes out = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
-  append_le<std::uint16_t>(out, static_cast<std::uint16_t>(dict.size()));
-  append_bytes(out, dict);
-  out.resize(out.size() + payload, 0);
-  return out;
-}
+using testing::raw_npy;
 
 TEST(NpzErrors, ValidBaselineDecodes) { EXPECT_EQ(error_of(valid_members()), "<decoded fine>"); }
 

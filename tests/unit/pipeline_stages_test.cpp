@@ -15,7 +15,7 @@ Plan plan_for(const std::string& new_scheme, GlobalShape shape, int ranks) {
   plan.destination_map = *ShardMap::bind(*ShardingSpec::parse_text(new_scheme), shape);
   plan.owner = DestinationOwner(plan.destination_map.shard_count(), ranks);
   for (std::uint64_t d = 0; d < plan.destination_map.shard_count(); ++d) {
-    plan.destinations.push_back({d, "shard_" + std::to_string(d), plan.destination_map.box(d), plan.owner.owner_of(d)});
+    plan.destinations.push_back({d, "shard_" + std::to_string(d), plan.destination_map.box(d)});
   }
   return plan;
 }

@@ -33,7 +33,6 @@ struct DestinationShard {
   std::uint64_t index = 0;
   std::string key;
   ShardBox box;
-  int owner = 0;  // rank that assembles and writes it
 };
 
 // Which rank owns each destination shard; kNobody for shards that need no
@@ -45,7 +44,6 @@ class DestinationOwner {
   DestinationOwner(std::uint64_t shard_count, int ranks);  // round-robin
   explicit DestinationOwner(std::vector<int> owners) : owners_(std::move(owners)) {}
   int owner_of(std::uint64_t shard) const { return owners_[shard]; }
-  void release(std::uint64_t shard) { owners_[shard] = kNobody; }
 
  private:
   std::vector<int> owners_;
@@ -57,6 +55,7 @@ struct Plan {
   ShardMap destination_map;
   std::vector<SourceShard> sources;  // ascending index
   std::vector<DestinationShard> destinations;
+  // Round-robin after planning; chosen by locality once sources are read.
   DestinationOwner owner;
   // Files already under the destination pattern, and those of them this job
   // will not write (removed before publishing when starting over).
