@@ -1,5 +1,7 @@
 // mpi_reshard: the CLI edge. Parses options, runs the collective job, turns
 // a Status into a one-line error and the documented exit code.
+#include <malloc.h>
+
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <fstream>
@@ -10,6 +12,7 @@
 
 #include "reshard/mpi_comm.hpp"
 #include "reshard/pipeline/job.hpp"
+#include "reshard/pipeline/memory_budget.hpp"
 #include "reshard/pipeline/verify.hpp"
 
 namespace po = boost::program_options;
@@ -89,6 +92,7 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   std::string old_scheme;
   std::string new_scheme;
   std::string compress = "deflate:1";
+  std::string memory_limit;
   po::options_description options(kUsage);
   auto add = options.add_options();
   add("help,h", "show this help");
@@ -113,6 +117,11 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
       "in-flight storage requests per rank (S3/GCS)");
   add("manifest-batch", po::value(&out.config.manifest_batch)->default_value(out.config.manifest_batch),
       "shards each rank writes between two manifest updates (a crash redoes at most this many per rank)");
+  add("memory-limit", po::value(&memory_limit),
+      "memory per rank, e.g. 4GiB (default: half the node's memory split among its ranks); entries that do not "
+      "fit are spilled to --scratch-dir");
+  add("scratch-dir", po::value(&out.config.scratch_dir),
+      "node-local directory for spilled entries (default: $TMPDIR, else /tmp); nothing is left there afterwards");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, options), vm);
@@ -139,6 +148,12 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
     status = fail("--max-message-bytes must be at least 32 (one entry)");
   } else if (out.config.max_concurrency < 1) {
     status = fail("--max-concurrency must be at least 1");
+  } else if (!memory_limit.empty()) {
+    auto limit = reshard::parse_byte_size(memory_limit);
+    if (limit.ok())
+      out.config.memory_limit = *limit;
+    else
+      status = limit.status().with_context("--memory-limit");
   }
   if (!status.ok()) {
     if (rank == 0) std::cerr << "mpi_reshard: " << status.message() << "\n";
@@ -246,6 +261,12 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // glibc raises its mmap threshold after a large free, after which big
+  // buffers come from the heap and freeing them need not return memory to
+  // the OS. A fixed threshold keeps every large buffer an mmap that is
+  // unmapped on free, so the resident set follows --memory-limit's model.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  mallopt(M_TRIM_THRESHOLD, 4 << 20);
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {

@@ -32,11 +32,71 @@ def du(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
+def identical_trees(a, b):
+    names = sorted(n for n in os.listdir(a) if n.endswith(".npz"))
+    if names != sorted(n for n in os.listdir(b) if n.endswith(".npz")):
+        return False
+    return all(open(os.path.join(a, n), "rb").read() == open(os.path.join(b, n), "rb").read() for n in names)
+
+
+def memory_run(work, limit_mib, nnz):
+    """Bounded memory: a matrix whose arrays are >= 8x --memory-limit,
+    resharded with that limit on 1 and 2 ranks. Checks every rank's peak RSS
+    (getrusage, from the report) against the limit + 10% and the output bytes
+    against an unlimited run; exits non-zero if either fails."""
+    rows, cols = max(1000, nnz // 5), max(1000, nnz // 20)
+    # ~200 source shards, each ~1/24 of the limit on average: row lengths are
+    # skewed, and bucketing a shard takes ~4x its arrays.
+    old = f"rows:block={-(-rows // 200)}"
+    limit = limit_mib << 20
+    # A destination shard is assembled in one piece at ~84 bytes per entry:
+    # enough shards that each needs about a quarter of the limit.
+    new = f"rows:hash=mix,shards={max(64, -(-nnz * 84 * 4 // limit))}"
+    src = os.path.join(work, "mem-src", "shard_{i}.npz")
+    subprocess.run([sys.executable, "-c",
+                    "import sys; sys.path.insert(0, %r); from sparse_reshard.testing import *; "
+                    "write_sharded(skewed_matrix(%d, %d, %d, seed=5), Scheme.parse(%r), %r, compressed=False)"
+                    % (os.path.join(ROOT, "python"), rows, cols, nnz, old, src)], check=True)
+    src_dir = os.path.dirname(src)
+    matrix_bytes = du(src_dir)
+    print(f"\nbench: memory run, --memory-limit {limit_mib}MiB, matrix arrays {matrix_bytes / (1 << 20):.0f} MiB "
+          f"= {matrix_bytes / limit:.1f}x the limit, {old} -> {new}")
+    ok = matrix_bytes >= 8 * limit
+    if not ok:
+        print("bench: FAIL the matrix is not 8x the limit; raise --memory-nnz")
+    free = os.path.join(work, "mem-free", "shard_{i}.npz")
+    subprocess.run(["mpirun", "-np", "2", BIN, "--src", src, "--old-scheme", old, "--dst", free, "--new-scheme", new,
+                    "--compress", "none"], check=True, env=ENV, capture_output=True)
+    print(f"{'ranks':<7}{'wall s':>8}{'waves':>7}{'spilled MiB':>13}{'peak RSS MiB per rank':>24}{'worst/limit':>13}")
+    for ranks in (1, 2):
+        dst = os.path.join(work, f"mem-np{ranks}", "shard_{i}.npz")
+        report = os.path.join(work, f"mem-np{ranks}.json")
+        wall, _ = timed(["mpirun", "-np", str(ranks), BIN, "--src", src, "--old-scheme", old, "--dst", dst,
+                         "--new-scheme", new, "--compress", "none", "--memory-limit", f"{limit_mib}MiB",
+                         "--scratch-dir", work, "--report", report])
+        with open(report) as f:
+            r = json.load(f)
+        peaks = [p["peak_rss_bytes"] for p in r["per_rank"]]
+        worst = max(peaks) / limit
+        same = identical_trees(os.path.dirname(free), os.path.dirname(dst))
+        print(f"{ranks:<7}{wall:>8.2f}{r['exchange_waves']:>7}{r['totals']['bytes_spilled'] / (1 << 20):>13.0f}"
+              f"{' '.join(f'{p / (1 << 20):.1f}' for p in peaks):>24}{worst:>12.2f}x"
+              f"  output {'identical to' if same else 'DIFFERS from'} the unlimited run")
+        if worst > 1.10:
+            print(f"bench: FAIL peak RSS {max(peaks)} bytes exceeds the limit + 10%")
+            ok = False
+        ok = ok and same
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="2M nonzeros instead of 100M")
     ap.add_argument("--nnz", type=int)
     ap.add_argument("--work", default=os.path.join(ROOT, "bench-data"))
+    ap.add_argument("--memory-limit-mib", type=int, help="limit of the memory run (default 128, 64 with --quick)")
+    ap.add_argument("--memory-nnz", type=int, help="requested nonzeros of the memory run")
+    ap.add_argument("--only-memory", action="store_true", help="just the bounded-memory run")
     a = ap.parse_args()
     nnz = a.nnz or (2_000_000 if a.quick else 100_000_000)
     rows, cols = max(1000, nnz // 5), max(1000, nnz // 20)
@@ -46,6 +106,12 @@ def main():
     targets = {"rows->cols": f"cols:block={-(-cols // 8)}", "rows->hash": "rows:hash=mix,shards=8"}
     shutil.rmtree(a.work, ignore_errors=True)
     os.makedirs(a.work)
+    limit_mib = a.memory_limit_mib or (64 if a.quick else 128)
+    # skewed_matrix keeps ~90% of the requested nonzeros, stored in ~13 bytes
+    # each (float64, int32 index, a share of indptr).
+    memory_nnz = a.memory_nnz or int(8.3 * (limit_mib << 20) / 13 / 0.9)
+    if a.only_memory:
+        sys.exit(0 if memory_run(a.work, limit_mib, memory_nnz) else 1)
     print(f"bench: {nnz} nonzeros requested, shape {shape}, source {old} (8 shards), work dir {a.work}")
     results = []
     for compressed in (1, 0):
@@ -91,6 +157,8 @@ def main():
     with open(os.path.join(a.work, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(f"\nbench: raw figures in {os.path.join(a.work, 'results.json')}")
+    if not memory_run(a.work, limit_mib, memory_nnz):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ class Comm {
   virtual ~Comm() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // Ranks of this job on this node (they share its memory).
+  virtual int ranks_on_node() const = 0;
   virtual void barrier() = 0;
   virtual std::uint64_t sum(std::uint64_t value) = 0;
   virtual std::uint64_t max(std::uint64_t value) = 0;

@@ -11,6 +11,7 @@ class SelfComm final : public Comm {
  public:
   int rank() const override { return 0; }
   int size() const override { return 1; }
+  int ranks_on_node() const override { return 1; }
   void barrier() override {}
   std::uint64_t sum(std::uint64_t value) override { return value; }
   std::uint64_t max(std::uint64_t value) override { return value; }

@@ -25,9 +25,14 @@ class MpiComm final : public Comm {
   explicit MpiComm(MPI_Comm comm) : comm_(comm) {
     check_mpi(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     check_mpi(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+    MPI_Comm node = MPI_COMM_NULL;
+    check_mpi(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
+    check_mpi(MPI_Comm_size(node, &ranks_on_node_), "MPI_Comm_size");
+    check_mpi(MPI_Comm_free(&node), "MPI_Comm_free");
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  int ranks_on_node() const override { return ranks_on_node_; }
   void barrier() override { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
 
   std::uint64_t sum(std::uint64_t value) override {
@@ -82,37 +87,38 @@ class MpiComm final : public Comm {
     }
     const std::uint64_t rounds = max(my_rounds);
     rounds_ = rounds;
+    // Counts and displacements are in elements of a contiguous type, so each
+    // round reads from and lands in the whole buffers in place: no staging
+    // copies, which would double the exchange's memory. Only buffers past
+    // INT_MAX elements would need staging, and those are refused upstream.
+    MPI_Datatype element = MPI_DATATYPE_NULL;
+    check_mpi(MPI_Type_contiguous(static_cast<int>(element_size), MPI_BYTE, &element), "MPI_Type_contiguous");
+    check_mpi(MPI_Type_commit(&element), "MPI_Type_commit");
     std::vector<int> scounts(n), sdispls(n), rcounts(n), rdispls(n);
-    Bytes send_round;
-    Bytes recv_round;
+    const auto in_elements = [&](std::uint64_t bytes, const char* what) {
+      const std::uint64_t elements = bytes / element_size;
+      if (elements > static_cast<std::uint64_t>(INT_MAX)) {
+        std::fprintf(stderr, "mpi_reshard: %s of %llu elements exceeds MPI's int displacements\n", what,
+                     static_cast<unsigned long long>(elements));
+        MPI_Abort(MPI_COMM_WORLD, 1);
+      }
+      return static_cast<int>(elements);
+    };
     for (std::uint64_t round = 0; round < rounds; ++round) {
-      int sdisp = 0;
-      int rdisp = 0;
+      const std::uint64_t start = round * chunk;
       for (std::size_t p = 0; p < n; ++p) {
-        const std::uint64_t start = round * chunk;
-        scounts[p] = static_cast<int>(start < send_counts[p] ? std::min(chunk, send_counts[p] - start) : 0);
-        rcounts[p] = static_cast<int>(start < recv_counts[p] ? std::min(chunk, recv_counts[p] - start) : 0);
-        sdispls[p] = sdisp;
-        rdispls[p] = rdisp;
-        sdisp += scounts[p];
-        rdisp += rcounts[p];
+        const std::uint64_t s = start < send_counts[p] ? std::min(chunk, send_counts[p] - start) : 0;
+        const std::uint64_t r = start < recv_counts[p] ? std::min(chunk, recv_counts[p] - start) : 0;
+        scounts[p] = in_elements(s, "send count");
+        rcounts[p] = in_elements(r, "receive count");
+        sdispls[p] = in_elements(send_offsets[p] + std::min(start, send_counts[p]), "send displacement");
+        rdispls[p] = in_elements(recv_offsets[p] + std::min(start, recv_counts[p]), "receive displacement");
       }
-      send_round.resize(static_cast<std::size_t>(sdisp));
-      recv_round.resize(static_cast<std::size_t>(rdisp));
-      for (std::size_t p = 0; p < n; ++p) {
-        if (scounts[p] > 0) {
-          std::copy_n(send.data() + send_offsets[p] + round * chunk, scounts[p], send_round.data() + sdispls[p]);
-        }
-      }
-      check_mpi(MPI_Alltoallv(send_round.data(), scounts.data(), sdispls.data(), MPI_BYTE, recv_round.data(),
-                              rcounts.data(), rdispls.data(), MPI_BYTE, comm_),
+      check_mpi(MPI_Alltoallv(send.data(), scounts.data(), sdispls.data(), element, received.data(), rcounts.data(),
+                              rdispls.data(), element, comm_),
                 "MPI_Alltoallv");
-      for (std::size_t p = 0; p < n; ++p) {
-        if (rcounts[p] > 0) {
-          std::copy_n(recv_round.data() + rdispls[p], rcounts[p], received.data() + recv_offsets[p] + round * chunk);
-        }
-      }
     }
+    check_mpi(MPI_Type_free(&element), "MPI_Type_free");
     return received;
   }
 
@@ -126,6 +132,7 @@ class MpiComm final : public Comm {
   MPI_Comm comm_;
   int rank_ = 0;
   int size_ = 1;
+  int ranks_on_node_ = 1;
   std::uint64_t rounds_ = 0;
 };
 

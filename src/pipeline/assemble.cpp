@@ -26,30 +26,6 @@ struct AxisMapping {
 
 }  // namespace
 
-std::vector<std::vector<Entry>> group_by_destination(std::vector<Entry>&& entries, const Plan& plan, int rank,
-                                                     std::vector<const DestinationShard*>& owned) {
-  owned.clear();
-  std::vector<std::int64_t> slot(plan.destinations.size(), -1);
-  for (const auto& d : plan.destinations) {
-    if (plan.owner.owner_of(d.index) == rank) {
-      slot[d.index] = static_cast<std::int64_t>(owned.size());
-      owned.push_back(&d);
-    }
-  }
-  std::vector<std::uint64_t> counts(owned.size(), 0);
-  std::vector<std::uint32_t> shard_slot(entries.size());
-  for (std::size_t k = 0; k < entries.size(); ++k) {
-    const auto s = slot[plan.destination_map.shard_of(entries[k].row, entries[k].col)];
-    shard_slot[k] = static_cast<std::uint32_t>(s);
-    ++counts[static_cast<std::size_t>(s)];
-  }
-  std::vector<std::vector<Entry>> groups(owned.size());
-  for (std::size_t s = 0; s < owned.size(); ++s) groups[s].reserve(counts[s]);
-  for (std::size_t k = 0; k < entries.size(); ++k) groups[shard_slot[k]].push_back(entries[k]);
-  std::vector<Entry>().swap(entries);
-  return groups;
-}
-
 std::vector<std::vector<std::uint64_t>> hashed_ids_for(const Plan& plan,
                                                        const std::vector<const DestinationShard*>& owned) {
   std::vector<std::uint64_t> shards;
@@ -57,8 +33,8 @@ std::vector<std::vector<std::uint64_t>> hashed_ids_for(const Plan& plan,
   return plan.destination_map.hashed_ids(shards);
 }
 
-AssembledShard assemble_shard(std::vector<Entry>&& entries, const DestinationShard& shard, const Plan& plan,
-                              npy::DType value_dtype, std::vector<std::uint64_t> hashed_ids) {
+AssembledShard assemble_shard(const std::vector<std::span<const Entry>>& parts, const DestinationShard& shard,
+                              const Plan& plan, npy::DType value_dtype, std::vector<std::uint64_t> hashed_ids) {
   const auto& spec = plan.destination_map.spec();
   AssembledShard out;
   out.shard = &shard;
@@ -85,22 +61,30 @@ AssembledShard assemble_shard(std::vector<Entry>&& entries, const DestinationSha
   const std::uint64_t nmajor = csr ? out.nrows : out.ncols;
 
   // Counting sort by major index, then a sort of each (short) major slice.
-  std::vector<std::uint64_t> majors(entries.size());
+  std::uint64_t n = 0;
+  for (const auto& part : parts) n += part.size();
+  std::vector<std::uint64_t> majors(n);
   out.indptr.assign(nmajor + 1, 0);
-  for (std::size_t k = 0; k < entries.size(); ++k) {
-    majors[k] = major_axis.local(csr ? entries[k].row : entries[k].col);
-    ++out.indptr[majors[k] + 1];
-  }
-  for (std::uint64_t i = 0; i < nmajor; ++i) out.indptr[i + 1] += out.indptr[i];
-  std::vector<MinorEntry> sorted(entries.size());
-  {
-    std::vector<std::uint64_t> cursor(out.indptr.begin(), out.indptr.end() - 1);
-    for (std::size_t k = 0; k < entries.size(); ++k) {
-      const Entry& e = entries[k];
-      sorted[cursor[majors[k]]++] = MinorEntry{minor_axis.local(csr ? e.col : e.row), e.order, e.value_bits};
+  std::uint64_t k = 0;
+  for (const auto& part : parts) {
+    for (const Entry& e : part) {
+      majors[k] = major_axis.local(csr ? e.row : e.col);
+      ++out.indptr[majors[k] + 1];
+      ++k;
     }
   }
-  std::vector<Entry>().swap(entries);
+  for (std::uint64_t i = 0; i < nmajor; ++i) out.indptr[i + 1] += out.indptr[i];
+  std::vector<MinorEntry> sorted(n);
+  {
+    std::vector<std::uint64_t> cursor(out.indptr.begin(), out.indptr.end() - 1);
+    k = 0;
+    for (const auto& part : parts) {
+      for (const Entry& e : part) {
+        sorted[cursor[majors[k]]++] = MinorEntry{minor_axis.local(csr ? e.col : e.row), e.order, e.value_bits};
+        ++k;
+      }
+    }
+  }
   std::vector<std::uint64_t>().swap(majors);
   const std::uint32_t width = value_dtype.itemsize;
   out.indices.resize(sorted.size());
@@ -112,10 +96,10 @@ AssembledShard assemble_shard(std::vector<Entry>&& entries, const DestinationSha
       return a.minor != b.minor ? a.minor < b.minor : a.order < b.order;
     });
     const std::uint64_t major_global = major_axis.global(i);
-    for (std::uint64_t k = out.indptr[i]; k < out.indptr[i + 1]; ++k) {
-      const MinorEntry& e = sorted[k];
-      out.indices[k] = e.minor;
-      std::memcpy(out.values.data() + k * width, &e.value_bits, width);
+    for (std::uint64_t slot = out.indptr[i]; slot < out.indptr[i + 1]; ++slot) {
+      const MinorEntry& e = sorted[slot];
+      out.indices[slot] = e.minor;
+      std::memcpy(out.values.data() + slot * width, &e.value_bits, width);
       const std::uint64_t minor_global = minor_axis.global(e.minor);
       out.fingerprint.add(csr ? major_global : minor_global, csr ? minor_global : major_global, e.value_bits);
     }

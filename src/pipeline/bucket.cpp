@@ -1,18 +1,88 @@
 #include "reshard/pipeline/bucket.hpp"
 
+#include <cstring>
+#include <limits>
+
 namespace reshard {
 
-void bucket_source(const LoadedSource& source, const ShardMap& destination_map, const std::vector<bool>& skip,
-                   Buckets& buckets) {
-  const std::uint64_t order_base = source.shard->index << kOrderShardShift;
-  Fingerprint fingerprint;
-  source.for_each_global_entry([&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t position) {
+BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destination_map, const std::vector<bool>& skip) {
+  constexpr std::uint32_t kDropped = std::numeric_limits<std::uint32_t>::max();
+  const std::uint64_t nnz = source.decoded.matrix.nnz;
+  std::vector<std::uint32_t> destination(nnz);
+  std::vector<std::uint64_t> counts(skip.size(), 0);
+  std::uint64_t k = 0;
+  source.for_each_global_entry([&](std::uint64_t row, std::uint64_t col, std::uint64_t, std::uint64_t) {
     const std::uint64_t shard = destination_map.shard_of(row, col);
-    if (skip[shard]) return;
-    fingerprint.add(row, col, bits);
-    buckets.by_shard[shard].push_back(Entry{row, col, bits, order_base | position});
+    const bool dropped = skip[shard];
+    destination[k++] = dropped ? kDropped : static_cast<std::uint32_t>(shard);
+    counts[shard] += dropped ? 0 : 1;
   });
-  buckets.routed_fingerprint.merge(fingerprint);
+  BucketBlock block;
+  std::vector<std::uint64_t> cursor(counts.size(), 0);
+  std::uint64_t kept = 0;
+  for (std::uint64_t d = 0; d < counts.size(); ++d) {
+    cursor[d] = kept;
+    kept += counts[d];
+    if (counts[d] > 0) block.segments.push_back({d, counts[d]});
+  }
+  block.entries.resize(kept);
+  const std::uint64_t order_base = source.shard->index << kOrderShardShift;
+  k = 0;
+  source.for_each_global_entry([&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t position) {
+    const std::uint32_t shard = destination[k++];
+    if (shard == kDropped) return;
+    block.fingerprint.add(row, col, bits);
+    block.entries[cursor[shard]++] = Entry{row, col, bits, order_base | position};
+  });
+  return block;
+}
+
+void Buckets::add(BucketBlock&& block) {
+  routed_.merge(block.fingerprint);
+  std::uint64_t offset = 0;
+  for (const auto& segment : block.segments) {
+    held_[segment.shard] += segment.count;
+    pieces_[segment.shard].push_back({blocks_.size(), offset, segment.count});
+    offset += segment.count;
+  }
+  resident_entries_ += block.entries.size();
+  blocks_.push_back(std::move(block.entries));
+}
+
+Status Buckets::spill(ScratchFile& scratch) {
+  if (scratch_ != nullptr && scratch_ != &scratch) return Status::Internal("buckets spilled to two scratch files");
+  scratch_ = &scratch;
+  std::vector<std::uint64_t> block_start(blocks_.size(), Piece::kSpilled);
+  for (std::size_t b = 0; b < blocks_.size(); ++b) {
+    if (blocks_[b].empty()) continue;
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(blocks_[b].data());
+    RESHARD_ASSIGN_OR_RETURN(block_start[b], scratch.append(ByteView(bytes, blocks_[b].size() * sizeof(Entry))));
+    spilled_entries_ += blocks_[b].size();
+    std::vector<Entry>().swap(blocks_[b]);
+  }
+  for (auto& pieces : pieces_) {
+    for (auto& piece : pieces) {
+      if (piece.block == Piece::kSpilled) continue;
+      piece.offset = block_start[piece.block] + piece.offset * sizeof(Entry);
+      piece.block = Piece::kSpilled;
+    }
+  }
+  blocks_.clear();
+  resident_entries_ = 0;
+  return Status::Ok();
+}
+
+Status Buckets::copy_shard(std::uint64_t shard, Entry* out) const {
+  for (const auto& piece : pieces_[shard]) {
+    if (piece.block == Piece::kSpilled) {
+      RESHARD_RETURN_IF_ERROR(
+          scratch_->read_at(piece.offset, reinterpret_cast<std::uint8_t*>(out), piece.count * sizeof(Entry)));
+    } else {
+      std::memcpy(out, blocks_[piece.block].data() + piece.offset, piece.count * sizeof(Entry));
+    }
+    out += piece.count;
+  }
+  return Status::Ok();
 }
 
 }  // namespace reshard

@@ -1,60 +1,95 @@
 #include "reshard/pipeline/exchange.hpp"
 
-#include <cstring>
-
 #include "reshard/fault.hpp"
 
 namespace reshard {
 
-std::vector<Entry> exchange(Comm& comm, Buckets& buckets, const DestinationOwner& owner,
-                            std::uint64_t max_message_bytes, ExchangeStats& stats) {
+Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
+                                  const std::vector<std::vector<std::uint64_t>>& held, const DestinationOwner& owner,
+                                  const std::vector<std::uint64_t>& wave, std::uint64_t max_message_bytes,
+                                  ExchangeStats& stats) {
   const auto ranks = static_cast<std::size_t>(comm.size());
   const int me = comm.rank();
+  WaveEntries out;
+  // Per peer, the wave's shards it owns in ascending order: the layout of the
+  // block sent to it, which the receiver rebuilds from `held`.
   std::vector<std::uint64_t> send_counts(ranks, 0);
-  std::size_t kept = 0;
-  for (std::size_t d = 0; d < buckets.by_shard.size(); ++d) {
+  std::uint64_t kept = 0;
+  for (const auto d : wave) {
     const int p = owner.owner_of(d);
-    if (buckets.by_shard[d].empty() || p == DestinationOwner::kNobody) continue;
-    if (p == me)
-      kept += buckets.by_shard[d].size();
-    else
-      send_counts[static_cast<std::size_t>(p)] += buckets.by_shard[d].size() * sizeof(Entry);
+    if (p == me) {
+      out.shards.push_back(d);
+      kept += held[static_cast<std::size_t>(me)][d];
+    } else if (p != DestinationOwner::kNobody) {
+      send_counts[static_cast<std::size_t>(p)] += held[static_cast<std::size_t>(me)][d] * sizeof(Entry);
+    }
   }
-  std::vector<std::uint64_t> offsets(ranks, 0);
+  std::vector<std::uint64_t> cursor(ranks, 0);
   std::uint64_t total = 0;
   for (std::size_t p = 0; p < ranks; ++p) {
-    offsets[p] = total;
+    cursor[p] = total;
     total += send_counts[p];
   }
-  // Entries of shards owned here are moved, never sent.
   Bytes send(total);
-  std::vector<Entry> entries;
-  entries.reserve(kept);
-  for (std::size_t d = 0; d < buckets.by_shard.size(); ++d) {
-    auto& bucket = buckets.by_shard[d];
+  out.local.resize(kept);
+  Status status;
+  std::uint64_t local_cursor = 0;
+  for (const auto d : wave) {
     const int p = owner.owner_of(d);
-    if (!bucket.empty() && p == me) {
-      entries.insert(entries.end(), bucket.begin(), bucket.end());
-    } else if (!bucket.empty() && p != DestinationOwner::kNobody) {
-      const auto pu = static_cast<std::size_t>(p);
-      std::memcpy(send.data() + offsets[pu], bucket.data(), bucket.size() * sizeof(Entry));
-      offsets[pu] += bucket.size() * sizeof(Entry);
+    const std::uint64_t count = held[static_cast<std::size_t>(me)][d];
+    if (p == DestinationOwner::kNobody || count == 0 || !status.ok()) continue;
+    if (p == me) {
+      status = buckets.copy_shard(d, out.local.data() + local_cursor);
+      local_cursor += count;
+    } else {
+      auto& at = cursor[static_cast<std::size_t>(p)];
+      status = buckets.copy_shard(d, reinterpret_cast<Entry*>(send.data() + at));
+      at += count * sizeof(Entry);
     }
-    std::vector<Entry>().swap(bucket);
   }
-  stats.entries_sent = total / sizeof(Entry);
-  stats.bytes_sent = total;
-  stats.entries_kept_local = entries.size();
-  std::vector<std::uint64_t> recv_counts;
+  // A rank that cannot read its scratch file must not leave the others
+  // waiting in the all-to-all.
+  RESHARD_RETURN_IF_ERROR(agree(comm, status));
+  stats.entries_sent += total / sizeof(Entry);
+  stats.bytes_sent += total;
+  stats.entries_kept_local += kept;
   fault::point("mid-exchange");
-  Bytes received = comm.alltoallv(send, send_counts, recv_counts, sizeof(Entry), max_message_bytes);
+  std::vector<std::uint64_t> recv_counts;
+  out.received = comm.alltoallv(send, send_counts, recv_counts, sizeof(Entry), max_message_bytes);
   Bytes().swap(send);
-  stats.rounds = comm.last_exchange_rounds();
-  stats.entries_received = received.size() / sizeof(Entry);
-  const std::size_t local = entries.size();
-  entries.resize(local + stats.entries_received);
-  if (!received.empty()) std::memcpy(entries.data() + local, received.data(), received.size());
-  return entries;
+  stats.rounds += comm.last_exchange_rounds();
+  stats.waves += 1;
+  stats.entries_received += out.received.size() / sizeof(Entry);
+
+  // Sender p's block holds, for each shard of mine in ascending order,
+  // held[p][shard] entries; my own entries are in `local` in the same order.
+  // Bytes come from operator new, aligned for Entry.
+  const auto* received = reinterpret_cast<const Entry*>(out.received.data());
+  std::vector<std::uint64_t> from(ranks, 0);
+  std::uint64_t start = 0;
+  for (std::size_t p = 0; p < ranks; ++p) {
+    from[p] = start;
+    start += recv_counts[p] / sizeof(Entry);
+  }
+  local_cursor = 0;
+  for (const auto d : out.shards) {
+    auto& parts = out.parts.emplace_back();
+    std::uint64_t count = 0;
+    for (std::size_t p = 0; p < ranks; ++p) {
+      const std::uint64_t n = held[p][d];
+      count += n;
+      if (n == 0) continue;
+      if (static_cast<int>(p) == me) {
+        parts.emplace_back(out.local.data() + local_cursor, n);
+        local_cursor += n;
+      } else {
+        parts.emplace_back(received + from[p], n);
+        from[p] += n;
+      }
+    }
+    out.entry_counts.push_back(count);
+  }
+  return out;
 }
 
 }  // namespace reshard

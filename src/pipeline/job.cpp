@@ -3,9 +3,12 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <sstream>
 
 #include "reshard/fault.hpp"
@@ -13,10 +16,12 @@
 #include "reshard/pipeline/bucket.hpp"
 #include "reshard/pipeline/commit.hpp"
 #include "reshard/pipeline/exchange.hpp"
+#include "reshard/pipeline/memory_budget.hpp"
 #include "reshard/pipeline/ownership.hpp"
 #include "reshard/pipeline/plan.hpp"
 #include "reshard/pipeline/read.hpp"
 #include "reshard/pipeline/write.hpp"
+#include "reshard/scratch_file.hpp"
 #include "reshard/store/s3_store.hpp"
 
 namespace reshard {
@@ -98,25 +103,69 @@ Result<npy::DType> agree_on_dtypes(Comm& comm, const Store& store, const Plan& p
   return npy::DType{descr[1], static_cast<std::uint32_t>(std::stoul(descr.substr(2)))};
 }
 
-// Everyone's per-shard holdings, then the same assignment on every rank.
-Ownership choose_owners(Comm& comm, const Plan& plan, const Buckets& buckets, const std::vector<bool>& skip,
-                        double epsilon) {
-  json mine = json::array();
-  for (std::size_t d = 0; d < buckets.by_shard.size(); ++d) {
-    if (!buckets.by_shard[d].empty()) mine.push_back({d, buckets.by_shard[d].size()});
+// Every rank's per-shard holdings and resident bucket bytes, gathered.
+struct Holdings {
+  std::vector<std::vector<std::uint64_t>> held;  // [rank][shard]
+  std::vector<std::uint64_t> resident;           // [rank]
+};
+
+Holdings gather_holdings(Comm& comm, const Buckets& buckets) {
+  json pairs = json::array();
+  const auto& held = buckets.held();
+  for (std::size_t d = 0; d < held.size(); ++d) {
+    if (held[d] != 0) pairs.push_back({d, held[d]});
   }
+  const json mine = {{"held", pairs}, {"resident", buckets.resident_bytes()}};
+  Holdings all;
+  for (const auto& bytes : comm.allgather(json_bytes(mine))) {
+    const json item = json::parse(bytes.begin(), bytes.end());
+    auto& row = all.held.emplace_back(held.size(), 0);
+    for (const auto& pair : item["held"]) row[pair[0].get<std::size_t>()] = pair[1].get<std::uint64_t>();
+    all.resident.push_back(item["resident"].get<std::uint64_t>());
+  }
+  return all;
+}
+
+// The same assignment on every rank, from the same holdings.
+Ownership choose_owners(const Holdings& holdings, const Plan& plan, const std::vector<bool>& skip, double epsilon) {
   OwnershipProblem problem;
-  problem.ranks = comm.size();
+  problem.ranks = static_cast<int>(holdings.held.size());
   problem.shard_count = plan.destinations.size();
   problem.skip = skip;
   problem.epsilon = epsilon;
-  for (const auto& bytes : comm.allgather(json_bytes(mine))) {
-    auto& held = problem.held.emplace_back();
-    for (const auto& item : json::parse(bytes.begin(), bytes.end())) {
-      held.emplace_back(item[0].get<std::uint64_t>(), item[1].get<std::uint64_t>());
+  for (const auto& row : holdings.held) {
+    auto& pairs = problem.held.emplace_back();
+    for (std::size_t d = 0; d < row.size(); ++d) {
+      if (row[d] != 0) pairs.emplace_back(d, row[d]);
     }
   }
   return assign_owners(problem);
+}
+
+// Per destination shard: the length of its major axis (rows for CSR) and the
+// number of hashed ids it stores, for the memory model.
+void shard_extents(const Plan& plan, std::vector<std::uint64_t>& majors, std::vector<std::uint64_t>& ids) {
+  const auto& spec = plan.destination_map.spec();
+  const std::size_t count = plan.destinations.size();
+  ids.assign(count, 0);
+  if (spec.hashed()) {
+    const std::uint64_t extent = spec.axis == Axis::kRows ? plan.shape.nrows : plan.shape.ncols;
+    for (std::uint64_t key = 0; key < extent; ++key) ++ids[plan.destination_map.hashed_shard_of(key)];
+  }
+  majors.assign(count, 0);
+  const bool major_is_rows = spec.layout == Layout::kCsr;
+  const bool major_hashed = spec.hashed() && (spec.axis == Axis::kRows) == major_is_rows;
+  for (std::size_t d = 0; d < count; ++d) {
+    const auto& box = plan.destinations[d].box;
+    majors[d] = major_hashed ? ids[d] : (major_is_rows ? box.rows() : box.cols());
+  }
+}
+
+std::uint64_t min_over_ranks(Comm& comm, std::uint64_t value) { return ~comm.max(~value); }
+
+std::string default_scratch_dir() {
+  const char* tmpdir = std::getenv("TMPDIR");
+  return tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp";
 }
 
 // Per-rank counters that end up in the report.
@@ -125,6 +174,7 @@ struct RankStats {
   std::uint64_t bytes_read = 0;
   std::uint64_t shards_written = 0;
   std::uint64_t bytes_written = 0;
+  std::uint64_t bytes_spilled = 0;
   ExchangeStats exchange;
   json seconds = json::object();
 };
@@ -184,6 +234,29 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
       if (!start.keep[destination.index] && may_contribute(plan, source, destination)) needed[source.index] = true;
     }
   }
+  // ---- memory budget: the same on every rank, so every rank plans the same waves ----
+  MemoryBudget budget;
+  budget.limit =
+      min_over_ranks(comm, config.memory_limit != 0 ? config.memory_limit : default_memory_limit(comm.ranks_on_node()));
+  budget.baseline = comm.max(resident_set_bytes());
+  const std::uint64_t working = budget.working();
+  const std::string limit_text = "--memory-limit " + format_bytes(budget.limit) + " leaves " + format_bytes(working) +
+                                 " per rank beyond the " + format_bytes(budget.baseline) +
+                                 " the process already holds and a " + format_bytes(kUnmodelledBytes) + " reserve";
+  if (working < kMinimumWorkingBytes) {
+    return Status::Invalid(limit_text + "; it needs at least " + format_bytes(kMinimumWorkingBytes) +
+                           " of working memory");
+  }
+  for (const auto& source : plan.sources) {
+    const std::uint64_t need = memory_cost::decode(source.bytes, source.decoded_bytes);
+    if (needed[source.index] && need > working) {
+      return Status::Invalid("source shard " + src_store.url(source.key) + " needs " + format_bytes(need) +
+                             " to decode (" + format_bytes(source.bytes) + " file, " +
+                             format_bytes(source.decoded_bytes) + " of arrays) but " + limit_text +
+                             "; raise --memory-limit");
+    }
+  }
+  const std::string scratch_dir = config.scratch_dir.empty() ? default_scratch_dir() : config.scratch_dir;
   CommitLog log(dst_store, plan.destination_directory, start.manifest);
   Status status;
   stats.seconds["plan"] = seconds_since(phase);
@@ -197,6 +270,16 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   // ---- read + bucket ----
   phase = Clock::now();
   Buckets buckets(plan.destinations.size());
+  std::optional<ScratchFile> scratch;
+  auto spill_buckets = [&]() -> Status {
+    if (buckets.resident_bytes() == 0) return Status::Ok();
+    if (!scratch) {
+      auto created = ScratchFile::create(scratch_dir);
+      if (!created.ok()) return created.status().with_context("--scratch-dir");
+      scratch.emplace(std::move(created).value());
+    }
+    return buckets.spill(*scratch);
+  };
   double read_seconds = 0;
   double bucket_seconds = 0;
   json dtypes = json::array();
@@ -205,12 +288,27 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   for (const auto& source : plan.sources) {
     if (source.reader != rank || !needed[source.index]) continue;
     const auto t0 = Clock::now();
+    if (buckets.resident_bytes() + memory_cost::decode(source.bytes, source.decoded_bytes) > working) {
+      status = spill_buckets();
+      if (!status.ok()) break;
+    }
     auto loaded = read_source(src_store, source, plan.source_map);
-    read_seconds += seconds_since(t0);
     if (!loaded.ok()) {
       status = loaded.status();
       break;
     }
+    const std::uint64_t bucketing = source.decoded_bytes + memory_cost::bucket(loaded->decoded.matrix.nnz);
+    if (buckets.resident_bytes() + bucketing > working) {
+      status = spill_buckets();
+      if (!status.ok()) break;
+    }
+    if (bucketing > working) {
+      status = Status::Invalid("source shard " + src_store.url(source.key) + " holds " +
+                               std::to_string(loaded->decoded.matrix.nnz) + " entries and needs " +
+                               format_bytes(bucketing) + " to bucket but " + limit_text + "; raise --memory-limit");
+      break;
+    }
+    read_seconds += seconds_since(t0);
     const auto t1 = Clock::now();
     stats.bytes_read += loaded->bytes_read;
     const auto& m = loaded->decoded.matrix;
@@ -218,7 +316,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
                       {"value_dtype", m.value_dtype.name()},
                       {"value_dtype_descr", m.value_dtype.descr()},
                       {"index_dtype", m.index_dtype.name()}});
-    bucket_source(*loaded, plan.destination_map, skip, buckets);
+    buckets.add(bucket_source(*loaded, plan.destination_map, skip));
     bucket_seconds += seconds_since(t1);
     ++stats.source_shards_read;
     report_progress(
@@ -239,7 +337,38 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   stats.seconds["read"] = read_seconds;
   stats.seconds["bucket"] = bucket_seconds;
   stats.seconds["read_and_bucket"] = seconds_since(phase);
-  const Fingerprint routed{comm.sum(buckets.routed_fingerprint.count), comm.sum(buckets.routed_fingerprint.sum)};
+  const Fingerprint routed{comm.sum(buckets.routed_fingerprint().count), comm.sum(buckets.routed_fingerprint().sum)};
+
+  // ---- owners and waves, before anything is written: a shard that cannot
+  // fit in memory is refused with the destination untouched ----
+  Holdings holdings = gather_holdings(comm, buckets);
+  const Ownership ownership = choose_owners(holdings, plan, skip, config.ownership_epsilon);
+  plan.owner = ownership.owner;
+  WaveProblem waves_problem;
+  waves_problem.ranks = comm.size();
+  waves_problem.held = holdings.held;
+  for (const auto& d : plan.destinations) waves_problem.owner.push_back(plan.owner.owner_of(d.index));
+  shard_extents(plan, waves_problem.majors, waves_problem.ids);
+  waves_problem.resident = holdings.resident;
+  waves_problem.working_bytes = working;
+  WavePlan waves = plan_waves(waves_problem);
+  const bool any_resident =
+      std::any_of(holdings.resident.begin(), holdings.resident.end(), [](std::uint64_t bytes) { return bytes != 0; });
+  if (waves.too_large && any_resident) {
+    // Buckets kept in memory crowd out the exchange: spill them all and plan
+    // again with the whole budget free.
+    RESHARD_RETURN_IF_ERROR(agree(comm, spill_buckets()));
+    waves_problem.resident.assign(waves_problem.resident.size(), 0);
+    waves = plan_waves(waves_problem);
+  }
+  if (waves.too_large) {
+    const auto& big = *waves.too_large;
+    return Status::Invalid("destination shard " + dst_store.url(plan.destinations[big.shard].key) + " would hold " +
+                           std::to_string(big.entries) + " entries and needs " + format_bytes(big.bytes_needed) +
+                           " on rank " + std::to_string(big.owner) + " to exchange and assemble, but " + limit_text +
+                           "; raise --memory-limit or choose more destination shards");
+  }
+  stats.bytes_spilled = buckets.spilled_bytes();
   // Every source is valid (bad input stops before this, with nothing
   // written). The manifest goes down before the first shard does.
   if (!have_source_fingerprint) {
@@ -251,60 +380,76 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   fault::point("after-manifest");
   const Fingerprint source_fingerprint = *log.manifest().source_fingerprint;
 
-  // ---- exchange ----
-  phase = Clock::now();
-  const Ownership ownership = choose_owners(comm, plan, buckets, skip, config.ownership_epsilon);
-  plan.owner = ownership.owner;
-  std::vector<Entry> received = exchange(comm, buckets, plan.owner, config.max_message_bytes, stats.exchange);
-  if (fault::active("drop-entry") && !received.empty()) received.pop_back();
-  stats.seconds["exchange"] = seconds_since(phase);
-  report_progress("exchange", kPlanWeight + kReadWeight + kExchangeWeight,
-                  std::to_string(stats.exchange.rounds) + " all-to-all round(s)");
-
-  // ---- assemble + write, recorded in the manifest round by round ----
-  phase = Clock::now();
-  std::vector<const DestinationShard*> owned;
-  auto groups = group_by_destination(std::move(received), plan, rank, owned);
-  auto ids = hashed_ids_for(plan, owned);
+  // ---- exchange + assemble + write, wave by wave; the manifest records
+  // each round of writes ----
+  std::uint64_t my_owned = 0;
+  for (const auto& d : plan.destinations) my_owned += plan.owner.owner_of(d.index) == rank ? 1 : 0;
   std::vector<std::uint64_t> written_here;
   Fingerprint written_fingerprint;
+  double exchange_seconds = 0;
   double assemble_seconds = 0;
   double write_seconds = 0;
+  bool dropped_entry = false;
   const std::uint64_t batch = std::max<std::uint64_t>(1, config.manifest_batch);
-  const std::uint64_t rounds = comm.max((owned.size() + batch - 1) / batch);
-  for (std::uint64_t round = 0; round < rounds; ++round) {
-    std::vector<WrittenShard> this_round;
-    for (std::size_t k = round * batch; status.ok() && k < std::min<std::size_t>(owned.size(), (round + 1) * batch);
-         ++k) {
-      const auto t0 = Clock::now();
-      AssembledShard assembled = assemble_shard(std::move(groups[k]), *owned[k], plan, value_dtype, std::move(ids[k]));
-      const auto t1 = Clock::now();
-      assemble_seconds += std::chrono::duration<double>(t1 - t0).count();
-      auto w = write_shard(dst_store, assembled, config.compression);
-      write_seconds += seconds_since(t1);
-      if (!w.ok()) {
-        status = w.status();
-        break;
+  for (const auto& wave : waves.waves) {
+    phase = Clock::now();
+    RESHARD_ASSIGN_OR_RETURN(WaveEntries entries, exchange_wave(comm, buckets, holdings.held, plan.owner, wave,
+                                                                config.max_message_bytes, stats.exchange));
+    exchange_seconds += seconds_since(phase);
+    report_progress("exchange",
+                    kPlanWeight + kReadWeight +
+                        (kExchangeWeight + kWriteWeight) * static_cast<double>(stats.shards_written) /
+                            static_cast<double>(std::max<std::uint64_t>(1, my_owned)),
+                    "wave " + std::to_string(stats.exchange.waves) + "/" + std::to_string(waves.waves.size()) +
+                        " exchanged in " + std::to_string(comm.last_exchange_rounds()) + " all-to-all round(s)");
+    if (fault::active("drop-entry") && !dropped_entry) {
+      for (auto& parts : entries.parts) {
+        if (!parts.empty() && !dropped_entry) {
+          parts.back() = parts.back().first(parts.back().size() - 1);
+          dropped_entry = true;
+        }
       }
-      fault::point("after-shard-write");
-      written_fingerprint.merge(w->fingerprint);
-      stats.bytes_written += w->bytes;
-      ++stats.shards_written;
-      written_here.push_back(w->index);
-      this_round.push_back(std::move(w).value());
-      report_progress(
-          "write",
-          kPlanWeight + kReadWeight + kExchangeWeight +
-              kWriteWeight * static_cast<double>(k + 1) / static_cast<double>(owned.size()),
-          "wrote " + std::to_string(k + 1) + "/" + std::to_string(owned.size()) + " destination shards on rank 0");
     }
-    RESHARD_RETURN_IF_ERROR(agree(comm, status));
-    fault::point("before-report");
-    RESHARD_RETURN_IF_ERROR(log.record_round(comm, this_round));
+    std::vector<const DestinationShard*> owned;
+    for (const auto d : entries.shards) owned.push_back(&plan.destinations[d]);
+    auto ids = hashed_ids_for(plan, owned);
+    const std::uint64_t rounds = comm.max((owned.size() + batch - 1) / batch);
+    for (std::uint64_t round = 0; round < rounds; ++round) {
+      std::vector<WrittenShard> this_round;
+      for (std::size_t k = round * batch; status.ok() && k < std::min<std::size_t>(owned.size(), (round + 1) * batch);
+           ++k) {
+        const auto t0 = Clock::now();
+        AssembledShard assembled = assemble_shard(entries.parts[k], *owned[k], plan, value_dtype, std::move(ids[k]));
+        const auto t1 = Clock::now();
+        assemble_seconds += std::chrono::duration<double>(t1 - t0).count();
+        auto w = write_shard(dst_store, assembled, config.compression);
+        write_seconds += seconds_since(t1);
+        if (!w.ok()) {
+          status = w.status();
+          break;
+        }
+        fault::point("after-shard-write");
+        written_fingerprint.merge(w->fingerprint);
+        stats.bytes_written += w->bytes;
+        ++stats.shards_written;
+        written_here.push_back(w->index);
+        this_round.push_back(std::move(w).value());
+        report_progress("write",
+                        kPlanWeight + kReadWeight +
+                            (kExchangeWeight + kWriteWeight) * static_cast<double>(stats.shards_written) /
+                                static_cast<double>(std::max<std::uint64_t>(1, my_owned)),
+                        "wrote " + std::to_string(stats.shards_written) + "/" + std::to_string(my_owned) +
+                            " destination shards on rank 0 (wave " + std::to_string(stats.exchange.waves) + "/" +
+                            std::to_string(waves.waves.size()) + ")");
+      }
+      RESHARD_RETURN_IF_ERROR(agree(comm, status));
+      fault::point("before-report");
+      RESHARD_RETURN_IF_ERROR(log.record_round(comm, this_round));
+    }
   }
+  stats.seconds["exchange"] = exchange_seconds;
   stats.seconds["assemble"] = assemble_seconds;
   stats.seconds["write"] = write_seconds;
-  stats.seconds["assemble_and_write"] = seconds_since(phase);
 
   // ---- verify ----
   phase = Clock::now();
@@ -360,20 +505,17 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
                {"entries_received", stats.exchange.entries_received},
                {"destination_shards_written", stats.shards_written},
                {"bytes_written", stats.bytes_written},
+               {"bytes_spilled", stats.bytes_spilled},
                {"peak_rss_bytes", peak_rss_bytes()},
                {"storage_retries", object_store_retries()},
                {"seconds", stats.seconds}};
   const auto all_stats = comm.allgather(json_bytes(mine));
   if (rank != 0) return outcome;
   json per_rank = json::array();
-  json totals = {{"bytes_read", 0},
-                 {"bytes_written", 0},
-                 {"bytes_sent", 0},
-                 {"entries_sent", 0},
-                 {"entries_kept_local", 0},
-                 {"source_shards_read", 0},
-                 {"destination_shards_written", 0},
-                 {"storage_retries", 0}};
+  json totals = {
+      {"bytes_read", 0},     {"bytes_written", 0},      {"bytes_sent", 0},         {"bytes_spilled", 0},
+      {"entries_sent", 0},   {"entries_kept_local", 0}, {"source_shards_read", 0}, {"destination_shards_written", 0},
+      {"storage_retries", 0}};
   for (const auto& bytes : all_stats) {
     json r = json::parse(bytes.begin(), bytes.end());
     for (auto& [key, value] : totals.items()) value = value.get<std::uint64_t>() + r[key].get<std::uint64_t>();
@@ -398,6 +540,12 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   report["source_fingerprint"] = {{"nnz", source_fingerprint.count}, {"sum", source_fingerprint.sum_hex()}};
   report["destination_fingerprint"] = {{"nnz", destination.count}, {"sum", destination.sum_hex()}};
   report["exchange_rounds"] = stats.exchange.rounds;
+  report["exchange_waves"] = waves.waves.size();
+  report["memory"] = {{"limit_bytes", budget.limit},
+                      {"baseline_bytes", budget.baseline},
+                      {"working_bytes", working},
+                      {"planned_wave_peak_bytes", waves.peak_bytes},
+                      {"scratch_dir", scratch_dir}};
   report["ownership_epsilon"] = config.ownership_epsilon;
   report["bytes_sent_lower_bound"] = ownership.entries_lower_bound * sizeof(Entry);
   report["totals"] = totals;

@@ -19,6 +19,7 @@ struct HeaderReport {
   npz::ShapeAndFormat shape;
   ObjectInfo info;
   std::uint32_t tail_crc = 0;
+  std::uint64_t decoded_bytes = 0;
 };
 
 // Rank 0 lists; everyone gets the same listing (one LIST per job, not per rank).
@@ -181,7 +182,8 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
                       {"cols", header->shape_and_format.ncols},
                       {"size", header->info.size},
                       {"version", header->info.version},
-                      {"tail_crc", header->tail_crc}});
+                      {"tail_crc", header->tail_crc},
+                      {"decoded_bytes", header->decoded_bytes}});
     }
     RESHARD_RETURN_IF_ERROR(agree(comm, local));
     for (const auto& bytes : comm.allgather(json_bytes(mine))) {
@@ -193,6 +195,7 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
         h.info.size = item["size"].get<std::uint64_t>();
         h.info.version = item["version"].get<std::string>();
         h.tail_crc = item["tail_crc"].get<std::uint32_t>();
+        h.decoded_bytes = item["decoded_bytes"].get<std::uint64_t>();
       }
     }
   }
@@ -252,6 +255,7 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
     s.bytes = headers[slot].info.size;
     s.version = headers[slot].info.version;
     s.tail_crc = headers[slot].tail_crc;
+    s.decoded_bytes = headers[slot].decoded_bytes;
   }
   for (std::uint64_t i = 0; i < expected; ++i) {
     if (present[i]) continue;
@@ -296,6 +300,11 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
     plan.destination_map = std::move(map).value();
   }
   const std::uint64_t dst_count = plan.destination_map.shard_count();
+  // Buckets tag entries with a 32-bit destination id.
+  if (dst_count >= (1ULL << 32) - 1) {
+    return Status::Invalid("new scheme " + config.new_spec.to_text() + " gives " + std::to_string(dst_count) +
+                           " destination shards; at most 4294967294 are supported");
+  }
   plan.owner = DestinationOwner(dst_count, comm.size());
   std::set<std::string> destination_keys;
   plan.destinations.resize(dst_count);

@@ -65,6 +65,7 @@ Result<SourceHeader> read_source_header(Store& store, const std::string& key) {
   const zip::MemberInfo* shape = nullptr;
   const zip::MemberInfo* format = nullptr;
   for (const auto& m : members) {
+    header.decoded_bytes += m.uncompressed_size;
     if (m.name == "shape.npy") shape = &m;
     if (m.name == "format.npy") format = &m;
   }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "reshard/fingerprint.hpp"
@@ -30,19 +31,15 @@ struct AssembledShard {
   Fingerprint fingerprint;
 };
 
-// Splits the received entries by the destination shards this rank owns, in
-// ascending shard order. Consumes `entries`.
-std::vector<std::vector<Entry>> group_by_destination(std::vector<Entry>&& entries, const Plan& plan, int rank,
-                                                     std::vector<const DestinationShard*>& owned);
-
 // For hashed destination schemes: the global ids of each owned shard's rows
 // (columns). Empty vectors for block schemes.
 std::vector<std::vector<std::uint64_t>> hashed_ids_for(const Plan& plan,
                                                        const std::vector<const DestinationShard*>& owned);
 
 // Sort order within a shard: by local major index, then minor index, then
-// source order (so duplicates keep their source order). Consumes `entries`.
-AssembledShard assemble_shard(std::vector<Entry>&& entries, const DestinationShard& shard, const Plan& plan,
-                              npy::DType value_dtype, std::vector<std::uint64_t> hashed_ids);
+// source order (so duplicates keep their source order); the order of `parts`
+// does not matter.
+AssembledShard assemble_shard(const std::vector<std::span<const Entry>>& parts, const DestinationShard& shard,
+                              const Plan& plan, npy::DType value_dtype, std::vector<std::uint64_t> hashed_ids);
 
 }  // namespace reshard

@@ -1,6 +1,8 @@
 // Stage 3, bucket: group every entry of a loaded source shard by its
-// destination shard, fingerprinting what is kept. Entries of shards that need
-// no writing (kept from an earlier run) are dropped.
+// destination shard, fingerprinting what is kept, and hold the groups until
+// the exchange: in memory, or spilled to a scratch file when the memory
+// budget says so. Entries of shards that need no writing (kept from an
+// earlier run) are dropped.
 #pragma once
 
 #include <cstdint>
@@ -10,17 +12,59 @@
 #include "reshard/pipeline/entry.hpp"
 #include "reshard/pipeline/plan.hpp"
 #include "reshard/pipeline/read.hpp"
+#include "reshard/scratch_file.hpp"
 
 namespace reshard {
 
-struct Buckets {
-  explicit Buckets(std::uint64_t destination_shards) : by_shard(destination_shards) {}
-  std::vector<std::vector<Entry>> by_shard;
-  Fingerprint routed_fingerprint;
+// One source shard's kept entries, contiguous per destination shard, the
+// destinations in ascending order.
+struct BucketBlock {
+  struct Segment {
+    std::uint64_t shard = 0;
+    std::uint64_t count = 0;
+  };
+  std::vector<Entry> entries;
+  std::vector<Segment> segments;
+  Fingerprint fingerprint;  // of the kept entries
 };
 
-// `skip[d]` drops the entries of destination shard d.
-void bucket_source(const LoadedSource& source, const ShardMap& destination_map, const std::vector<bool>& skip,
-                   Buckets& buckets);
+// `skip[d]` drops the entries of destination shard d. A counting sort: one
+// pass finds each entry's destination, the second places it, so memory is
+// exactly the entries plus a 4-byte id each (memory_cost::bucket).
+BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destination_map, const std::vector<bool>& skip);
+
+// Everything one rank holds for the exchange, per destination shard.
+class Buckets {
+ public:
+  explicit Buckets(std::uint64_t destination_shards) : held_(destination_shards), pieces_(destination_shards) {}
+
+  void add(BucketBlock&& block);
+  // Moves every block held in memory to the end of `scratch`.
+  Status spill(ScratchFile& scratch);
+  // Copies the entries held for `shard` (held()[shard] of them) to `out`.
+  Status copy_shard(std::uint64_t shard, Entry* out) const;
+
+  const std::vector<std::uint64_t>& held() const { return held_; }
+  std::uint64_t resident_bytes() const { return resident_entries_ * sizeof(Entry); }
+  std::uint64_t spilled_bytes() const { return spilled_entries_ * sizeof(Entry); }
+  const Fingerprint& routed_fingerprint() const { return routed_; }
+
+ private:
+  // Where some of a shard's entries are: in blocks_[block] at `offset`, or
+  // (block == kSpilled) in the scratch file at byte `offset`.
+  struct Piece {
+    static constexpr std::uint64_t kSpilled = ~std::uint64_t{0};
+    std::uint64_t block = 0;
+    std::uint64_t offset = 0;
+    std::uint64_t count = 0;
+  };
+  std::vector<std::uint64_t> held_;
+  std::vector<std::vector<Piece>> pieces_;
+  std::vector<std::vector<Entry>> blocks_;
+  const ScratchFile* scratch_ = nullptr;
+  std::uint64_t resident_entries_ = 0;
+  std::uint64_t spilled_entries_ = 0;
+  Fingerprint routed_;
+};
 
 }  // namespace reshard

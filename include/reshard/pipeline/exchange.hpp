@@ -1,9 +1,11 @@
-// Stage 4, exchange: one personalized all-to-all (in rounds when buckets are
-// large) so every rank ends up with exactly the entries of the destination
-// shards it owns. A rank's bucket for itself never touches the network.
+// Stage 4, exchange: personalized all-to-alls, one per wave of destination
+// shards (see memory_budget.hpp), so every rank ends up with exactly the
+// entries of the wave's shards it owns. A rank's entries for its own shards
+// never touch the network.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "reshard/comm.hpp"
@@ -17,11 +19,25 @@ struct ExchangeStats {
   std::uint64_t entries_kept_local = 0;
   std::uint64_t entries_received = 0;  // from other ranks
   std::uint64_t rounds = 0;
+  std::uint64_t waves = 0;
 };
 
-// Sends each destination shard's bucket to the shard's owner; returns the
-// entries of the shards this rank owns. Consumes the buckets.
-std::vector<Entry> exchange(Comm& comm, Buckets& buckets, const DestinationOwner& owner,
-                            std::uint64_t max_message_bytes, ExchangeStats& stats);
+// What a rank holds after one wave: for each shard of the wave it owns (in
+// ascending order), its entries as pieces of `received` and `local`.
+struct WaveEntries {
+  std::vector<std::uint64_t> shards;
+  std::vector<std::vector<std::span<const Entry>>> parts;  // parallel to `shards`
+  std::vector<std::uint64_t> entry_counts;                 // parallel to `shards`
+  Bytes received;
+  std::vector<Entry> local;
+};
+
+// Collective. `held[p][d]` is what rank p holds for shard d (every rank's
+// Buckets::held(), gathered), which tells each receiver how to split what it
+// gets; `wave` lists the shards to move, ascending.
+Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
+                                  const std::vector<std::vector<std::uint64_t>>& held, const DestinationOwner& owner,
+                                  const std::vector<std::uint64_t>& wave, std::uint64_t max_message_bytes,
+                                  ExchangeStats& stats);
 
 }  // namespace reshard

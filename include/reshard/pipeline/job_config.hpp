@@ -26,6 +26,10 @@ struct JobConfig {
   // Shards each rank writes between two manifest updates.
   std::uint64_t manifest_batch = 16;
   zip::WriteOptions compression;
+  // Bytes of memory a rank may use; 0 picks default_memory_limit().
+  std::uint64_t memory_limit = 0;
+  // Node-local directory for entries that do not fit (empty: $TMPDIR or /tmp).
+  std::string scratch_dir;
   // Upper bound on one MPI message; MPI's int counts cap it at 2^31-1.
   std::uint64_t max_message_bytes = (1ULL << 31) - 1;
 };

@@ -26,7 +26,8 @@ struct SourceShard {
   std::uint64_t bytes = 0;
   std::string version;
   std::uint32_t tail_crc = 0;
-  int reader = 0;  // rank that reads it
+  std::uint64_t decoded_bytes = 0;  // uncompressed arrays
+  int reader = 0;                   // rank that reads it
 };
 
 struct DestinationShard {

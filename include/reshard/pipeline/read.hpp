@@ -17,6 +17,8 @@ struct SourceHeader {
   // source's identity, so a rewritten shard is noticed even if its mtime
   // was preserved.
   std::uint32_t tail_crc = 0;
+  // Sum of the members' uncompressed sizes: the memory decoding takes.
+  std::uint64_t decoded_bytes = 0;
 };
 
 // Reads only the zip directory and the tiny `shape` and `format` members.
