@@ -20,6 +20,7 @@
 #include "reshard/pipeline/ownership.hpp"
 #include "reshard/pipeline/plan.hpp"
 #include "reshard/pipeline/read.hpp"
+#include "reshard/pipeline/reuse.hpp"
 #include "reshard/pipeline/write.hpp"
 #include "reshard/scratch_file.hpp"
 #include "reshard/store/s3_store.hpp"
@@ -175,6 +176,9 @@ struct RankStats {
   std::uint64_t shards_written = 0;
   std::uint64_t bytes_written = 0;
   std::uint64_t bytes_spilled = 0;
+  std::uint64_t shards_reused = 0;
+  std::uint64_t bytes_reused = 0;
+  std::uint64_t shards_copied_server_side = 0;
   ExchangeStats exchange;
   json seconds = json::object();
 };
@@ -280,6 +284,9 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     }
     return buckets.spill(*scratch);
   };
+  const auto reuse_candidates = find_reuse_candidates(plan, config.compression);
+  std::vector<ReusedShard> my_reused;
+  Fingerprint reused_fingerprint;
   double read_seconds = 0;
   double bucket_seconds = 0;
   json dtypes = json::array();
@@ -296,6 +303,25 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     if (!loaded.ok()) {
       status = loaded.status();
       break;
+    }
+    const auto& candidate = reuse_candidates[source.index];
+    if (candidate && !skip[*candidate] && decoded_matches_output(loaded->decoded.matrix)) {
+      // Copied as it is later: fingerprinted here, never bucketed.
+      ReusedShard reused{&source, &plan.destinations[*candidate], loaded->decoded.matrix.nnz, loaded->file_crc32c, {}};
+      loaded->for_each_global_entry([&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t) {
+        reused.fingerprint.add(row, col, bits);
+      });
+      reused_fingerprint.merge(reused.fingerprint);
+      my_reused.push_back(reused);
+      read_seconds += seconds_since(t0);
+      stats.bytes_read += loaded->bytes_read;
+      const auto& m = loaded->decoded.matrix;
+      dtypes.push_back({{"index", source.index},
+                        {"value_dtype", m.value_dtype.name()},
+                        {"value_dtype_descr", m.value_dtype.descr()},
+                        {"index_dtype", m.index_dtype.name()}});
+      ++stats.source_shards_read;
+      continue;
     }
     const std::uint64_t bucketing = source.decoded_bytes + memory_cost::bucket(loaded->decoded.matrix.nnz);
     if (buckets.resident_bytes() + bucketing > working) {
@@ -337,12 +363,23 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   stats.seconds["read"] = read_seconds;
   stats.seconds["bucket"] = bucket_seconds;
   stats.seconds["read_and_bucket"] = seconds_since(phase);
-  const Fingerprint routed{comm.sum(buckets.routed_fingerprint().count), comm.sum(buckets.routed_fingerprint().sum)};
+  Fingerprint routed_here = buckets.routed_fingerprint();
+  routed_here.merge(reused_fingerprint);
+  const Fingerprint routed{comm.sum(routed_here.count), comm.sum(routed_here.sum)};
+  // Shards copied as they are take no part in ownership or the exchange.
+  std::vector<bool> exchange_skip = skip;
+  {
+    json mine = json::array();
+    for (const auto& r : my_reused) mine.push_back(r.destination->index);
+    for (const auto& bytes : comm.allgather(json_bytes(mine))) {
+      for (const auto& d : json::parse(bytes.begin(), bytes.end())) exchange_skip[d.get<std::size_t>()] = true;
+    }
+  }
 
   // ---- owners and waves, before anything is written: a shard that cannot
   // fit in memory is refused with the destination untouched ----
   Holdings holdings = gather_holdings(comm, buckets);
-  const Ownership ownership = choose_owners(holdings, plan, skip, config.ownership_epsilon);
+  const Ownership ownership = choose_owners(holdings, plan, exchange_skip, config.ownership_epsilon);
   plan.owner = ownership.owner;
   WaveProblem waves_problem;
   waves_problem.ranks = comm.size();
@@ -391,6 +428,40 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   double write_seconds = 0;
   bool dropped_entry = false;
   const std::uint64_t batch = std::max<std::uint64_t>(1, config.manifest_batch);
+  my_owned += my_reused.size();
+  const std::uint64_t copy_rounds = comm.max((my_reused.size() + batch - 1) / batch);
+  for (std::uint64_t round = 0; round < copy_rounds; ++round) {
+    phase = Clock::now();
+    std::vector<WrittenShard> this_round;
+    for (std::size_t k = round * batch; status.ok() && k < std::min<std::size_t>(my_reused.size(), (round + 1) * batch);
+         ++k) {
+      auto copied = copy_reused_shard(src_store, dst_store, my_reused[k]);
+      if (!copied.ok()) {
+        status = copied.status();
+        break;
+      }
+      fault::point("after-shard-write");
+      const WrittenShard& w = copied->written;
+      written_fingerprint.merge(w.fingerprint);
+      stats.bytes_written += w.bytes;
+      ++stats.shards_written;
+      ++stats.shards_reused;
+      stats.bytes_reused += w.bytes;
+      stats.shards_copied_server_side += copied->server_side ? 1 : 0;
+      written_here.push_back(w.index);
+      this_round.push_back(w);
+      report_progress("write",
+                      kPlanWeight + kReadWeight +
+                          (kExchangeWeight + kWriteWeight) * static_cast<double>(stats.shards_written) /
+                              static_cast<double>(std::max<std::uint64_t>(1, my_owned)),
+                      "wrote " + std::to_string(stats.shards_written) + "/" + std::to_string(my_owned) +
+                          " destination shards on rank 0 (copied unchanged)");
+    }
+    write_seconds += seconds_since(phase);
+    RESHARD_RETURN_IF_ERROR(agree(comm, status));
+    fault::point("before-report");
+    RESHARD_RETURN_IF_ERROR(log.record_round(comm, this_round));
+  }
   for (const auto& wave : waves.waves) {
     phase = Clock::now();
     RESHARD_ASSIGN_OR_RETURN(WaveEntries entries, exchange_wave(comm, buckets, holdings.held, plan.owner, wave,
@@ -506,16 +577,22 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
                {"destination_shards_written", stats.shards_written},
                {"bytes_written", stats.bytes_written},
                {"bytes_spilled", stats.bytes_spilled},
+               {"destination_shards_reused", stats.shards_reused},
+               {"bytes_reused", stats.bytes_reused},
+               {"shards_copied_server_side", stats.shards_copied_server_side},
                {"peak_rss_bytes", peak_rss_bytes()},
                {"storage_retries", object_store_retries()},
                {"seconds", stats.seconds}};
   const auto all_stats = comm.allgather(json_bytes(mine));
   if (rank != 0) return outcome;
   json per_rank = json::array();
-  json totals = {
-      {"bytes_read", 0},     {"bytes_written", 0},      {"bytes_sent", 0},         {"bytes_spilled", 0},
-      {"entries_sent", 0},   {"entries_kept_local", 0}, {"source_shards_read", 0}, {"destination_shards_written", 0},
-      {"storage_retries", 0}};
+  json totals = json::object();
+  for (const char* key :
+       {"bytes_read", "bytes_written", "bytes_sent", "bytes_spilled", "entries_sent", "entries_kept_local",
+        "source_shards_read", "destination_shards_written", "destination_shards_reused", "bytes_reused",
+        "shards_copied_server_side", "storage_retries"}) {
+    totals[key] = 0;
+  }
   for (const auto& bytes : all_stats) {
     json r = json::parse(bytes.begin(), bytes.end());
     for (auto& [key, value] : totals.items()) value = value.get<std::uint64_t>() + r[key].get<std::uint64_t>();
@@ -566,6 +643,9 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
           << totals["bytes_written"].get<std::uint64_t>() << " bytes, sent "
           << totals["bytes_sent"].get<std::uint64_t>() << " bytes between ranks ("
           << totals["entries_kept_local"].get<std::uint64_t>() << " entries stayed local)\n"
+          << "  reused " << totals["destination_shards_reused"].get<std::uint64_t>()
+          << " destination shards unchanged from the source (" << totals["bytes_reused"].get<std::uint64_t>()
+          << " bytes, " << totals["shards_copied_server_side"].get<std::uint64_t>() << " copied by the store)\n"
           << "  fingerprint source " << source_fingerprint.to_string() << " = destination " << destination.to_string()
           << "\n  published " << dst_store.url(success_key(plan.destination_directory)) << " (job " << success.job_id
           << ")\n"

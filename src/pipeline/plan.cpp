@@ -20,6 +20,8 @@ struct HeaderReport {
   ObjectInfo info;
   std::uint32_t tail_crc = 0;
   std::uint64_t decoded_bytes = 0;
+  std::vector<std::string> members;
+  std::string compression;
 };
 
 // Rank 0 lists; everyone gets the same listing (one LIST per job, not per rank).
@@ -183,7 +185,10 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
                       {"size", header->info.size},
                       {"version", header->info.version},
                       {"tail_crc", header->tail_crc},
-                      {"decoded_bytes", header->decoded_bytes}});
+                      {"decoded_bytes", header->decoded_bytes},
+                      {"format", static_cast<int>(header->shape_and_format.format)},
+                      {"members", header->members},
+                      {"compression", header->compression}});
     }
     RESHARD_RETURN_IF_ERROR(agree(comm, local));
     for (const auto& bytes : comm.allgather(json_bytes(mine))) {
@@ -196,6 +201,9 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
         h.info.version = item["version"].get<std::string>();
         h.tail_crc = item["tail_crc"].get<std::uint32_t>();
         h.decoded_bytes = item["decoded_bytes"].get<std::uint64_t>();
+        h.shape.format = static_cast<npz::SparseFormat>(item["format"].get<int>());
+        h.members = item["members"].get<std::vector<std::string>>();
+        h.compression = item["compression"].get<std::string>();
       }
     }
   }
@@ -256,6 +264,9 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
     s.version = headers[slot].info.version;
     s.tail_crc = headers[slot].tail_crc;
     s.decoded_bytes = headers[slot].decoded_bytes;
+    s.format = headers[slot].shape.format;
+    s.members = headers[slot].members;
+    s.compression = headers[slot].compression;
   }
   for (std::uint64_t i = 0; i < expected; ++i) {
     if (present[i]) continue;

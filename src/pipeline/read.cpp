@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "reshard/crc32c.hpp"
+
 namespace reshard {
 namespace {
 
@@ -64,11 +66,17 @@ Result<SourceHeader> read_source_header(Store& store, const std::string& key) {
   RESHARD_ASSIGN_OR_RETURN(auto members, zip::read_directory(tail, size, size - tail_size));
   const zip::MemberInfo* shape = nullptr;
   const zip::MemberInfo* format = nullptr;
+  bool any_stored = false;
+  bool any_deflated = false;
   for (const auto& m : members) {
+    header.members.push_back(m.name);
+    (m.method == zip::Method::kStored ? any_stored : any_deflated) = true;
     header.decoded_bytes += m.uncompressed_size;
     if (m.name == "shape.npy") shape = &m;
     if (m.name == "format.npy") format = &m;
   }
+  std::sort(header.members.begin(), header.members.end());
+  header.compression = any_stored && any_deflated ? "mixed" : (any_deflated ? "deflate" : "none");
   if (shape == nullptr) return Status::Invalid("missing array 'shape' (not a scipy.sparse .npz?)");
   if (format == nullptr) return Status::Invalid("missing array 'format' (not a scipy.sparse .npz?)");
   RESHARD_ASSIGN_OR_RETURN(Bytes shape_npy, read_small_member(store, key, *shape, size));
@@ -84,6 +92,7 @@ Result<LoadedSource> read_source(Store& store, const SourceShard& shard, const S
   LoadedSource loaded;
   loaded.shard = &shard;
   loaded.bytes_read = bytes->size();
+  loaded.file_crc32c = crc32c(*bytes);
   auto decoded = npz::decode(*bytes);
   if (!decoded.ok()) return decoded.status().with_context(context);
   loaded.decoded = std::move(decoded).value();

@@ -76,8 +76,7 @@ class PosixStore final : public Store {
     if (!S_ISREG(st.st_mode)) return Status::Invalid(key + " is not a regular file");
     ObjectInfo info;
     info.size = static_cast<std::uint64_t>(st.st_size);
-    info.version = std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
-                   std::to_string(st.st_mtim.tv_nsec) + ":" + std::to_string(st.st_ino);
+    info.version = version_of(st);
     return std::optional<ObjectInfo>(info);
   }
 
@@ -100,35 +99,33 @@ class PosixStore final : public Store {
   }
 
   Status write_atomic(const std::string& key, ByteView data) override {
-    const std::string dir = parent_of(key);
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) return Status::Storage("creating directory " + dir + ": " + ec.message());
-    const std::string temp = dir + "/." + key.substr(key.rfind('/') + 1) + temp_suffix();
-    FileDescriptor fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (fd.get() < 0) return errno_status("creating", temp, errno);
-    std::uint64_t done = 0;
-    while (done < data.size()) {
-      const ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        const int err = errno;
-        ::unlink(temp.c_str());
-        return errno_status("writing", temp, err);
+    return put_atomically(key, [&](int fd, const std::string& temp) -> Status {
+      std::uint64_t done = 0;
+      while (done < data.size()) {
+        const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          return errno_status("writing", temp, errno);
+        }
+        done += static_cast<std::uint64_t>(n);
       }
-      done += static_cast<std::uint64_t>(n);
-    }
-    if (::fsync(fd.get()) != 0 || ::close(fd.release()) != 0) {
-      const int err = errno;
-      ::unlink(temp.c_str());
-      return errno_status("syncing", temp, err);
-    }
-    if (::rename(temp.c_str(), key.c_str()) != 0) {
-      const int err = errno;
-      ::unlink(temp.c_str());
-      return errno_status("renaming into place", key, err);
-    }
-    return fsync_directory(dir);
+      return Status::Ok();
+    });
+  }
+
+  Result<bool> copy_from(Store& source, const std::string& source_key, const ObjectInfo& source_info,
+                         const std::string& key) override {
+    if (dynamic_cast<PosixStore*>(&source) == nullptr) return false;
+    FileDescriptor in(::open(source_key.c_str(), O_RDONLY | O_CLOEXEC));
+    if (in.get() < 0) return errno_status("opening", source_key, errno);
+    RESHARD_RETURN_IF_ERROR(check_unchanged(in.get(), source_key, source_info));
+    RESHARD_RETURN_IF_ERROR(put_atomically(key, [&](int out, const std::string& temp) -> Status {
+      return copy_contents(in.get(), source_key, out, temp, source_info.size);
+    }));
+    // A writer that replaced the source's content in place during the copy
+    // changed its mtime: the copy is not of the version the job read.
+    RESHARD_RETURN_IF_ERROR(check_unchanged(in.get(), source_key, source_info));
+    return true;
   }
 
   Result<std::vector<std::string>> list(const std::string& directory) override {
@@ -168,6 +165,89 @@ class PosixStore final : public Store {
     std::string text = path.string();
     if (text.empty() || text.back() != '/') text += '/';
     return "file://" + text;
+  }
+
+ private:
+  // Creates a temp file beside `key`, lets `fill` write it, then syncs and
+  // renames it into place, so readers see the old file or the whole new one.
+  template <typename Fill>
+  Status put_atomically(const std::string& key, Fill&& fill) {
+    const std::string dir = parent_of(key);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return Status::Storage("creating directory " + dir + ": " + ec.message());
+    const std::string temp = dir + "/." + key.substr(key.rfind('/') + 1) + temp_suffix();
+    FileDescriptor fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (fd.get() < 0) return errno_status("creating", temp, errno);
+    if (Status filled = fill(fd.get(), temp); !filled.ok()) {
+      ::unlink(temp.c_str());
+      return filled;
+    }
+    if (::fsync(fd.get()) != 0 || ::close(fd.release()) != 0) {
+      const int err = errno;
+      ::unlink(temp.c_str());
+      return errno_status("syncing", temp, err);
+    }
+    if (::rename(temp.c_str(), key.c_str()) != 0) {
+      const int err = errno;
+      ::unlink(temp.c_str());
+      return errno_status("renaming into place", key, err);
+    }
+    return fsync_directory(dir);
+  }
+
+  static std::string version_of(const struct ::stat& st) {
+    return std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+           std::to_string(st.st_mtim.tv_nsec) + ":" + std::to_string(st.st_ino);
+  }
+
+  static Status check_unchanged(int fd, const std::string& path, const ObjectInfo& expected) {
+    struct ::stat st {};
+    if (::fstat(fd, &st) != 0) return errno_status("stat", path, errno);
+    if (version_of(st) != expected.version) {
+      return Status::Invalid(path + " changed while the job ran (size or modification time differs from planning)");
+    }
+    return Status::Ok();
+  }
+
+  // In-kernel copy: the filesystem may share extents (reflink on XFS and
+  // Btrfs) or copy server-side (NFS 4.2); bytes never enter this process.
+  // Filesystems or kernels without it fall back to read/write.
+  static Status copy_contents(int in, const std::string& in_path, int out, const std::string& out_path,
+                              std::uint64_t size) {
+    std::uint64_t done = 0;
+    bool in_kernel = true;
+    Bytes buffer;
+    while (done < size) {
+      if (in_kernel) {
+        loff_t in_offset = static_cast<loff_t>(done);
+        const ssize_t n = ::copy_file_range(in, &in_offset, out, nullptr, size - done, 0);
+        if (n > 0) {
+          done += static_cast<std::uint64_t>(n);
+          continue;
+        }
+        if (n == 0) return Status::Invalid(in_path + " is shorter than planned (truncated while the job ran?)");
+        if (errno == EINTR) continue;
+        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
+          return errno_status("copying " + in_path + " to", out_path, errno);
+        }
+        in_kernel = false;
+        buffer.resize(1 << 20);
+      }
+      const ssize_t n =
+          ::pread(in, buffer.data(), std::min<std::uint64_t>(buffer.size(), size - done), static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return errno_status("reading", in_path, errno);
+      if (n == 0) return Status::Invalid(in_path + " is shorter than planned (truncated while the job ran?)");
+      for (ssize_t written = 0; written < n;) {
+        const ssize_t w = ::write(out, buffer.data() + written, static_cast<std::size_t>(n - written));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return errno_status("writing", out_path, errno);
+        written += w;
+      }
+      done += static_cast<std::uint64_t>(n);
+    }
+    return Status::Ok();
   }
 };
 

@@ -24,6 +24,11 @@ std::mutex& registry_mutex() {
 
 }  // namespace
 
+Result<bool> Store::copy_from(Store& /*source*/, const std::string& /*source_key*/, const ObjectInfo& /*source_info*/,
+                              const std::string& /*key*/) {
+  return false;
+}
+
 Result<Bytes> Store::read_all(const std::string& key) {
   RESHARD_ASSIGN_OR_RETURN(auto info, stat(key));
   if (!info) return Status::Invalid("not found");

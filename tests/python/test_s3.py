@@ -144,3 +144,23 @@ def test_gcs_xml_api_through_the_same_server(s3, local_reference):
     run = run_reshard(local_src, OLD, f"gs://dst/{prefix}/shard_{{i}}.npz", NEW, ranks=2, env=env)
     assert run.returncode == 0, run.stderr
     assert s3_outputs(s3, "dst", prefix) == reference
+
+
+def test_unchanged_shards_are_copied_by_the_server(s3, local_reference, tmp_path):
+    root, local_src, _ = local_reference
+    prefix = uuid.uuid4().hex
+    # local -> s3 copies through the rank (two stores), s3 -> s3 with CopyObject.
+    src = upload_source(s3, local_src, prefix)
+    for i in range(5):
+        with open(local_src.format(i=i), "rb") as f:
+            assert s3.object_bytes("src", f"{prefix}/shard_{i}.npz") == f.read()
+    report = tmp_path / "r.json"
+    run = run_reshard(src, OLD, f"s3://dst/{prefix}/same/shard_{{i}}.npz", OLD, ranks=2, env=s3.env(),
+                      extra=["--report", str(report)])
+    assert run.returncode == 0, run.stderr
+    totals = json.loads(report.read_text())["totals"]
+    assert totals["destination_shards_reused"] == 5
+    assert totals["shards_copied_server_side"] == 5
+    assert totals["bytes_sent"] == 0
+    for i in range(5):
+        assert s3.object_bytes("dst", f"{prefix}/same/shard_{i}.npz") == s3.object_bytes("src", f"{prefix}/shard_{i}.npz")

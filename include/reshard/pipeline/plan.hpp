@@ -27,7 +27,10 @@ struct SourceShard {
   std::string version;
   std::uint32_t tail_crc = 0;
   std::uint64_t decoded_bytes = 0;  // uncompressed arrays
-  int reader = 0;                   // rank that reads it
+  npz::SparseFormat format = npz::SparseFormat::kCsr;
+  std::vector<std::string> members;  // sorted
+  std::string compression;           // "none", "deflate" or "mixed"
+  int reader = 0;                    // rank that reads it
 };
 
 struct DestinationShard {

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "reshard/format/npz.hpp"
 #include "reshard/pipeline/plan.hpp"
@@ -19,6 +21,10 @@ struct SourceHeader {
   std::uint32_t tail_crc = 0;
   // Sum of the members' uncompressed sizes: the memory decoding takes.
   std::uint64_t decoded_bytes = 0;
+  // Member names, sorted, and "none", "deflate" or "mixed": what decides
+  // whether the file could be copied as a destination shard unchanged.
+  std::vector<std::string> members;
+  std::string compression;
 };
 
 // Reads only the zip directory and the tiny `shape` and `format` members.
@@ -28,6 +34,7 @@ struct LoadedSource {
   const SourceShard* shard = nullptr;
   npz::DecodedShard decoded;
   std::uint64_t bytes_read = 0;
+  std::uint32_t file_crc32c = 0;  // of the whole file, for reuse as a destination
 
   // Calls f(global_row, global_col, value_bits, position) for every entry.
   template <typename F>

@@ -46,6 +46,16 @@ class Store {
   // place compare equal (used to refuse a destination inside the source).
   virtual std::string canonical_directory(const std::string& directory) const = 0;
 
+  // Copies `source_key` of `source` to `key` in this store, atomically,
+  // without the bytes passing through this process where the two stores
+  // allow it: copy_file_range (or a reflink) between POSIX paths, never a
+  // hard link, since the source must stay independent; CopyObject within one
+  // S3 endpoint. `source_info` is what the caller read; a source that has
+  // changed since is an error, not a copy. Returns false, having done
+  // nothing, when this pair of stores cannot copy that way.
+  virtual Result<bool> copy_from(Store& source, const std::string& source_key, const ObjectInfo& source_info,
+                                 const std::string& key);
+
   // Reads a whole object.
   Result<Bytes> read_all(const std::string& key);
 };
