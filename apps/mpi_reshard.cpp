@@ -120,6 +120,8 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   add("memory-limit", po::value(&memory_limit),
       "memory per rank, e.g. 4GiB (default: half the node's memory split among its ranks); entries that do not "
       "fit are spilled to --scratch-dir");
+  add("threads", po::value(&out.config.threads)->default_value(0),
+      "threads per rank for inflating and deflating a shard's arrays (0: the node's cores / its ranks)");
   add("scratch-dir", po::value(&out.config.scratch_dir),
       "node-local directory for spilled entries (default: $TMPDIR, else /tmp); nothing is left there afterwards");
   po::variables_map vm;
@@ -148,6 +150,8 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
     status = fail("--max-message-bytes must be at least 32 (one entry)");
   } else if (out.config.max_concurrency < 1) {
     status = fail("--max-concurrency must be at least 1");
+  } else if (out.config.threads < 0) {
+    status = fail("--threads must be 0 (automatic) or more");
   } else if (!memory_limit.empty()) {
     auto limit = reshard::parse_byte_size(memory_limit);
     if (limit.ok())

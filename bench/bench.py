@@ -144,15 +144,22 @@ def main():
             t0 = time.perf_counter()
             subprocess.run(f"cat {src_dir}/* > /dev/null && cp -r {out}/np1 {out}/floor-copy", shell=True, check=True)
             row["floor_s"] = time.perf_counter() - t0
+            # mpi_reshard fsyncs every shard before recording it; the same
+            # copy made durable is the fair floor for it.
+            t0 = time.perf_counter()
+            subprocess.run(f"cat {src_dir}/* > /dev/null && cp -r {out}/np1 {out}/floor-copy-synced && sync",
+                           shell=True, check=True)
+            row["floor_sync_s"] = time.perf_counter() - t0
             row["bytes_in"], row["bytes_out"] = du(src_dir), du(os.path.join(out, "np1"))
             results.append(row)
     print()
-    print(f"{'case':<22}{'scipy s':>9}{'np1 s':>8}{'np2 s':>8}{'floor s':>9}{'scipy/np1':>10}{'scipy/np2':>10}"
-          f"{'np2/floor':>10}{'RSS scipy':>11}{'RSS np1':>9}{'RSS np2/rank':>13}")
+    print(f"{'case':<22}{'scipy s':>9}{'np1 s':>8}{'np2 s':>8}{'floor s':>9}{'+sync s':>9}{'scipy/np1':>10}"
+          f"{'scipy/np2':>10}{'np2/floor':>10}{'np2/+sync':>10}{'RSS scipy':>11}{'RSS np1':>9}{'RSS np2/rank':>13}")
     for r in results:
         mib = 1 << 20
         print(f"{r['case']:<22}{r['scipy_s']:>9.2f}{r['np1_s']:>8.2f}{r['np2_s']:>8.2f}{r['floor_s']:>9.2f}"
-              f"{r['scipy_s'] / r['np1_s']:>9.1f}x{r['scipy_s'] / r['np2_s']:>9.1f}x{r['np2_s'] / r['floor_s']:>9.1f}x"
+              f"{r['floor_sync_s']:>9.2f}{r['scipy_s'] / r['np1_s']:>9.1f}x{r['scipy_s'] / r['np2_s']:>9.1f}x"
+              f"{r['np2_s'] / r['floor_s']:>9.1f}x{r['np2_s'] / r['floor_sync_s']:>9.1f}x"
               f"{r['scipy_rss'] / mib:>8.0f}MiB{r['np1_rss'] / mib:>6.0f}MiB{r['np2_rss'] / mib:>10.0f}MiB")
     with open(os.path.join(a.work, "results.json"), "w") as f:
         json.dump(results, f, indent=1)

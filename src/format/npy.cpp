@@ -150,6 +150,13 @@ Result<ArrayView> parse(ByteView npy) {
 }
 
 Bytes encode(const DType& dtype, const std::vector<std::uint64_t>& shape, ByteView data) {
+  Bytes out = encode_header(dtype, shape);
+  out.reserve(out.size() + data.size());
+  append_bytes(out, data);
+  return out;
+}
+
+Bytes encode_header(const DType& dtype, const std::vector<std::uint64_t>& shape) {
   std::string dict = "{'descr': '" + dtype.descr() + "', 'fortran_order': False, 'shape': (";
   for (std::size_t i = 0; i < shape.size(); ++i) {
     dict += std::to_string(shape[i]);
@@ -163,7 +170,7 @@ Bytes encode(const DType& dtype, const std::vector<std::uint64_t>& shape, ByteVi
   dict.append(padded - prefix - dict.size() - 1, ' ');
   dict += '\n';
   Bytes out;
-  out.reserve(padded + data.size());
+  out.reserve(padded);
   append_bytes(out, kMagic);
   out.push_back(v2 ? 2 : 1);
   out.push_back(0);
@@ -173,7 +180,6 @@ Bytes encode(const DType& dtype, const std::vector<std::uint64_t>& shape, ByteVi
     append_le<std::uint16_t>(out, static_cast<std::uint16_t>(dict.size()));
   }
   append_bytes(out, dict);
-  append_bytes(out, data);
   return out;
 }
 

@@ -1,5 +1,7 @@
 #include "reshard/format/npz.hpp"
 
+#include "reshard/parallel.hpp"
+
 #include <limits>
 #include <map>
 
@@ -118,14 +120,25 @@ Result<ShapeAndFormat> decode_shape_and_format(ByteView shape_npy, ByteView form
   return out;
 }
 
-Result<DecodedShard> decode(ByteView file) {
-  RESHARD_ASSIGN_OR_RETURN(auto members, zip::read_directory(file, file.size()));
+Result<DecodedShard> decode(ByteView file) { return decode(Bytes(file.begin(), file.end()), 1); }
+
+Result<DecodedShard> decode(Bytes&& file_bytes, int threads) {
   DecodedShard shard;
-  std::map<std::string, npy::ArrayView> arrays;
-  shard.buffers.reserve(members.size());
+  // The file itself is the first buffer: stored members are read in place.
+  shard.buffers.push_back(std::move(file_bytes));
+  const ByteView file = shard.buffers.front();
+  RESHARD_ASSIGN_OR_RETURN(auto members, zip::read_directory(file, file.size()));
+  struct Located {
+    const zip::MemberInfo* member = nullptr;
+    std::string name;
+    ByteView compressed;
+    ByteView content;
+    Bytes inflated;
+    Status status;
+  };
+  std::vector<Located> located;
   for (const auto& member : members) {
     if (member.name.size() < 5 || member.name.substr(member.name.size() - 4) != ".npy") continue;
-    const std::string name = member.name.substr(0, member.name.size() - 4);
     const std::uint64_t header_end = member.local_header_offset + 30;
     if (header_end > file.size()) return Status::Invalid("zip member " + member.name + " is truncated");
     RESHARD_ASSIGN_OR_RETURN(
@@ -135,11 +148,38 @@ Result<DecodedShard> decode(ByteView file) {
     if (data_offset + member.compressed_size > file.size()) {
       return Status::Invalid("zip member " + member.name + " is truncated");
     }
-    RESHARD_ASSIGN_OR_RETURN(Bytes content, zip::extract(file.subspan(data_offset, member.compressed_size), member));
-    shard.buffers.push_back(std::move(content));
-    auto parsed = npy::parse(shard.buffers.back());
-    if (!parsed.ok()) return parsed.status().with_context("array '" + name + "'");
-    arrays[name] = std::move(parsed).value();
+    Located l;
+    l.member = &member;
+    l.name = member.name.substr(0, member.name.size() - 4);
+    l.compressed = file.subspan(data_offset, member.compressed_size);
+    located.push_back(std::move(l));
+  }
+  // Members inflate independently: several at once.
+  run_in_parallel(located.size(), threads, [&](std::size_t i) {
+    Located& l = located[i];
+    if (l.member->method == zip::Method::kStored) {
+      l.status = zip::check_stored(l.compressed, *l.member);
+      l.content = l.compressed;
+      return;
+    }
+    auto inflated = zip::extract(l.compressed, *l.member);
+    if (!inflated.ok()) {
+      l.status = inflated.status();
+      return;
+    }
+    l.inflated = std::move(inflated).value();
+  });
+  std::map<std::string, npy::ArrayView> arrays;
+  shard.buffers.reserve(located.size() + 1);
+  for (auto& l : located) {
+    RESHARD_RETURN_IF_ERROR(l.status);
+    if (l.member->method != zip::Method::kStored) {
+      shard.buffers.push_back(std::move(l.inflated));
+      l.content = shard.buffers.back();
+    }
+    auto parsed = npy::parse(l.content);
+    if (!parsed.ok()) return parsed.status().with_context("array '" + l.name + "'");
+    arrays[l.name] = std::move(parsed).value();
   }
   auto require = [&](const std::string& name) -> Result<npy::ArrayView> {
     auto it = arrays.find(name);
@@ -204,10 +244,13 @@ Result<DecodedShard> decode(ByteView file) {
 
 namespace {
 
+// The npy header, then the values narrowed to Index, written in place.
 template <typename Index>
-Bytes pack_indices(std::span<const std::uint64_t> values) {
-  Bytes out(values.size() * sizeof(Index));
-  auto* dst = out.data();
+Bytes encode_indices_as(std::span<const std::uint64_t> values, const npy::DType& dtype) {
+  Bytes out = npy::encode_header(dtype, {values.size()});
+  const std::size_t header = out.size();
+  out.resize(header + values.size() * sizeof(Index));
+  auto* dst = out.data() + header;
   for (std::size_t i = 0; i < values.size(); ++i) {
     const auto v = static_cast<Index>(values[i]);
     std::memcpy(dst + i * sizeof(Index), &v, sizeof(Index));
@@ -216,8 +259,8 @@ Bytes pack_indices(std::span<const std::uint64_t> values) {
 }
 
 Bytes encode_indices(std::span<const std::uint64_t> values, bool int32) {
-  const Bytes packed = int32 ? pack_indices<std::int32_t>(values) : pack_indices<std::int64_t>(values);
-  return npy::encode(int32 ? npy::int32_dtype() : npy::int64_dtype(), {values.size()}, packed);
+  return int32 ? encode_indices_as<std::int32_t>(values, npy::int32_dtype())
+               : encode_indices_as<std::int64_t>(values, npy::int64_dtype());
 }
 
 }  // namespace

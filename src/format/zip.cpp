@@ -1,11 +1,15 @@
 #include "reshard/format/zip.hpp"
 
+#include "reshard/parallel.hpp"
+
 #include <libdeflate.h>
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 #include <memory>
 #include <optional>
+#include <thread>
 
 namespace reshard::zip {
 namespace {
@@ -175,6 +179,14 @@ Result<std::uint64_t> member_data_offset(ByteView local_header, const MemberInfo
   return member.local_header_offset + kLocalHeaderSize + name_len + extra_len;
 }
 
+Status check_stored(ByteView data, const MemberInfo& member) {
+  if (member.method != Method::kStored) return Status::Internal("check_stored on a compressed member");
+  if (data.size() != member.compressed_size) return corrupt("member " + member.name + " is truncated");
+  if (member.compressed_size != member.uncompressed_size) return corrupt("stored member sizes differ");
+  if (crc32(data) != member.crc32) return corrupt("CRC-32 mismatch in member " + member.name);
+  return Status::Ok();
+}
+
 Result<Bytes> extract(ByteView compressed, const MemberInfo& member) {
   if (compressed.size() != member.compressed_size) return corrupt("member " + member.name + " is truncated");
   Bytes out;
@@ -194,34 +206,60 @@ Result<Bytes> extract(ByteView compressed, const MemberInfo& member) {
 }
 
 Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const WriteOptions& options) {
-  std::unique_ptr<libdeflate_compressor, DeflateCompressorDeleter> compressor;
-  if (options.method == Method::kDeflate) {
-    if (options.level < 0 || options.level > 12) return Status::Invalid("deflate level must be 0..12");
-    compressor.reset(libdeflate_alloc_compressor(options.level));
-    if (!compressor) return Status::Internal("out of memory allocating a deflate compressor");
+  if (options.method == Method::kDeflate && (options.level < 0 || options.level > 12)) {
+    return Status::Invalid("deflate level must be 0..12");
   }
+  // Compress (and checksum) every member first, several at once: each is its
+  // own deflate stream, so the bytes are the same for any thread count.
+  struct Payload {
+    std::uint32_t crc32 = 0;
+    Bytes compressed;  // deflate only
+    Status status;
+  };
+  std::vector<Payload> payloads(members.size());
+  auto prepare = [&](std::size_t i) {
+    const auto& member = members[i];
+    Payload& p = payloads[i];
+    p.crc32 = crc32(member.content);
+    if (options.method != Method::kDeflate) return;
+    std::unique_ptr<libdeflate_compressor, DeflateCompressorDeleter> compressor(
+        libdeflate_alloc_compressor(options.level));
+    if (!compressor) {
+      p.status = Status::Internal("out of memory allocating a deflate compressor");
+      return;
+    }
+    p.compressed.resize(libdeflate_deflate_compress_bound(compressor.get(), member.content.size()));
+    const std::size_t n = libdeflate_deflate_compress(compressor.get(), member.content.data(), member.content.size(),
+                                                      p.compressed.data(), p.compressed.size());
+    if (n == 0) p.status = Status::Internal("deflate failed for member " + member.name);
+    p.compressed.resize(n);
+  };
+  run_in_parallel(members.size(), options.threads, prepare);
+  for (const auto& p : payloads) RESHARD_RETURN_IF_ERROR(p.status);
+
   struct Written {
     MemberInfo info;
     bool zip64 = false;
   };
+  std::uint64_t total = kZip64EndSize + 20 + 22;  // end records, generously
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    const std::uint64_t data =
+        options.method == Method::kDeflate ? payloads[i].compressed.size() : members[i].content.size();
+    total += 2 * (46 + members[i].name.size() + 28) + data;
+  }
   Bytes out;
+  out.reserve(total);  // one allocation: the archive can be most of a rank's memory
   std::vector<Written> written;
-  Bytes payload;
-  for (const auto& member : members) {
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    const auto& member = members[i];
     Written w;
     w.info.name = member.name;
     w.info.method = options.method;
-    w.info.crc32 = crc32(member.content);
+    w.info.crc32 = payloads[i].crc32;
     w.info.uncompressed_size = member.content.size();
     w.info.local_header_offset = out.size();
     ByteView data = member.content;
-    if (options.method == Method::kDeflate) {
-      payload.resize(libdeflate_deflate_compress_bound(compressor.get(), member.content.size()));
-      const std::size_t n = libdeflate_deflate_compress(compressor.get(), member.content.data(), member.content.size(),
-                                                        payload.data(), payload.size());
-      if (n == 0) return Status::Internal("deflate failed for member " + member.name);
-      data = ByteView(payload.data(), n);
-    }
+    if (options.method == Method::kDeflate) data = payloads[i].compressed;
     w.info.compressed_size = data.size();
     w.zip64 = options.force_zip64 || w.info.uncompressed_size >= k32BitMarker ||
               w.info.compressed_size >= k32BitMarker || w.info.local_header_offset >= k32BitMarker;
@@ -244,6 +282,7 @@ Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const Wri
       append_le<std::uint64_t>(out, w.info.compressed_size);
     }
     append_bytes(out, data);
+    Bytes().swap(payloads[i].compressed);
     written.push_back(std::move(w));
   }
   const std::uint64_t directory_offset = out.size();

@@ -24,6 +24,146 @@ struct AxisMapping {
   std::uint64_t global(std::uint64_t local) const { return ids == nullptr ? local + offset : (*ids)[local]; }
 };
 
+// Sort key of an entry within a shard: (major, minor, source order), on
+// global coordinates; local ones are a monotone map of them.
+struct EntryKey {
+  bool csr = true;
+  bool less(const Entry& a, const Entry& b) const {
+    const std::uint64_t a_major = csr ? a.row : a.col;
+    const std::uint64_t b_major = csr ? b.row : b.col;
+    if (a_major != b_major) return a_major < b_major;
+    const std::uint64_t a_minor = csr ? a.col : a.row;
+    const std::uint64_t b_minor = csr ? b.col : b.row;
+    if (a_minor != b_minor) return a_minor < b_minor;
+    return a.order < b.order;
+  }
+};
+
+// Above this many sorted runs a merge costs more than the counting sort.
+constexpr std::size_t kMaxMergedRuns = 1024;
+
+// Entries usually arrive as a few sorted runs: each bucket segment is one
+// canonical source shard's entries in storage order, and a rank's segments
+// follow its sources' order. Splits the parts at every descent; false when
+// there are too many runs for a merge to pay.
+bool split_into_sorted_runs(const std::vector<std::span<const Entry>>& parts, bool csr,
+                            std::vector<std::span<const Entry>>& runs) {
+  const EntryKey key{csr};
+  for (const auto& part : parts) {
+    std::size_t begin = 0;
+    for (std::size_t k = 1; k <= part.size(); ++k) {
+      if (k == part.size() || key.less(part[k], part[k - 1])) {
+        if (k > begin) runs.push_back(part.subspan(begin, k - begin));
+        if (runs.size() > kMaxMergedRuns) return false;
+        begin = k;
+      }
+    }
+  }
+  return true;
+}
+
+// The fingerprint maps the local indices back to global ones, as the
+// counting sort does: an independent check of the mapping.
+void emit(const Entry& e, std::uint64_t slot, std::uint64_t major_local, std::uint32_t width,
+          const AxisMapping& major_axis, const AxisMapping& minor_axis, bool csr, AssembledShard& out) {
+  const std::uint64_t minor_local = minor_axis.local(csr ? e.col : e.row);
+  out.indices[slot] = minor_local;
+  std::memcpy(out.values.data() + slot * width, &e.value_bits, width);
+  const std::uint64_t major_global = major_axis.global(major_local);
+  const std::uint64_t minor_global = minor_axis.global(minor_local);
+  out.fingerprint.add(csr ? major_global : minor_global, csr ? minor_global : major_global, e.value_bits);
+}
+
+// k-way merge with a binary heap of run heads: streaming, no scatter, and
+// no scratch beyond the output arrays.
+void merge_sorted_runs(const std::vector<std::span<const Entry>>& runs, const AxisMapping& major_axis,
+                       const AxisMapping& minor_axis, bool csr, std::uint64_t nmajor, AssembledShard& out) {
+  std::uint64_t n = 0;
+  for (const auto& run : runs) n += run.size();
+  const std::uint32_t width = out.value_dtype.itemsize;
+  out.indptr.assign(nmajor + 1, 0);
+  out.indices.resize(n);
+  out.values.resize(n * width);
+  const EntryKey key{csr};
+  std::vector<std::size_t> position(runs.size(), 0);
+  std::vector<std::size_t> heap;  // run indices, smallest head on top
+  const auto heap_greater = [&](std::size_t a, std::size_t b) {
+    return key.less(runs[b][position[b]], runs[a][position[a]]);
+  };
+  for (std::size_t r = 0; r < runs.size(); ++r) heap.push_back(r);
+  std::make_heap(heap.begin(), heap.end(), heap_greater);
+  // Local majors only grow, so a hashed axis is walked, not searched.
+  std::uint64_t major_local = 0;
+  for (std::uint64_t slot = 0; slot < n; ++slot) {
+    std::pop_heap(heap.begin(), heap.end(), heap_greater);
+    const std::size_t r = heap.back();
+    const Entry& e = runs[r][position[r]];
+    const std::uint64_t major_global = csr ? e.row : e.col;
+    if (major_axis.ids == nullptr) {
+      major_local = major_global - major_axis.offset;
+    } else {
+      while ((*major_axis.ids)[major_local] < major_global) ++major_local;
+    }
+    ++out.indptr[major_local + 1];
+    emit(e, slot, major_local, width, major_axis, minor_axis, csr, out);
+    if (++position[r] < runs[r].size()) {
+      std::push_heap(heap.begin(), heap.end(), heap_greater);
+    } else {
+      heap.pop_back();
+    }
+  }
+  for (std::uint64_t i = 0; i < nmajor; ++i) out.indptr[i + 1] += out.indptr[i];
+}
+
+// The general path: counting sort by major index, then a sort of each
+// (short) major slice.
+void counting_sort(const std::vector<std::span<const Entry>>& parts, const AxisMapping& major_axis,
+                   const AxisMapping& minor_axis, bool csr, std::uint64_t nmajor, AssembledShard& out) {
+  std::uint64_t n = 0;
+  for (const auto& part : parts) n += part.size();
+  std::vector<std::uint64_t> majors(n);
+  out.indptr.assign(nmajor + 1, 0);
+  std::uint64_t k = 0;
+  for (const auto& part : parts) {
+    for (const Entry& e : part) {
+      majors[k] = major_axis.local(csr ? e.row : e.col);
+      ++out.indptr[majors[k] + 1];
+      ++k;
+    }
+  }
+  for (std::uint64_t i = 0; i < nmajor; ++i) out.indptr[i + 1] += out.indptr[i];
+  std::vector<MinorEntry> sorted(n);
+  {
+    std::vector<std::uint64_t> cursor(out.indptr.begin(), out.indptr.end() - 1);
+    k = 0;
+    for (const auto& part : parts) {
+      for (const Entry& e : part) {
+        sorted[cursor[majors[k]]++] = MinorEntry{minor_axis.local(csr ? e.col : e.row), e.order, e.value_bits};
+        ++k;
+      }
+    }
+  }
+  std::vector<std::uint64_t>().swap(majors);
+  const std::uint32_t width = out.value_dtype.itemsize;
+  out.indices.resize(sorted.size());
+  out.values.resize(sorted.size() * width);
+  for (std::uint64_t i = 0; i < nmajor; ++i) {
+    const auto begin = sorted.begin() + static_cast<std::ptrdiff_t>(out.indptr[i]);
+    const auto end = sorted.begin() + static_cast<std::ptrdiff_t>(out.indptr[i + 1]);
+    std::sort(begin, end, [](const MinorEntry& a, const MinorEntry& b) {
+      return a.minor != b.minor ? a.minor < b.minor : a.order < b.order;
+    });
+    const std::uint64_t major_global = major_axis.global(i);
+    for (std::uint64_t slot = out.indptr[i]; slot < out.indptr[i + 1]; ++slot) {
+      const MinorEntry& e = sorted[slot];
+      out.indices[slot] = e.minor;
+      std::memcpy(out.values.data() + slot * width, &e.value_bits, width);
+      const std::uint64_t minor_global = minor_axis.global(e.minor);
+      out.fingerprint.add(csr ? major_global : minor_global, csr ? minor_global : major_global, e.value_bits);
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<std::vector<std::uint64_t>> hashed_ids_for(const Plan& plan,
@@ -60,49 +200,11 @@ AssembledShard assemble_shard(const std::vector<std::span<const Entry>>& parts, 
   const AxisMapping& minor_axis = csr ? cols : rows;
   const std::uint64_t nmajor = csr ? out.nrows : out.ncols;
 
-  // Counting sort by major index, then a sort of each (short) major slice.
-  std::uint64_t n = 0;
-  for (const auto& part : parts) n += part.size();
-  std::vector<std::uint64_t> majors(n);
-  out.indptr.assign(nmajor + 1, 0);
-  std::uint64_t k = 0;
-  for (const auto& part : parts) {
-    for (const Entry& e : part) {
-      majors[k] = major_axis.local(csr ? e.row : e.col);
-      ++out.indptr[majors[k] + 1];
-      ++k;
-    }
-  }
-  for (std::uint64_t i = 0; i < nmajor; ++i) out.indptr[i + 1] += out.indptr[i];
-  std::vector<MinorEntry> sorted(n);
-  {
-    std::vector<std::uint64_t> cursor(out.indptr.begin(), out.indptr.end() - 1);
-    k = 0;
-    for (const auto& part : parts) {
-      for (const Entry& e : part) {
-        sorted[cursor[majors[k]]++] = MinorEntry{minor_axis.local(csr ? e.col : e.row), e.order, e.value_bits};
-        ++k;
-      }
-    }
-  }
-  std::vector<std::uint64_t>().swap(majors);
-  const std::uint32_t width = value_dtype.itemsize;
-  out.indices.resize(sorted.size());
-  out.values.resize(sorted.size() * width);
-  for (std::uint64_t i = 0; i < nmajor; ++i) {
-    const auto begin = sorted.begin() + static_cast<std::ptrdiff_t>(out.indptr[i]);
-    const auto end = sorted.begin() + static_cast<std::ptrdiff_t>(out.indptr[i + 1]);
-    std::sort(begin, end, [](const MinorEntry& a, const MinorEntry& b) {
-      return a.minor != b.minor ? a.minor < b.minor : a.order < b.order;
-    });
-    const std::uint64_t major_global = major_axis.global(i);
-    for (std::uint64_t slot = out.indptr[i]; slot < out.indptr[i + 1]; ++slot) {
-      const MinorEntry& e = sorted[slot];
-      out.indices[slot] = e.minor;
-      std::memcpy(out.values.data() + slot * width, &e.value_bits, width);
-      const std::uint64_t minor_global = minor_axis.global(e.minor);
-      out.fingerprint.add(csr ? major_global : minor_global, csr ? minor_global : major_global, e.value_bits);
-    }
+  std::vector<std::span<const Entry>> runs;
+  if (split_into_sorted_runs(parts, csr, runs)) {
+    merge_sorted_runs(runs, major_axis, minor_axis, csr, nmajor, out);
+  } else {
+    counting_sort(parts, major_axis, minor_axis, csr, nmajor, out);
   }
   return out;
 }

@@ -72,6 +72,14 @@ Status Buckets::spill(ScratchFile& scratch) {
   return Status::Ok();
 }
 
+bool Buckets::resident_spans(std::uint64_t shard, std::vector<std::span<const Entry>>& out) const {
+  for (const auto& piece : pieces_[shard]) {
+    if (piece.block == Piece::kSpilled) return false;
+  }
+  for (const auto& piece : pieces_[shard]) out.emplace_back(blocks_[piece.block].data() + piece.offset, piece.count);
+  return true;
+}
+
 Status Buckets::copy_shard(std::uint64_t shard, Entry* out) const {
   for (const auto& piece : pieces_[shard]) {
     if (piece.block == Piece::kSpilled) {

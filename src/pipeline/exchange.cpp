@@ -15,11 +15,20 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
   // block sent to it, which the receiver rebuilds from `held`.
   std::vector<std::uint64_t> send_counts(ranks, 0);
   std::uint64_t kept = 0;
+  std::uint64_t to_copy = 0;
+  // Entries of my own shards still in memory are used where they lie; only
+  // spilled ones are read back.
+  std::vector<std::vector<std::span<const Entry>>> in_place;
   for (const auto d : wave) {
     const int p = owner.owner_of(d);
     if (p == me) {
       out.shards.push_back(d);
       kept += held[static_cast<std::size_t>(me)][d];
+      auto& spans = in_place.emplace_back();
+      if (!buckets.resident_spans(d, spans)) {
+        spans.clear();
+        to_copy += held[static_cast<std::size_t>(me)][d];
+      }
     } else if (p != DestinationOwner::kNobody) {
       send_counts[static_cast<std::size_t>(p)] += held[static_cast<std::size_t>(me)][d] * sizeof(Entry);
     }
@@ -31,14 +40,17 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
     total += send_counts[p];
   }
   Bytes send(total);
-  out.local.resize(kept);
+  out.local.resize(to_copy);
   Status status;
   std::uint64_t local_cursor = 0;
+  std::size_t mine = 0;
   for (const auto d : wave) {
     const int p = owner.owner_of(d);
     const std::uint64_t count = held[static_cast<std::size_t>(me)][d];
+    if (p == me) ++mine;
     if (p == DestinationOwner::kNobody || count == 0 || !status.ok()) continue;
     if (p == me) {
+      if (!in_place[mine - 1].empty()) continue;
       status = buckets.copy_shard(d, out.local.data() + local_cursor);
       local_cursor += count;
     } else {
@@ -72,14 +84,17 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
     start += recv_counts[p] / sizeof(Entry);
   }
   local_cursor = 0;
-  for (const auto d : out.shards) {
+  for (std::size_t k = 0; k < out.shards.size(); ++k) {
+    const auto d = out.shards[k];
     auto& parts = out.parts.emplace_back();
     std::uint64_t count = 0;
     for (std::size_t p = 0; p < ranks; ++p) {
       const std::uint64_t n = held[p][d];
       count += n;
       if (n == 0) continue;
-      if (static_cast<int>(p) == me) {
+      if (static_cast<int>(p) == me && !in_place[k].empty()) {
+        parts.insert(parts.end(), in_place[k].begin(), in_place[k].end());
+      } else if (static_cast<int>(p) == me) {
         parts.emplace_back(out.local.data() + local_cursor, n);
         local_cursor += n;
       } else {

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "reshard/fault.hpp"
 #include "reshard/pipeline/assemble.hpp"
@@ -261,6 +262,12 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     }
   }
   const std::string scratch_dir = config.scratch_dir.empty() ? default_scratch_dir() : config.scratch_dir;
+  const int threads =
+      config.threads > 0
+          ? config.threads
+          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, comm.ranks_on_node()));
+  zip::WriteOptions compression = config.compression;
+  compression.threads = threads;
   CommitLog log(dst_store, plan.destination_directory, start.manifest);
   Status status;
   stats.seconds["plan"] = seconds_since(phase);
@@ -299,7 +306,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
       status = spill_buckets();
       if (!status.ok()) break;
     }
-    auto loaded = read_source(src_store, source, plan.source_map);
+    auto loaded = read_source(src_store, source, plan.source_map, threads);
     if (!loaded.ok()) {
       status = loaded.status();
       break;
@@ -493,7 +500,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
         AssembledShard assembled = assemble_shard(entries.parts[k], *owned[k], plan, value_dtype, std::move(ids[k]));
         const auto t1 = Clock::now();
         assemble_seconds += std::chrono::duration<double>(t1 - t0).count();
-        auto w = write_shard(dst_store, assembled, config.compression);
+        auto w = write_shard(dst_store, assembled, compression);
         write_seconds += seconds_since(t1);
         if (!w.ok()) {
           status = w.status();
@@ -618,6 +625,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   report["destination_fingerprint"] = {{"nnz", destination.count}, {"sum", destination.sum_hex()}};
   report["exchange_rounds"] = stats.exchange.rounds;
   report["exchange_waves"] = waves.waves.size();
+  report["threads_per_rank"] = threads;
   report["memory"] = {{"limit_bytes", budget.limit},
                       {"baseline_bytes", budget.baseline},
                       {"working_bytes", working},

@@ -85,7 +85,7 @@ Result<SourceHeader> read_source_header(Store& store, const std::string& key) {
   return header;
 }
 
-Result<LoadedSource> read_source(Store& store, const SourceShard& shard, const ShardMap& source_map) {
+Result<LoadedSource> read_source(Store& store, const SourceShard& shard, const ShardMap& source_map, int threads) {
   const std::string context = "reading " + store.url(shard.key);
   auto bytes = store.read_all(shard.key);
   if (!bytes.ok()) return bytes.status().with_context(context);
@@ -93,7 +93,7 @@ Result<LoadedSource> read_source(Store& store, const SourceShard& shard, const S
   loaded.shard = &shard;
   loaded.bytes_read = bytes->size();
   loaded.file_crc32c = crc32c(*bytes);
-  auto decoded = npz::decode(*bytes);
+  auto decoded = npz::decode(std::move(bytes).value(), threads);
   if (!decoded.ok()) return decoded.status().with_context(context);
   loaded.decoded = std::move(decoded).value();
   const auto& m = loaded.decoded.matrix;

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "reshard/fingerprint.hpp"
 #include "reshard/format/npz.hpp"
@@ -121,6 +124,30 @@ TEST(NpzEncode, RoundTripsAndChoosesIndexWidth) {
   auto decoded = decode(*wide);
   ASSERT_TRUE(decoded.ok()) << decoded.status().message();
   EXPECT_EQ(decoded->matrix.index_dtype, npy::int64_dtype());
+}
+
+}  // namespace
+}  // namespace reshard::npz
+
+namespace reshard::npz {
+namespace {
+
+TEST(NpzDecodeInPlace, SameArraysAsTheCopyingDecoderForEveryGoldenFile) {
+  for (const auto& entry : std::filesystem::directory_iterator(RESHARD_GOLDEN_DIR)) {
+    if (entry.path().extension() != ".npz") continue;
+    std::ifstream f(entry.path(), std::ios::binary);
+    const Bytes file((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    auto copied = decode(ByteView(file));
+    auto in_place = decode(Bytes(file), 3);
+    ASSERT_EQ(copied.ok(), in_place.ok()) << entry.path();
+    if (!copied.ok()) continue;
+    const auto& a = copied->matrix;
+    const auto& b = in_place->matrix;
+    EXPECT_EQ(a.nnz, b.nnz) << entry.path();
+    EXPECT_TRUE(std::equal(a.data.data.begin(), a.data.data.end(), b.data.data.begin(), b.data.data.end()));
+    EXPECT_TRUE(std::equal(a.minor.data.begin(), a.minor.data.end(), b.minor.data.begin(), b.minor.data.end()));
+    EXPECT_TRUE(std::equal(a.major.data.begin(), a.major.data.end(), b.major.data.begin(), b.major.data.end()));
+  }
 }
 
 }  // namespace

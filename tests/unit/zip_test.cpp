@@ -82,3 +82,24 @@ TEST(Zip, Crc32KnownValue) {
 
 }  // namespace
 }  // namespace reshard::zip
+
+namespace reshard::zip {
+namespace {
+
+TEST(ZipThreads, ArchiveBytesDoNotDependOnThreadCount) {
+  Bytes big(3 << 20);
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::uint8_t>((i * 2654435761u) >> 13);
+  const Bytes small = {1, 2, 3, 4, 5, 6, 7, 8};
+  const std::vector<MemberToWrite> members = {{"a.npy", big}, {"b.npy", small}, {"c.npy", big}};
+  for (auto method : {Method::kDeflate, Method::kStored}) {
+    WriteOptions one{method, 6, false, 1};
+    WriteOptions four{method, 6, false, 4};
+    auto a = write_archive(members, one);
+    auto b = write_archive(members, four);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(*a, *b);
+  }
+}
+
+}  // namespace
+}  // namespace reshard::zip

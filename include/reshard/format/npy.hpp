@@ -42,6 +42,9 @@ Result<ArrayView> parse(ByteView npy);
 // Encodes a C-order little-endian array with a version 1.0 header (2.0 when
 // the header would not fit), padded as numpy pads it.
 Bytes encode(const DType& dtype, const std::vector<std::uint64_t>& shape, ByteView data);
+// Just the header (magic, version, padded dict) encode() puts before the data,
+// for callers that write the data in place after it.
+Bytes encode_header(const DType& dtype, const std::vector<std::uint64_t>& shape);
 
 // Reads integer element `i` of an 'i'/'u' array as int64.
 std::int64_t integer_at(const ArrayView& array, std::uint64_t i);

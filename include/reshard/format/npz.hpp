@@ -53,6 +53,9 @@ struct DecodedShard {
 
 // Decodes and validates a whole .npz file.
 Result<DecodedShard> decode(ByteView file);
+// The same, keeping the file as the first buffer so stored members are used
+// in place, and inflating up to `threads` members at once.
+Result<DecodedShard> decode(Bytes&& file, int threads);
 
 // Decodes just the `shape` and `format` members; used when planning, before
 // shards are read in full.

@@ -39,6 +39,8 @@ Result<std::uint64_t> member_data_offset(ByteView local_header, const MemberInfo
 
 // Decompresses (or copies) a member and checks its CRC-32.
 Result<Bytes> extract(ByteView compressed, const MemberInfo& member);
+// Checks a stored member's bytes in place (sizes and CRC-32) without copying.
+Status check_stored(ByteView data, const MemberInfo& member);
 
 struct MemberToWrite {
   std::string name;
@@ -51,6 +53,8 @@ struct WriteOptions {
   // Forces ZIP64 records even for small archives; tests use it to exercise the
   // path that archives over 4 GiB take.
   bool force_zip64 = false;
+  // Members compressed at once; the bytes do not depend on it.
+  int threads = 1;
 };
 
 // Writes a byte-for-byte deterministic archive: fixed timestamps, no extra

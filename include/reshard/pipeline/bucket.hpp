@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "reshard/fingerprint.hpp"
@@ -43,6 +44,8 @@ class Buckets {
   Status spill(ScratchFile& scratch);
   // Copies the entries held for `shard` (held()[shard] of them) to `out`.
   Status copy_shard(std::uint64_t shard, Entry* out) const;
+  // The entries held for `shard` in place, when none of them was spilled.
+  bool resident_spans(std::uint64_t shard, std::vector<std::span<const Entry>>& out) const;
 
   const std::vector<std::uint64_t>& held() const { return held_; }
   std::uint64_t resident_bytes() const { return resident_entries_ * sizeof(Entry); }

@@ -23,7 +23,9 @@ struct ExchangeStats {
 };
 
 // What a rank holds after one wave: for each shard of the wave it owns (in
-// ascending order), its entries as pieces of `received` and `local`.
+// ascending order), its entries as pieces of `received`, `local` (its own
+// entries read back from scratch) and the Buckets' blocks still in memory,
+// so it must not outlive the Buckets.
 struct WaveEntries {
   std::vector<std::uint64_t> shards;
   std::vector<std::vector<std::span<const Entry>>> parts;  // parallel to `shards`

@@ -26,6 +26,9 @@ struct JobConfig {
   // Shards each rank writes between two manifest updates.
   std::uint64_t manifest_batch = 16;
   zip::WriteOptions compression;
+  // Threads per rank for inflating and deflating a shard's arrays; 0 picks
+  // the node's cores divided by its ranks.
+  int threads = 0;
   // Bytes of memory a rank may use; 0 picks default_memory_limit().
   std::uint64_t memory_limit = 0;
   // Node-local directory for entries that do not fit (empty: $TMPDIR or /tmp).

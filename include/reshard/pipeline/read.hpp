@@ -60,6 +60,7 @@ struct LoadedSource {
   }
 };
 
-Result<LoadedSource> read_source(Store& store, const SourceShard& shard, const ShardMap& source_map);
+// `threads` members inflate at once.
+Result<LoadedSource> read_source(Store& store, const SourceShard& shard, const ShardMap& source_map, int threads = 1);
 
 }  // namespace reshard

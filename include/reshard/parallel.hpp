@@ -1,0 +1,32 @@
+// The one way the library spreads work over threads inside a rank: a fixed
+// set of independent tasks, no pool outliving the call.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <thread>
+#include <vector>
+
+namespace reshard {
+
+// Runs task(0) .. task(count - 1) on up to `threads` threads (the caller's
+// included) and returns when all are done. Tasks must not throw.
+template <typename Task>
+void run_in_parallel(std::size_t count, int threads, Task&& task) {
+  const std::size_t workers = std::min<std::size_t>(count, static_cast<std::size_t>(std::max(1, threads)));
+  if (workers <= 1) {
+    for (std::size_t i = 0; i < count; ++i) task(i);
+    return;
+  }
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t i = next++; i < count; i = next++) task(i);
+  };
+  std::vector<std::thread> helpers;
+  for (std::size_t t = 1; t < workers; ++t) helpers.emplace_back(work);
+  work();
+  for (auto& helper : helpers) helper.join();
+}
+
+}  // namespace reshard
