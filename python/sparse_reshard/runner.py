@@ -115,6 +115,10 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: ShardingSpec, new_
     ``max_concurrency`` bounds in-flight storage requests per rank (S3/GCS;
     the program's ``--max-concurrency``).
 
+    ``extra_args`` are passed to the program as they are, e.g.
+    ``["--memory-limit", "8GiB", "--scratch-dir", "/local/scratch", "--threads", "16"]``
+    (docs/operations.md).
+
     >>> from sparse_reshard import ShardingSpec, reshuffle
     >>> reshuffle("data/m/shard_{i}.npz", "data/m_cols/shard_{i}.npz",
     ...           ShardingSpec.row_blocks(250_000), ShardingSpec.col_blocks(125_000),

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <future>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -297,16 +298,27 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   double read_seconds = 0;
   double bucket_seconds = 0;
   json dtypes = json::array();
-  std::uint64_t my_sources = 0;
-  for (const auto& s : plan.sources) my_sources += (s.reader == rank && needed[s.index]) ? 1 : 0;
-  for (const auto& source : plan.sources) {
-    if (source.reader != rank || !needed[source.index]) continue;
+  std::vector<const SourceShard*> to_read;
+  for (const auto& s : plan.sources) {
+    if (s.reader == rank && needed[s.index]) to_read.push_back(&s);
+  }
+  const std::uint64_t my_sources = to_read.size();
+  // Read-ahead: the next source's bytes are fetched while this one is
+  // bucketed, when the budget has room for them.
+  std::future<Result<Bytes>> ahead;
+  for (std::size_t k = 0; k < to_read.size(); ++k) {
+    const SourceShard& source = *to_read[k];
     const auto t0 = Clock::now();
     if (buckets.resident_bytes() + memory_cost::decode(source.bytes, source.decoded_bytes) > working) {
       status = spill_buckets();
       if (!status.ok()) break;
     }
-    auto loaded = read_source(src_store, source, plan.source_map, threads);
+    Result<Bytes> bytes = ahead.valid() ? ahead.get() : fetch_source(src_store, source);
+    if (!bytes.ok()) {
+      status = bytes.status();
+      break;
+    }
+    auto loaded = decode_source(src_store, source, plan.source_map, std::move(bytes).value(), threads);
     if (!loaded.ok()) {
       status = loaded.status();
       break;
@@ -342,6 +354,10 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
       break;
     }
     read_seconds += seconds_since(t0);
+    if (k + 1 < to_read.size() && buckets.resident_bytes() + bucketing + to_read[k + 1]->bytes <= working) {
+      const SourceShard* next = to_read[k + 1];
+      ahead = std::async(std::launch::async, [&src_store, next] { return fetch_source(src_store, *next); });
+    }
     const auto t1 = Clock::now();
     stats.bytes_read += loaded->bytes_read;
     const auto& m = loaded->decoded.matrix;

@@ -85,10 +85,21 @@ Result<SourceHeader> read_source_header(Store& store, const std::string& key) {
   return header;
 }
 
-Result<LoadedSource> read_source(Store& store, const SourceShard& shard, const ShardMap& source_map, int threads) {
-  const std::string context = "reading " + store.url(shard.key);
+Result<Bytes> fetch_source(Store& store, const SourceShard& shard) {
   auto bytes = store.read_all(shard.key);
-  if (!bytes.ok()) return bytes.status().with_context(context);
+  if (!bytes.ok()) return bytes.status().with_context("reading " + store.url(shard.key));
+  return bytes;
+}
+
+Result<LoadedSource> read_source(Store& store, const SourceShard& shard, const ShardMap& source_map, int threads) {
+  RESHARD_ASSIGN_OR_RETURN(Bytes bytes, fetch_source(store, shard));
+  return decode_source(store, shard, source_map, std::move(bytes), threads);
+}
+
+Result<LoadedSource> decode_source(const Store& store, const SourceShard& shard, const ShardMap& source_map,
+                                   Bytes&& file, int threads) {
+  const std::string context = "reading " + store.url(shard.key);
+  Result<Bytes> bytes(std::move(file));
   LoadedSource loaded;
   loaded.shard = &shard;
   loaded.bytes_read = bytes->size();

@@ -63,4 +63,10 @@ struct LoadedSource {
 // `threads` members inflate at once.
 Result<LoadedSource> read_source(Store& store, const SourceShard& shard, const ShardMap& source_map, int threads = 1);
 
+// The two halves of read_source, so the next shard's bytes can be fetched
+// while the current one is bucketed.
+Result<Bytes> fetch_source(Store& store, const SourceShard& shard);
+Result<LoadedSource> decode_source(const Store& store, const SourceShard& shard, const ShardMap& source_map,
+                                   Bytes&& file, int threads);
+
 }  // namespace reshard
