@@ -265,7 +265,7 @@ Bytes encode_indices(std::span<const std::uint64_t> values, bool int32) {
 
 }  // namespace
 
-Result<Bytes> encode(const EncodeInput& input, const zip::WriteOptions& options) {
+Result<zip::Archive> encode_pieces(const EncodeInput& input, const zip::WriteOptions& options) {
   if (input.format == SparseFormat::kCoo) return Status::Internal("encoding coo is not supported");
   const bool csr = input.format == SparseFormat::kCsr;
   const std::uint64_t nmajor = csr ? input.nrows : input.ncols;
@@ -275,18 +275,22 @@ Result<Bytes> encode(const EncodeInput& input, const zip::WriteOptions& options)
     return Status::Internal("encode: values length does not match indices");
   }
   const bool int32 = fits_int32(input.nrows, input.ncols, nnz);
-  const Bytes indices = encode_indices(input.indices, int32);
-  const Bytes indptr = encode_indices(input.indptr, int32);
+  Bytes indices = encode_indices(input.indices, int32);
+  Bytes indptr = encode_indices(input.indptr, int32);
   const std::string format = format_name(input.format);
-  const Bytes format_npy = npy::encode({'S', static_cast<std::uint32_t>(format.size())}, {},
-                                       ByteView(reinterpret_cast<const std::uint8_t*>(format.data()), format.size()));
+  Bytes format_npy = npy::encode({'S', static_cast<std::uint32_t>(format.size())}, {},
+                                 ByteView(reinterpret_cast<const std::uint8_t*>(format.data()), format.size()));
   const std::int64_t shape_values[2] = {static_cast<std::int64_t>(input.nrows), static_cast<std::int64_t>(input.ncols)};
-  const Bytes shape_npy =
+  Bytes shape_npy =
       npy::encode(npy::int64_dtype(), {2}, ByteView(reinterpret_cast<const std::uint8_t*>(shape_values), 16));
-  const Bytes data_npy = npy::encode(input.value_dtype, {nnz}, input.values);
+  // The values are written from the caller's buffer, behind their header.
+  Bytes data_header = npy::encode_header(input.value_dtype, {nnz});
   std::vector<zip::MemberToWrite> members = {
-      {"indices.npy", indices}, {"indptr.npy", indptr}, {"format.npy", format_npy},
-      {"shape.npy", shape_npy}, {"data.npy", data_npy},
+      {"indices.npy", indices},
+      {"indptr.npy", indptr},
+      {"format.npy", format_npy},
+      {"shape.npy", shape_npy},
+      {"data.npy", input.values, data_header},
   };
   Bytes row_ids;
   Bytes col_ids;
@@ -298,7 +302,17 @@ Result<Bytes> encode(const EncodeInput& input, const zip::WriteOptions& options)
     col_ids = encode_indices(*input.col_ids, false);
     members.push_back({"col_ids.npy", col_ids});
   }
-  return zip::write_archive(members, options);
+  RESHARD_ASSIGN_OR_RETURN(zip::Archive archive, zip::write_archive_pieces(members, options));
+  // The arrays built here must live as long as the archive's views of them.
+  for (Bytes* owned : {&indices, &indptr, &format_npy, &shape_npy, &data_header, &row_ids, &col_ids}) {
+    if (!owned->empty()) archive.owned.push_back(std::move(*owned));
+  }
+  return archive;
+}
+
+Result<Bytes> encode(const EncodeInput& input, const zip::WriteOptions& options) {
+  RESHARD_ASSIGN_OR_RETURN(zip::Archive archive, encode_pieces(input, options));
+  return archive.flatten();
 }
 
 }  // namespace reshard::npz

@@ -115,7 +115,11 @@ Status apply_zip64_extra(const std::uint8_t* extra, std::size_t extra_len, Membe
 
 }  // namespace
 
-std::uint32_t crc32(ByteView data) { return libdeflate_crc32(0, data.data(), data.size()); }
+// libdeflate_crc32 answers its initial value 0 for a null buffer, whatever `crc`
+// was: an empty piece must leave the running CRC alone.
+std::uint32_t crc32(ByteView data, std::uint32_t crc) {
+  return data.empty() ? crc : libdeflate_crc32(crc, data.data(), data.size());
+}
 
 std::uint64_t directory_bytes_needed(ByteView tail, std::uint64_t archive_size) {
   const std::uint64_t tail_offset = archive_size - tail.size();
@@ -205,7 +209,19 @@ Result<Bytes> extract(ByteView compressed, const MemberInfo& member) {
   return out;
 }
 
+Bytes Archive::flatten() const {
+  Bytes out;
+  out.reserve(size);
+  for (const auto& piece : pieces) append_bytes(out, piece);
+  return out;
+}
+
 Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const WriteOptions& options) {
+  RESHARD_ASSIGN_OR_RETURN(Archive archive, write_archive_pieces(members, options));
+  return archive.flatten();
+}
+
+Result<Archive> write_archive_pieces(const std::vector<MemberToWrite>& members, const WriteOptions& options) {
   if (options.method == Method::kDeflate && (options.level < 0 || options.level > 12)) {
     return Status::Invalid("deflate level must be 0..12");
   }
@@ -220,7 +236,7 @@ Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const Wri
   auto prepare = [&](std::size_t i) {
     const auto& member = members[i];
     Payload& p = payloads[i];
-    p.crc32 = crc32(member.content);
+    p.crc32 = crc32(member.content, crc32(member.prefix));
     if (options.method != Method::kDeflate) return;
     std::unique_ptr<libdeflate_compressor, DeflateCompressorDeleter> compressor(
         libdeflate_alloc_compressor(options.level));
@@ -228,9 +244,18 @@ Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const Wri
       p.status = Status::Internal("out of memory allocating a deflate compressor");
       return;
     }
-    p.compressed.resize(libdeflate_deflate_compress_bound(compressor.get(), member.content.size()));
-    const std::size_t n = libdeflate_deflate_compress(compressor.get(), member.content.data(), member.content.size(),
-                                                      p.compressed.data(), p.compressed.size());
+    // One deflate stream needs the member contiguous.
+    Bytes joined;
+    ByteView input = member.content;
+    if (!member.prefix.empty()) {
+      joined.reserve(member.prefix.size() + member.content.size());
+      append_bytes(joined, member.prefix);
+      append_bytes(joined, member.content);
+      input = joined;
+    }
+    p.compressed.resize(libdeflate_deflate_compress_bound(compressor.get(), input.size()));
+    const std::size_t n = libdeflate_deflate_compress(compressor.get(), input.data(), input.size(), p.compressed.data(),
+                                                      p.compressed.size());
     if (n == 0) p.status = Status::Internal("deflate failed for member " + member.name);
     p.compressed.resize(n);
   };
@@ -241,14 +266,20 @@ Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const Wri
     MemberInfo info;
     bool zip64 = false;
   };
-  std::uint64_t total = kZip64EndSize + 20 + 22;  // end records, generously
-  for (std::size_t i = 0; i < members.size(); ++i) {
-    const std::uint64_t data =
-        options.method == Method::kDeflate ? payloads[i].compressed.size() : members[i].content.size();
-    total += 2 * (46 + members[i].name.size() + 28) + data;
-  }
-  Bytes out;
-  out.reserve(total);  // one allocation: the archive can be most of a rank's memory
+  Archive archive;
+  // Buffers move into `owned` and keep their heap storage, so views of them
+  // stay valid as more are added.
+  auto add_owned = [&](Bytes&& bytes) {
+    archive.size += bytes.size();
+    archive.owned.push_back(std::move(bytes));
+    archive.pieces.emplace_back(archive.owned.back());
+  };
+  auto add_view = [&](ByteView bytes) {
+    if (bytes.empty()) return;
+    archive.size += bytes.size();
+    archive.pieces.push_back(bytes);
+  };
+  archive.owned.reserve(2 * members.size() + 1);
   std::vector<Written> written;
   for (std::size_t i = 0; i < members.size(); ++i) {
     const auto& member = members[i];
@@ -256,36 +287,43 @@ Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const Wri
     w.info.name = member.name;
     w.info.method = options.method;
     w.info.crc32 = payloads[i].crc32;
-    w.info.uncompressed_size = member.content.size();
-    w.info.local_header_offset = out.size();
-    ByteView data = member.content;
-    if (options.method == Method::kDeflate) data = payloads[i].compressed;
-    w.info.compressed_size = data.size();
+    w.info.uncompressed_size = member.prefix.size() + member.content.size();
+    w.info.local_header_offset = archive.size;
+    w.info.compressed_size =
+        options.method == Method::kDeflate ? payloads[i].compressed.size() : w.info.uncompressed_size;
     w.zip64 = options.force_zip64 || w.info.uncompressed_size >= k32BitMarker ||
               w.info.compressed_size >= k32BitMarker || w.info.local_header_offset >= k32BitMarker;
-    append_le<std::uint32_t>(out, kLocalHeaderSig);
-    append_le<std::uint16_t>(out, w.zip64 ? 45 : 20);
-    append_le<std::uint16_t>(out, 0);
-    append_le<std::uint16_t>(out, static_cast<std::uint16_t>(options.method));
-    append_le<std::uint16_t>(out, kFixedDosTime);
-    append_le<std::uint16_t>(out, kFixedDosDate);
-    append_le<std::uint32_t>(out, w.info.crc32);
-    append_le<std::uint32_t>(out, w.zip64 ? k32BitMarker : static_cast<std::uint32_t>(w.info.compressed_size));
-    append_le<std::uint32_t>(out, w.zip64 ? k32BitMarker : static_cast<std::uint32_t>(w.info.uncompressed_size));
-    append_le<std::uint16_t>(out, static_cast<std::uint16_t>(member.name.size()));
-    append_le<std::uint16_t>(out, w.zip64 ? 20 : 0);
-    append_bytes(out, member.name);
+    Bytes header;
+    append_le<std::uint32_t>(header, kLocalHeaderSig);
+    append_le<std::uint16_t>(header, w.zip64 ? 45 : 20);
+    append_le<std::uint16_t>(header, 0);
+    append_le<std::uint16_t>(header, static_cast<std::uint16_t>(options.method));
+    append_le<std::uint16_t>(header, kFixedDosTime);
+    append_le<std::uint16_t>(header, kFixedDosDate);
+    append_le<std::uint32_t>(header, w.info.crc32);
+    append_le<std::uint32_t>(header, w.zip64 ? k32BitMarker : static_cast<std::uint32_t>(w.info.compressed_size));
+    append_le<std::uint32_t>(header, w.zip64 ? k32BitMarker : static_cast<std::uint32_t>(w.info.uncompressed_size));
+    append_le<std::uint16_t>(header, static_cast<std::uint16_t>(member.name.size()));
+    append_le<std::uint16_t>(header, w.zip64 ? 20 : 0);
+    append_bytes(header, member.name);
     if (w.zip64) {
-      append_le<std::uint16_t>(out, kZip64ExtraId);
-      append_le<std::uint16_t>(out, 16);
-      append_le<std::uint64_t>(out, w.info.uncompressed_size);
-      append_le<std::uint64_t>(out, w.info.compressed_size);
+      append_le<std::uint16_t>(header, kZip64ExtraId);
+      append_le<std::uint16_t>(header, 16);
+      append_le<std::uint64_t>(header, w.info.uncompressed_size);
+      append_le<std::uint64_t>(header, w.info.compressed_size);
     }
-    append_bytes(out, data);
-    Bytes().swap(payloads[i].compressed);
+    add_owned(std::move(header));
+    if (options.method == Method::kDeflate) {
+      add_owned(std::move(payloads[i].compressed));
+    } else {
+      // Stored members are written straight from the caller's buffers.
+      add_view(member.prefix);
+      add_view(member.content);
+    }
     written.push_back(std::move(w));
   }
-  const std::uint64_t directory_offset = out.size();
+  const std::uint64_t directory_offset = archive.size;
+  Bytes out;
   for (const auto& w : written) {
     append_le<std::uint32_t>(out, kCentralHeaderSig);
     append_le<std::uint16_t>(out, w.zip64 ? 45 : 20);
@@ -313,12 +351,12 @@ Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const Wri
       append_le<std::uint64_t>(out, w.info.local_header_offset);
     }
   }
-  const std::uint64_t directory_size = out.size() - directory_offset;
+  const std::uint64_t directory_size = out.size();
   const std::uint64_t entries = written.size();
   const bool zip64_end = options.force_zip64 || entries >= k16BitMarker || directory_size >= k32BitMarker ||
                          directory_offset >= k32BitMarker;
   if (zip64_end) {
-    const std::uint64_t zip64_end_offset = out.size();
+    const std::uint64_t zip64_end_offset = directory_offset + out.size();
     append_le<std::uint32_t>(out, kZip64EndSig);
     append_le<std::uint64_t>(out, kZip64EndSize - 12);
     append_le<std::uint16_t>(out, 45);
@@ -343,7 +381,8 @@ Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const Wri
   append_le<std::uint32_t>(out, zip64_end ? k32BitMarker : static_cast<std::uint32_t>(directory_size));
   append_le<std::uint32_t>(out, zip64_end ? k32BitMarker : static_cast<std::uint32_t>(directory_offset));
   append_le<std::uint16_t>(out, 0);
-  return out;
+  add_owned(std::move(out));
+  return archive;
 }
 
 }  // namespace reshard::zip

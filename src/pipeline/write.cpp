@@ -17,15 +17,15 @@ Result<WrittenShard> write_shard(Store& store, const AssembledShard& shard, cons
   input.values = shard.values;
   if (shard.row_ids) input.row_ids = std::span<const std::uint64_t>(*shard.row_ids);
   if (shard.col_ids) input.col_ids = std::span<const std::uint64_t>(*shard.col_ids);
-  auto encoded = npz::encode(input, compression);
+  auto encoded = npz::encode_pieces(input, compression);
   if (!encoded.ok()) return encoded.status().with_context(context);
-  RESHARD_RETURN_IF_ERROR(store.write_atomic(shard.shard->key, *encoded).with_context(context));
+  RESHARD_RETURN_IF_ERROR(store.write_atomic_pieces(shard.shard->key, encoded->pieces).with_context(context));
   WrittenShard written;
   written.index = shard.shard->index;
   written.key = shard.shard->key;
-  written.bytes = encoded->size();
+  written.bytes = encoded->size;
   written.nnz = shard.indices.size();
-  written.crc32c = crc32c(*encoded);
+  for (const ByteView piece : encoded->pieces) written.crc32c = crc32c(piece, written.crc32c);
   written.fingerprint = shard.fingerprint;
   return written;
 }

@@ -98,16 +98,20 @@ class PosixStore final : public Store {
     return out;
   }
 
-  Status write_atomic(const std::string& key, ByteView data) override {
+  Status write_atomic(const std::string& key, ByteView data) override { return write_atomic_pieces(key, {data}); }
+
+  Status write_atomic_pieces(const std::string& key, const std::vector<ByteView>& pieces) override {
     return put_atomically(key, [&](int fd, const std::string& temp) -> Status {
-      std::uint64_t done = 0;
-      while (done < data.size()) {
-        const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          return errno_status("writing", temp, errno);
+      for (const ByteView data : pieces) {
+        std::uint64_t done = 0;
+        while (done < data.size()) {
+          const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+          if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno_status("writing", temp, errno);
+          }
+          done += static_cast<std::uint64_t>(n);
         }
-        done += static_cast<std::uint64_t>(n);
       }
       return Status::Ok();
     });

@@ -29,6 +29,15 @@ Result<bool> Store::copy_from(Store& /*source*/, const std::string& /*source_key
   return false;
 }
 
+Status Store::write_atomic_pieces(const std::string& key, const std::vector<ByteView>& pieces) {
+  Bytes joined;
+  std::size_t size = 0;
+  for (const auto& piece : pieces) size += piece.size();
+  joined.reserve(size);
+  for (const auto& piece : pieces) joined.insert(joined.end(), piece.begin(), piece.end());
+  return write_atomic(key, joined);
+}
+
 Result<Bytes> Store::read_all(const std::string& key) {
   RESHARD_ASSIGN_OR_RETURN(auto info, stat(key));
   if (!info) return Status::Invalid("not found");

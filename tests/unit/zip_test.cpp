@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "reshard/format/zip.hpp"
 
 namespace reshard::zip {
@@ -99,6 +101,51 @@ TEST(ZipThreads, ArchiveBytesDoNotDependOnThreadCount) {
     ASSERT_TRUE(a.ok() && b.ok());
     EXPECT_EQ(*a, *b);
   }
+}
+
+}  // namespace
+}  // namespace reshard::zip
+
+namespace reshard::zip {
+namespace {
+
+TEST(ZipPieces, PrefixAndContentEqualOneJoinedMember) {
+  const Bytes header = {'h', 'e', 'a', 'd'};
+  Bytes body(70000);
+  for (std::size_t i = 0; i < body.size(); ++i) body[i] = static_cast<std::uint8_t>(i % 251);
+  Bytes joined = header;
+  joined.insert(joined.end(), body.begin(), body.end());
+  for (auto method : {Method::kStored, Method::kDeflate}) {
+    for (bool zip64 : {false, true}) {
+      const WriteOptions options{method, 6, zip64, 2};
+      auto split = write_archive_pieces({{"x.npy", body, header}, {"y.npy", header}}, options);
+      auto whole = write_archive({{"x.npy", joined}, {"y.npy", header}}, options);
+      ASSERT_TRUE(split.ok() && whole.ok());
+      EXPECT_EQ(split->flatten(), *whole);
+      std::uint64_t size = 0;
+      for (const auto& piece : split->pieces) size += piece.size();
+      EXPECT_EQ(size, split->size);
+      if (method == Method::kStored) {
+        const bool body_in_place = std::any_of(split->pieces.begin(), split->pieces.end(),
+                                               [&](ByteView piece) { return piece.data() == body.data(); });
+        EXPECT_TRUE(body_in_place) << "a stored member is written from the caller's buffer";
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace reshard::zip
+
+namespace reshard::zip {
+namespace {
+
+TEST(ZipCrc32, ChainsAcrossPiecesIncludingEmptyOnes) {
+  const Bytes whole = {'1', '2', '3', '4', '5', '6', '7', '8', '9'};
+  EXPECT_EQ(crc32(whole), 0xCBF43926u);  // the standard check value
+  const ByteView view(whole);
+  EXPECT_EQ(crc32(view.subspan(4), crc32(view.first(4))), crc32(whole));
+  EXPECT_EQ(crc32(ByteView(), crc32(whole)), crc32(whole)) << "an empty piece (null data) changes nothing";
 }
 
 }  // namespace

@@ -42,9 +42,12 @@ Result<Bytes> extract(ByteView compressed, const MemberInfo& member);
 // Checks a stored member's bytes in place (sizes and CRC-32) without copying.
 Status check_stored(ByteView data, const MemberInfo& member);
 
+// A member's bytes are `prefix` then `content` (an npy header before the
+// caller's array), so arrays need not be copied behind their header.
 struct MemberToWrite {
   std::string name;
   ByteView content;
+  ByteView prefix = {};
 };
 
 struct WriteOptions {
@@ -61,6 +64,18 @@ struct WriteOptions {
 // attributes, members in the order given.
 Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const WriteOptions& options);
 
-std::uint32_t crc32(ByteView data);
+// The same archive as a list of pieces to write in order: headers, compressed
+// payloads and the directory are owned here; stored members are views of the
+// members' buffers, which must outlive it. Saves a copy of every stored array.
+struct Archive {
+  std::vector<Bytes> owned;
+  std::vector<ByteView> pieces;
+  std::uint64_t size = 0;
+  Bytes flatten() const;
+};
+Result<Archive> write_archive_pieces(const std::vector<MemberToWrite>& members, const WriteOptions& options);
+
+// CRC-32 (zip's), continuing from `crc` for data split in pieces.
+std::uint32_t crc32(ByteView data, std::uint32_t crc = 0);
 
 }  // namespace reshard::zip

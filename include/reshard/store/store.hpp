@@ -34,6 +34,9 @@ class Store {
   virtual Result<Bytes> read(const std::string& key, std::uint64_t offset, std::uint64_t length) = 0;
   // Readers see either the old object or the whole new one, never a part.
   virtual Status write_atomic(const std::string& key, ByteView data) = 0;
+  // The same for a file given as pieces in order; drivers that can write
+  // them without joining (POSIX) override it. The default joins them.
+  virtual Status write_atomic_pieces(const std::string& key, const std::vector<ByteView>& pieces);
   // Keys of the objects directly inside `directory` (a key prefix ending in
   // '/', or "" for the current directory), in ascending order.
   virtual Result<std::vector<std::string>> list(const std::string& directory) = 0;
