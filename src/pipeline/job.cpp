@@ -323,51 +323,43 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
       status = loaded.status();
       break;
     }
-    const auto& candidate = reuse_candidates[source.index];
-    if (candidate && !skip[*candidate] && decoded_matches_output(loaded->decoded.matrix)) {
-      // Copied as it is later: fingerprinted here, never bucketed.
-      ReusedShard reused{&source, &plan.destinations[*candidate], loaded->decoded.matrix.nnz, loaded->file_crc32c, {}};
-      loaded->for_each_global_entry([&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t) {
-        reused.fingerprint.add(row, col, bits);
-      });
-      reused_fingerprint.merge(reused.fingerprint);
-      my_reused.push_back(reused);
-      read_seconds += seconds_since(t0);
-      stats.bytes_read += loaded->bytes_read;
-      const auto& m = loaded->decoded.matrix;
-      dtypes.push_back({{"index", source.index},
-                        {"value_dtype", m.value_dtype.name()},
-                        {"value_dtype_descr", m.value_dtype.descr()},
-                        {"index_dtype", m.index_dtype.name()}});
-      ++stats.source_shards_read;
-      continue;
-    }
-    const std::uint64_t bucketing = source.decoded_bytes + memory_cost::bucket(loaded->decoded.matrix.nnz);
-    if (buckets.resident_bytes() + bucketing > working) {
-      status = spill_buckets();
-      if (!status.ok()) break;
-    }
-    if (bucketing > working) {
-      status = Status::Invalid("source shard " + src_store.url(source.key) + " holds " +
-                               std::to_string(loaded->decoded.matrix.nnz) + " entries and needs " +
-                               format_bytes(bucketing) + " to bucket but " + limit_text + "; raise --memory-limit");
-      break;
-    }
     read_seconds += seconds_since(t0);
-    if (k + 1 < to_read.size() && buckets.resident_bytes() + bucketing + to_read[k + 1]->bytes <= working) {
-      const SourceShard* next = to_read[k + 1];
-      ahead = std::async(std::launch::async, [&src_store, next] { return fetch_source(src_store, *next); });
-    }
-    const auto t1 = Clock::now();
     stats.bytes_read += loaded->bytes_read;
+    ++stats.source_shards_read;
     const auto& m = loaded->decoded.matrix;
     dtypes.push_back({{"index", source.index},
                       {"value_dtype", m.value_dtype.name()},
                       {"value_dtype_descr", m.value_dtype.descr()},
                       {"index_dtype", m.index_dtype.name()}});
-    buckets.add(bucket_source(*loaded, plan.destination_map, skip));
-    bucket_seconds += seconds_since(t1);
-    ++stats.source_shards_read;
+    const auto& candidate = reuse_candidates[source.index];
+    if (candidate && !skip[*candidate] && decoded_matches_output(m)) {
+      // Copied as it is later: fingerprinted here, never bucketed.
+      ReusedShard reused{&source, &plan.destinations[*candidate], m.nnz, loaded->file_crc32c, {}};
+      loaded->for_each_global_entry([&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t) {
+        reused.fingerprint.add(row, col, bits);
+      });
+      reused_fingerprint.merge(reused.fingerprint);
+      my_reused.push_back(reused);
+    } else {
+      const std::uint64_t bucketing = source.decoded_bytes + memory_cost::bucket(m.nnz);
+      if (buckets.resident_bytes() + bucketing > working) {
+        status = spill_buckets();
+        if (!status.ok()) break;
+      }
+      if (bucketing > working) {
+        status = Status::Invalid("source shard " + src_store.url(source.key) + " holds " + std::to_string(m.nnz) +
+                                 " entries and needs " + format_bytes(bucketing) + " to bucket but " + limit_text +
+                                 "; raise --memory-limit");
+        break;
+      }
+      if (k + 1 < to_read.size() && buckets.resident_bytes() + bucketing + to_read[k + 1]->bytes <= working) {
+        const SourceShard* next = to_read[k + 1];
+        ahead = std::async(std::launch::async, [&src_store, next] { return fetch_source(src_store, *next); });
+      }
+      const auto t1 = Clock::now();
+      buckets.add(bucket_source(*loaded, plan.destination_map, skip));
+      bucket_seconds += seconds_since(t1);
+    }
     report_progress(
         "read",
         kPlanWeight + kReadWeight * static_cast<double>(stats.source_shards_read) / static_cast<double>(my_sources),
