@@ -34,5 +34,10 @@ echo "== Python end-to-end tests (pytest)"
 echo "== Slurm: the real sbatch script on a one-node cluster"
 tests/slurm/run_slurm_test.sh
 
-echo "== benchmark, quick size (figures, not pass/fail: docs/performance.md)"
-bench/run.sh --quick --work "$(mktemp -d /tmp/reshard-bench-XXXXXX)"
+# Timings are figures, not pass/fail (docs/performance.md). Its memory run is
+# a test: it fails if a rank's peak RSS exceeds --memory-limit + 10% or the
+# output differs from an unlimited run.
+echo "== benchmark, quick size, and the bounded-memory check"
+bench_work="$(mktemp -d /tmp/reshard-bench-XXXXXX)"
+bench/run.sh --quick --work "$bench_work"
+rm -rf "$bench_work"
