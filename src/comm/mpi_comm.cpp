@@ -98,8 +98,8 @@ class MpiComm final : public Comm {
     const auto in_elements = [&](std::uint64_t bytes, const char* what) {
       const std::uint64_t elements = bytes / element_size;
       if (elements > static_cast<std::uint64_t>(INT_MAX)) {
-        std::fprintf(stderr, "mpi_reshard: %s of %llu elements exceeds MPI's int displacements\n", what,
-                     static_cast<unsigned long long>(elements));
+        (void)std::fprintf(stderr, "mpi_reshard: %s of %llu elements exceeds MPI's int displacements\n", what,
+                           static_cast<unsigned long long>(elements));
         MPI_Abort(MPI_COMM_WORLD, 1);
       }
       return static_cast<int>(elements);

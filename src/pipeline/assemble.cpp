@@ -169,6 +169,7 @@ void counting_sort(const std::vector<std::span<const Entry>>& parts, const AxisM
 std::vector<std::vector<std::uint64_t>> hashed_ids_for(const Plan& plan,
                                                        const std::vector<const DestinationShard*>& owned) {
   std::vector<std::uint64_t> shards;
+  shards.reserve(owned.size());
   for (const auto* d : owned) shards.push_back(d->index);
   return plan.destination_map.hashed_ids(shards);
 }

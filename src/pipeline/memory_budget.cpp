@@ -43,13 +43,13 @@ std::string format_bytes(std::uint64_t bytes) {
   char buffer[32];
   const double b = static_cast<double>(bytes);
   if (bytes >= (1ULL << 30))
-    std::snprintf(buffer, sizeof(buffer), "%.1f GiB", b / static_cast<double>(1ULL << 30));
+    (void)std::snprintf(buffer, sizeof(buffer), "%.1f GiB", b / static_cast<double>(1ULL << 30));
   else if (bytes >= (1ULL << 20))
-    std::snprintf(buffer, sizeof(buffer), "%.1f MiB", b / static_cast<double>(1ULL << 20));
+    (void)std::snprintf(buffer, sizeof(buffer), "%.1f MiB", b / static_cast<double>(1ULL << 20));
   else if (bytes >= (1ULL << 10))
-    std::snprintf(buffer, sizeof(buffer), "%.1f KiB", b / 1024.0);
+    (void)std::snprintf(buffer, sizeof(buffer), "%.1f KiB", b / 1024.0);
   else
-    std::snprintf(buffer, sizeof(buffer), "%llu B", static_cast<unsigned long long>(bytes));
+    (void)std::snprintf(buffer, sizeof(buffer), "%llu B", static_cast<unsigned long long>(bytes));
   return buffer;
 }
 
