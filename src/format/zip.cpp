@@ -192,19 +192,17 @@ Status check_stored(ByteView data, const MemberInfo& member) {
 }
 
 Result<Bytes> extract(ByteView compressed, const MemberInfo& member) {
-  if (compressed.size() != member.compressed_size) return corrupt("member " + member.name + " is truncated");
-  Bytes out;
   if (member.method == Method::kStored) {
-    if (member.compressed_size != member.uncompressed_size) return corrupt("stored member sizes differ");
-    out.assign(compressed.begin(), compressed.end());
-  } else {
-    out.resize(member.uncompressed_size);
-    std::unique_ptr<libdeflate_decompressor, DeflateDecompressorDeleter> d(libdeflate_alloc_decompressor());
-    if (!d) return Status::Internal("out of memory allocating a deflate decompressor");
-    const auto rc =
-        libdeflate_deflate_decompress(d.get(), compressed.data(), compressed.size(), out.data(), out.size(), nullptr);
-    if (rc != LIBDEFLATE_SUCCESS) return corrupt("member " + member.name + " does not inflate");
+    RESHARD_RETURN_IF_ERROR(check_stored(compressed, member));
+    return Bytes(compressed.begin(), compressed.end());
   }
+  if (compressed.size() != member.compressed_size) return corrupt("member " + member.name + " is truncated");
+  Bytes out(member.uncompressed_size);
+  std::unique_ptr<libdeflate_decompressor, DeflateDecompressorDeleter> d(libdeflate_alloc_decompressor());
+  if (!d) return Status::Internal("out of memory allocating a deflate decompressor");
+  const auto rc =
+      libdeflate_deflate_decompress(d.get(), compressed.data(), compressed.size(), out.data(), out.size(), nullptr);
+  if (rc != LIBDEFLATE_SUCCESS) return corrupt("member " + member.name + " does not inflate");
   if (crc32(out) != member.crc32) return corrupt("CRC-32 mismatch in member " + member.name);
   return out;
 }

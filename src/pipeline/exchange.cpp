@@ -11,27 +11,38 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
   const auto ranks = static_cast<std::size_t>(comm.size());
   const int me = comm.rank();
   WaveEntries out;
+  const auto& mine = held[static_cast<std::size_t>(me)];
   // Per peer, the wave's shards it owns in ascending order: the layout of the
   // block sent to it, which the receiver rebuilds from `held`.
   std::vector<std::uint64_t> send_counts(ranks, 0);
   std::uint64_t kept = 0;
-  std::uint64_t to_copy = 0;
-  // Entries of my own shards still in memory are used where they lie; only
-  // spilled ones are read back.
-  std::vector<std::vector<std::span<const Entry>>> in_place;
+  std::uint64_t spilled_here = 0;
+  // My own entries of each of my shards: used where they lie when still in
+  // memory; spilled ones are read back into `local`.
+  std::vector<std::vector<std::span<const Entry>>> own;
   for (const auto d : wave) {
     const int p = owner.owner_of(d);
     if (p == me) {
       out.shards.push_back(d);
-      kept += held[static_cast<std::size_t>(me)][d];
-      auto& spans = in_place.emplace_back();
+      kept += mine[d];
+      auto& spans = own.emplace_back();
       if (!buckets.resident_spans(d, spans)) {
         spans.clear();
-        to_copy += held[static_cast<std::size_t>(me)][d];
+        spilled_here += mine[d];
       }
     } else if (p != DestinationOwner::kNobody) {
-      send_counts[static_cast<std::size_t>(p)] += held[static_cast<std::size_t>(me)][d] * sizeof(Entry);
+      send_counts[static_cast<std::size_t>(p)] += mine[d] * sizeof(Entry);
     }
+  }
+  Status status;
+  out.local.resize(spilled_here);
+  std::uint64_t local_cursor = 0;
+  for (std::size_t k = 0; k < out.shards.size() && status.ok(); ++k) {
+    const std::uint64_t count = mine[out.shards[k]];
+    if (!own[k].empty() || count == 0) continue;
+    status = buckets.copy_shard(out.shards[k], out.local.data() + local_cursor);
+    own[k].emplace_back(out.local.data() + local_cursor, count);
+    local_cursor += count;
   }
   std::vector<std::uint64_t> cursor(ranks, 0);
   std::uint64_t total = 0;
@@ -40,24 +51,12 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
     total += send_counts[p];
   }
   Bytes send(total);
-  out.local.resize(to_copy);
-  Status status;
-  std::uint64_t local_cursor = 0;
-  std::size_t mine = 0;
   for (const auto d : wave) {
     const int p = owner.owner_of(d);
-    const std::uint64_t count = held[static_cast<std::size_t>(me)][d];
-    if (p == me) ++mine;
-    if (p == DestinationOwner::kNobody || count == 0 || !status.ok()) continue;
-    if (p == me) {
-      if (!in_place[mine - 1].empty()) continue;
-      status = buckets.copy_shard(d, out.local.data() + local_cursor);
-      local_cursor += count;
-    } else {
-      auto& at = cursor[static_cast<std::size_t>(p)];
-      status = buckets.copy_shard(d, reinterpret_cast<Entry*>(send.data() + at));
-      at += count * sizeof(Entry);
-    }
+    if (p == me || p == DestinationOwner::kNobody || mine[d] == 0 || !status.ok()) continue;
+    auto& at = cursor[static_cast<std::size_t>(p)];
+    status = buckets.copy_shard(d, reinterpret_cast<Entry*>(send.data() + at));
+    at += mine[d] * sizeof(Entry);
   }
   // A rank that cannot read its scratch file must not leave the others
   // waiting in the all-to-all.
@@ -74,8 +73,7 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
   stats.entries_received += out.received.size() / sizeof(Entry);
 
   // Sender p's block holds, for each shard of mine in ascending order,
-  // held[p][shard] entries; my own entries are in `local` in the same order.
-  // Bytes come from operator new, aligned for Entry.
+  // held[p][shard] entries. Bytes come from operator new, aligned for Entry.
   const auto* received = reinterpret_cast<const Entry*>(out.received.data());
   std::vector<std::uint64_t> from(ranks, 0);
   std::uint64_t start = 0;
@@ -83,26 +81,14 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
     from[p] = start;
     start += recv_counts[p] / sizeof(Entry);
   }
-  local_cursor = 0;
   for (std::size_t k = 0; k < out.shards.size(); ++k) {
-    const auto d = out.shards[k];
-    auto& parts = out.parts.emplace_back();
-    std::uint64_t count = 0;
+    auto& parts = out.parts.emplace_back(std::move(own[k]));
     for (std::size_t p = 0; p < ranks; ++p) {
-      const std::uint64_t n = held[p][d];
-      count += n;
-      if (n == 0) continue;
-      if (static_cast<int>(p) == me && !in_place[k].empty()) {
-        parts.insert(parts.end(), in_place[k].begin(), in_place[k].end());
-      } else if (static_cast<int>(p) == me) {
-        parts.emplace_back(out.local.data() + local_cursor, n);
-        local_cursor += n;
-      } else {
-        parts.emplace_back(received + from[p], n);
-        from[p] += n;
-      }
+      const std::uint64_t n = held[p][out.shards[k]];
+      if (static_cast<int>(p) == me || n == 0) continue;
+      parts.emplace_back(received + from[p], n);
+      from[p] += n;
     }
-    out.entry_counts.push_back(count);
   }
   return out;
 }

@@ -398,7 +398,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   plan.owner = ownership.owner;
   WaveProblem waves_problem;
   waves_problem.ranks = comm.size();
-  waves_problem.held = holdings.held;
+  waves_problem.held = std::move(holdings.held);
   for (const auto& d : plan.destinations) waves_problem.owner.push_back(plan.owner.owner_of(d.index));
   shard_extents(plan, waves_problem.majors, waves_problem.ids);
   waves_problem.resident = holdings.resident;
@@ -444,50 +444,63 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   bool dropped_entry = false;
   const std::uint64_t batch = std::max<std::uint64_t>(1, config.manifest_batch);
   my_owned += my_reused.size();
-  const std::uint64_t copy_rounds = comm.max((my_reused.size() + batch - 1) / batch);
-  for (std::uint64_t round = 0; round < copy_rounds; ++round) {
-    phase = Clock::now();
-    std::vector<WrittenShard> this_round;
-    for (std::size_t k = round * batch; status.ok() && k < std::min<std::size_t>(my_reused.size(), (round + 1) * batch);
-         ++k) {
-      auto copied = copy_reused_shard(src_store, dst_store, my_reused[k]);
-      if (!copied.ok()) {
-        status = copied.status();
-        break;
+  auto write_fraction = [&] {
+    return kPlanWeight + kReadWeight +
+           (kExchangeWeight + kWriteWeight) * static_cast<double>(stats.shards_written) /
+               static_cast<double>(std::max<std::uint64_t>(1, my_owned));
+  };
+  // Writes `count` shards, produce_shard(k) each, in rounds of --manifest-batch
+  // per rank; every round ends with every rank agreeing and the manifest
+  // recording what was written. Collective.
+  auto write_in_rounds = [&](std::size_t count, auto&& produce_shard, const std::string& note) -> Status {
+    const std::uint64_t rounds = comm.max((count + batch - 1) / batch);
+    for (std::uint64_t round = 0; round < rounds; ++round) {
+      std::vector<WrittenShard> this_round;
+      for (std::size_t k = round * batch; status.ok() && k < std::min<std::size_t>(count, (round + 1) * batch); ++k) {
+        Result<WrittenShard> w = produce_shard(k);
+        if (!w.ok()) {
+          status = w.status();
+          break;
+        }
+        fault::point("after-shard-write");
+        written_fingerprint.merge(w->fingerprint);
+        stats.bytes_written += w->bytes;
+        ++stats.shards_written;
+        written_here.push_back(w->index);
+        this_round.push_back(std::move(w).value());
+        report_progress("write", write_fraction(),
+                        "wrote " + std::to_string(stats.shards_written) + "/" + std::to_string(my_owned) +
+                            " destination shards on rank 0 (" + note + ")");
       }
-      fault::point("after-shard-write");
-      const WrittenShard& w = copied->written;
-      written_fingerprint.merge(w.fingerprint);
-      stats.bytes_written += w.bytes;
-      ++stats.shards_written;
-      ++stats.shards_reused;
-      stats.bytes_reused += w.bytes;
-      stats.shards_copied_server_side += copied->server_side ? 1 : 0;
-      written_here.push_back(w.index);
-      this_round.push_back(w);
-      report_progress("write",
-                      kPlanWeight + kReadWeight +
-                          (kExchangeWeight + kWriteWeight) * static_cast<double>(stats.shards_written) /
-                              static_cast<double>(std::max<std::uint64_t>(1, my_owned)),
-                      "wrote " + std::to_string(stats.shards_written) + "/" + std::to_string(my_owned) +
-                          " destination shards on rank 0 (copied unchanged)");
+      RESHARD_RETURN_IF_ERROR(agree(comm, status));
+      fault::point("before-report");
+      RESHARD_RETURN_IF_ERROR(log.record_round(comm, this_round));
     }
-    write_seconds += seconds_since(phase);
-    RESHARD_RETURN_IF_ERROR(agree(comm, status));
-    fault::point("before-report");
-    RESHARD_RETURN_IF_ERROR(log.record_round(comm, this_round));
-  }
+    return Status::Ok();
+  };
+  RESHARD_RETURN_IF_ERROR(write_in_rounds(
+      my_reused.size(),
+      [&](std::size_t k) -> Result<WrittenShard> {
+        const auto t0 = Clock::now();
+        auto copied = copy_reused_shard(src_store, dst_store, my_reused[k]);
+        write_seconds += seconds_since(t0);
+        if (!copied.ok()) return copied.status();
+        ++stats.shards_reused;
+        stats.bytes_reused += copied->written.bytes;
+        stats.shards_copied_server_side += copied->server_side ? 1 : 0;
+        return copied->written;
+      },
+      "copied unchanged"));
   for (const auto& wave : waves.waves) {
     phase = Clock::now();
-    RESHARD_ASSIGN_OR_RETURN(WaveEntries entries, exchange_wave(comm, buckets, holdings.held, plan.owner, wave,
+    RESHARD_ASSIGN_OR_RETURN(WaveEntries entries, exchange_wave(comm, buckets, waves_problem.held, plan.owner, wave,
                                                                 config.max_message_bytes, stats.exchange));
     exchange_seconds += seconds_since(phase);
-    report_progress("exchange",
-                    kPlanWeight + kReadWeight +
-                        (kExchangeWeight + kWriteWeight) * static_cast<double>(stats.shards_written) /
-                            static_cast<double>(std::max<std::uint64_t>(1, my_owned)),
-                    "wave " + std::to_string(stats.exchange.waves) + "/" + std::to_string(waves.waves.size()) +
-                        " exchanged in " + std::to_string(comm.last_exchange_rounds()) + " all-to-all round(s)");
+    const std::string wave_text =
+        "wave " + std::to_string(stats.exchange.waves) + "/" + std::to_string(waves.waves.size());
+    report_progress(
+        "exchange", write_fraction(),
+        wave_text + " exchanged in " + std::to_string(comm.last_exchange_rounds()) + " all-to-all round(s)");
     if (fault::active("drop-entry") && !dropped_entry) {
       for (auto& parts : entries.parts) {
         if (!parts.empty() && !dropped_entry) {
@@ -499,39 +512,18 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     std::vector<const DestinationShard*> owned;
     for (const auto d : entries.shards) owned.push_back(&plan.destinations[d]);
     auto ids = hashed_ids_for(plan, owned);
-    const std::uint64_t rounds = comm.max((owned.size() + batch - 1) / batch);
-    for (std::uint64_t round = 0; round < rounds; ++round) {
-      std::vector<WrittenShard> this_round;
-      for (std::size_t k = round * batch; status.ok() && k < std::min<std::size_t>(owned.size(), (round + 1) * batch);
-           ++k) {
-        const auto t0 = Clock::now();
-        AssembledShard assembled = assemble_shard(entries.parts[k], *owned[k], plan, value_dtype, std::move(ids[k]));
-        const auto t1 = Clock::now();
-        assemble_seconds += std::chrono::duration<double>(t1 - t0).count();
-        auto w = write_shard(dst_store, assembled, compression);
-        write_seconds += seconds_since(t1);
-        if (!w.ok()) {
-          status = w.status();
-          break;
-        }
-        fault::point("after-shard-write");
-        written_fingerprint.merge(w->fingerprint);
-        stats.bytes_written += w->bytes;
-        ++stats.shards_written;
-        written_here.push_back(w->index);
-        this_round.push_back(std::move(w).value());
-        report_progress("write",
-                        kPlanWeight + kReadWeight +
-                            (kExchangeWeight + kWriteWeight) * static_cast<double>(stats.shards_written) /
-                                static_cast<double>(std::max<std::uint64_t>(1, my_owned)),
-                        "wrote " + std::to_string(stats.shards_written) + "/" + std::to_string(my_owned) +
-                            " destination shards on rank 0 (wave " + std::to_string(stats.exchange.waves) + "/" +
-                            std::to_string(waves.waves.size()) + ")");
-      }
-      RESHARD_RETURN_IF_ERROR(agree(comm, status));
-      fault::point("before-report");
-      RESHARD_RETURN_IF_ERROR(log.record_round(comm, this_round));
-    }
+    RESHARD_RETURN_IF_ERROR(write_in_rounds(
+        owned.size(),
+        [&](std::size_t k) {
+          const auto t0 = Clock::now();
+          AssembledShard assembled = assemble_shard(entries.parts[k], *owned[k], plan, value_dtype, std::move(ids[k]));
+          const auto t1 = Clock::now();
+          assemble_seconds += std::chrono::duration<double>(t1 - t0).count();
+          auto w = write_shard(dst_store, assembled, compression);
+          write_seconds += seconds_since(t1);
+          return w;
+        },
+        wave_text));
   }
   stats.seconds["exchange"] = exchange_seconds;
   stats.seconds["assemble"] = assemble_seconds;

@@ -99,12 +99,11 @@ Result<LoadedSource> read_source(Store& store, const SourceShard& shard, const S
 Result<LoadedSource> decode_source(const Store& store, const SourceShard& shard, const ShardMap& source_map,
                                    Bytes&& file, int threads) {
   const std::string context = "reading " + store.url(shard.key);
-  Result<Bytes> bytes(std::move(file));
   LoadedSource loaded;
   loaded.shard = &shard;
-  loaded.bytes_read = bytes->size();
-  loaded.file_crc32c = crc32c(*bytes);
-  auto decoded = npz::decode(std::move(bytes).value(), threads);
+  loaded.bytes_read = file.size();
+  loaded.file_crc32c = crc32c(file);
+  auto decoded = npz::decode(std::move(file), threads);
   if (!decoded.ok()) return decoded.status().with_context(context);
   loaded.decoded = std::move(decoded).value();
   const auto& m = loaded.decoded.matrix;

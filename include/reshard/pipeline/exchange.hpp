@@ -29,7 +29,6 @@ struct ExchangeStats {
 struct WaveEntries {
   std::vector<std::uint64_t> shards;
   std::vector<std::vector<std::span<const Entry>>> parts;  // parallel to `shards`
-  std::vector<std::uint64_t> entry_counts;                 // parallel to `shards`
   Bytes received;
   std::vector<Entry> local;
 };
