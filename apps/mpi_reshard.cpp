@@ -3,6 +3,8 @@
 #include <malloc.h>
 
 #include <boost/program_options.hpp>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -80,6 +82,32 @@ reshard::Result<reshard::zip::WriteOptions> parse_compression(const std::string&
   return fail("--compress '" + text + "': expected none, deflate or deflate:LEVEL with LEVEL 0..12");
 }
 
+// Numeric flags are read as text and checked here: Boost's lexical_cast
+// turns "-1" into 2^64-1 for an unsigned option and takes "nan" for a
+// double, both of which would be accepted silently.
+Status parse_count(const std::string& text, const char* flag, std::uint64_t minimum, std::uint64_t& out) {
+  std::uint64_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end) {
+    return fail(std::string(flag) + " '" + text + "': expected a whole number of at least " + std::to_string(minimum));
+  }
+  if (value < minimum) return fail(std::string(flag) + " must be at least " + std::to_string(minimum));
+  out = value;
+  return Status::Ok();
+}
+
+Status parse_fraction(const std::string& text, const char* flag, double& out) {
+  double value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end || !std::isfinite(value) || value < 0) {
+    return fail(std::string(flag) + " '" + text + "': expected a finite number >= 0");
+  }
+  out = value;
+  return Status::Ok();
+}
+
 struct CommandLine {
   reshard::JobConfig config;
   std::string report_path;
@@ -93,6 +121,11 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   std::string new_scheme;
   std::string compress = "deflate:1";
   std::string memory_limit;
+  std::string max_message_bytes = std::to_string(out.config.max_message_bytes);
+  std::string ownership_epsilon = "0.1";
+  std::string max_concurrency = std::to_string(out.config.max_concurrency);
+  std::string manifest_batch = std::to_string(out.config.manifest_batch);
+  std::string threads = "0";
   po::options_description options(kUsage);
   auto add = options.add_options();
   add("help,h", "show this help");
@@ -109,18 +142,18 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   add("restart", po::bool_switch(&out.config.restart),
       "discard an earlier unfinished run's manifest (another job, or changed sources) and start over");
   add("compress", po::value(&compress)->default_value("deflate:1"), "none | deflate | deflate:LEVEL (0..12)");
-  add("max-message-bytes", po::value(&out.config.max_message_bytes)->default_value(out.config.max_message_bytes),
+  add("max-message-bytes", po::value(&max_message_bytes)->default_value(max_message_bytes),
       "largest single MPI message; exchanges larger than this run in rounds");
-  add("ownership-epsilon", po::value(&out.config.ownership_epsilon)->default_value(out.config.ownership_epsilon),
+  add("ownership-epsilon", po::value(&ownership_epsilon)->default_value(ownership_epsilon),
       "balance slack when choosing which rank writes each destination shard (docs/operations.md)");
-  add("max-concurrency", po::value(&out.config.max_concurrency)->default_value(out.config.max_concurrency),
+  add("max-concurrency", po::value(&max_concurrency)->default_value(max_concurrency),
       "in-flight storage requests per rank (S3/GCS)");
-  add("manifest-batch", po::value(&out.config.manifest_batch)->default_value(out.config.manifest_batch),
+  add("manifest-batch", po::value(&manifest_batch)->default_value(manifest_batch),
       "shards each rank writes between two manifest updates (a crash redoes at most this many per rank)");
   add("memory-limit", po::value(&memory_limit),
       "memory per rank, e.g. 4GiB (default: half the node's memory split among its ranks); entries that do not "
       "fit are spilled to --scratch-dir");
-  add("threads", po::value(&out.config.threads)->default_value(0),
+  add("threads", po::value(&threads)->default_value(threads),
       "threads per rank for inflating and deflating a shard's arrays (0: the node's cores / its ranks)");
   add("scratch-dir", po::value(&out.config.scratch_dir),
       "node-local directory for spilled entries (default: $TMPDIR, else /tmp); nothing is left there afterwards");
@@ -137,27 +170,32 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
     return 2;
   }
   Status status;
+  // The first failing check wins; later ones are skipped once status is set.
+  auto check = [&status](Status next) {
+    if (status.ok()) status = std::move(next);
+  };
   auto old_spec = load_scheme(old_scheme, "--old-scheme");
   auto new_spec = load_scheme(new_scheme, "--new-scheme");
   auto compression = parse_compression(compress);
-  if (!old_spec.ok())
-    status = old_spec.status();
-  else if (!new_spec.ok())
-    status = new_spec.status();
-  else if (!compression.ok())
-    status = compression.status();
-  else if (out.config.max_message_bytes < 32) {
-    status = fail("--max-message-bytes must be at least 32 (one entry)");
-  } else if (out.config.max_concurrency < 1) {
-    status = fail("--max-concurrency must be at least 1");
-  } else if (out.config.threads < 0) {
-    status = fail("--threads must be 0 (automatic) or more");
-  } else if (!memory_limit.empty()) {
+  check(old_spec.status());
+  check(new_spec.status());
+  check(compression.status());
+  std::uint64_t concurrency = 0;
+  std::uint64_t thread_count = 0;
+  check(parse_count(max_message_bytes, "--max-message-bytes", 32, out.config.max_message_bytes));
+  check(parse_fraction(ownership_epsilon, "--ownership-epsilon", out.config.ownership_epsilon));
+  check(parse_count(max_concurrency, "--max-concurrency", 1, concurrency));
+  check(parse_count(manifest_batch, "--manifest-batch", 1, out.config.manifest_batch));
+  check(parse_count(threads, "--threads", 0, thread_count));
+  constexpr std::uint64_t kMaxThreadsOrRequests = 1u << 16;
+  if (concurrency > kMaxThreadsOrRequests) check(fail("--max-concurrency must be at most 65536"));
+  if (thread_count > kMaxThreadsOrRequests) check(fail("--threads must be at most 65536"));
+  out.config.max_concurrency = static_cast<int>(concurrency);
+  out.config.threads = static_cast<int>(thread_count);
+  if (!memory_limit.empty()) {
     auto limit = reshard::parse_byte_size(memory_limit);
-    if (limit.ok())
-      out.config.memory_limit = *limit;
-    else
-      status = limit.status().with_context("--memory-limit");
+    check(limit.status().with_context("--memory-limit"));
+    if (limit.ok()) out.config.memory_limit = *limit;
   }
   if (!status.ok()) {
     if (rank == 0) std::cerr << "mpi_reshard: " << status.message() << "\n";

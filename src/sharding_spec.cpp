@@ -1,8 +1,10 @@
 #include "reshard/sharding_spec.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "reshard/hash.hpp"
 
@@ -107,6 +109,7 @@ Result<ShardingSpec> ShardingSpec::parse_text(std::string_view text) {
   ShardingSpec spec;
   RESHARD_ASSIGN_OR_RETURN(spec.axis, parse_axis(text.substr(0, colon)));
   std::string_view rest = text.substr(colon + 1);
+  std::vector<std::string_view> seen_keys;
   while (!rest.empty()) {
     const auto comma = rest.find(',');
     const std::string_view item = rest.substr(0, comma);
@@ -115,6 +118,12 @@ Result<ShardingSpec> ShardingSpec::parse_text(std::string_view text) {
     if (eq == std::string_view::npos) return Status::Invalid("scheme option '" + std::string(item) + "' needs =value");
     const std::string_view key = item.substr(0, eq);
     const std::string_view value = item.substr(eq + 1);
+    // 'block=100,block=200' is a typo, not a choice: taking either value
+    // silently would shard the matrix in a way the user did not ask for.
+    if (std::find(seen_keys.begin(), seen_keys.end(), key) != seen_keys.end()) {
+      return Status::Invalid("scheme option '" + std::string(key) + "' is given more than once");
+    }
+    seen_keys.push_back(key);
     if (key == "block") {
       if (spec.axis == Axis::kGrid) {
         RESHARD_ASSIGN_OR_RETURN(auto pair, parse_pair(value, "block"));
@@ -134,6 +143,7 @@ Result<ShardingSpec> ShardingSpec::parse_text(std::string_view text) {
       RESHARD_ASSIGN_OR_RETURN(spec.seed, parse_uint(value, "seed"));
     } else if (key == "workers") {
       RESHARD_ASSIGN_OR_RETURN(spec.workers, parse_uint(value, "workers"));
+      if (spec.workers == 0) return Status::Invalid("workers must be > 0 (leave it out for the default)");
     } else if (key == "shape") {
       RESHARD_ASSIGN_OR_RETURN(auto pair, parse_pair(value, "shape"));
       spec.shape = GlobalShape{pair.first, pair.second};

@@ -199,10 +199,34 @@ def test_existing_destination_needs_overwrite(dataset, reshard):
 @pytest.mark.parametrize("old,fragment", [("rows:block=0", "block must be > 0"),
                                           ("rows:hash=sha,shards=2", "unknown hash 'sha'"),
                                           ("rows:hash=mix,shards=0", "shards must be > 0"),
-                                          ("spiral:block=3", "unknown scheme kind 'spiral'")])
+                                          ("spiral:block=3", "unknown scheme kind 'spiral'"),
+                                          ("rows:block=20,block=40", "'block' is given more than once"),
+                                          ("rows:hash=mix,shards=2,shards=3", "'shards' is given more than once"),
+                                          ("rows:block=20,workers=0", "workers must be > 0")])
 def test_bad_scheme(dataset, reshard, old, fragment):
     tmp, src = dataset
     expect_refusal(tmp, reshard, src, "--old-scheme", fragment, old=old)
+
+
+@pytest.mark.parametrize("flag,value,fragment", [
+    ("--max-message-bytes", "-1", "expected a whole number of at least 32"),
+    ("--max-message-bytes", "16", "--max-message-bytes must be at least 32"),
+    ("--manifest-batch", "0", "--manifest-batch must be at least 1"),
+    ("--manifest-batch", "1.5", "expected a whole number"),
+    ("--max-concurrency", "0", "--max-concurrency must be at least 1"),
+    ("--max-concurrency", "99999999999", "--max-concurrency must be at most 65536"),
+    ("--threads", "-2", "expected a whole number of at least 0"),
+    ("--ownership-epsilon", "nan", "expected a finite number >= 0"),
+    ("--ownership-epsilon", "inf", "expected a finite number >= 0"),
+    ("--ownership-epsilon", "-0.5", "expected a finite number >= 0"),
+    ("--ownership-epsilon", "1e999", "expected a finite number >= 0"),
+])
+def test_nonsense_numeric_options_are_refused(dataset, reshard, flag, value, fragment):
+    # Each of these used to be accepted: Boost read -1 as 2^64-1 and nan as a
+    # number, and 0 batches or 0 requests in flight could never finish.
+    tmp, src = dataset
+    line = expect_refusal(tmp, reshard, src, fragment, extra=[f"{flag}={value}"])
+    assert flag in line, line
 
 
 def test_pattern_without_placeholder(dataset, reshard):

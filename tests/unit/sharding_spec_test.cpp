@@ -58,6 +58,9 @@ TEST(ShardingSpec, OneLineErrors) {
   EXPECT_EQ(parse_error("grid:block=5"), "block '5' must look like NxM");
   EXPECT_EQ(parse_error("rows:block=5,colour=red"), "unknown scheme option 'colour'");
   EXPECT_EQ(parse_error("rows"), "scheme 'rows' must look like 'rows:block=R'");
+  EXPECT_EQ(parse_error("rows:block=100,block=200"), "scheme option 'block' is given more than once");
+  EXPECT_EQ(parse_error("rows:hash=mix,seed=1,shards=4,seed=2"), "scheme option 'seed' is given more than once");
+  EXPECT_EQ(parse_error("rows:block=10,workers=0"), "workers must be > 0 (leave it out for the default)");
   EXPECT_FALSE(ShardingSpec::from_json(nlohmann::json{{"axis", "rows"}, {"block_rows", -1}}).ok());
   EXPECT_FALSE(ShardingSpec::from_json(nlohmann::json{{"axis", "rows"}, {"bogus", 1}}).ok());
 }
