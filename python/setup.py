@@ -7,6 +7,7 @@ setup(
     version="0.1.0",
     description="Re-shard scipy.sparse .npz shards with MPI (wrapper around mpi_reshard)",
     packages=["sparse_reshard"],
+    package_data={"sparse_reshard": ["py.typed"]},
     python_requires=">=3.9",
     extras_require={"helpers": ["numpy", "scipy"]},
 )

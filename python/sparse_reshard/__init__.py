@@ -7,9 +7,10 @@
 True
 """
 from .datasets import is_published, load_matrix, read_report
+from .report import JobReport, RankReport
 from .runner import ReshardError, find_binary, reshuffle
 from .spec import ShardingSpec
 
-__all__ = ["ShardingSpec", "reshuffle", "ReshardError", "find_binary", "is_published", "read_report",
+__all__ = ["ShardingSpec", "reshuffle", "ReshardError", "JobReport", "RankReport", "find_binary", "is_published", "read_report",
            "load_matrix"]
 __version__ = "0.1.0"

@@ -7,13 +7,16 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
+from .report import JobReport
 from .spec import ShardingSpec
 
 ProgressCallback = Callable[[float], None]
+Scheme = Union[ShardingSpec, str]
 
 _STDERR_TAIL_LINES = 40
 _TERMINATE_GRACE_SECONDS = 5.0
@@ -76,6 +79,58 @@ def _launcher_command(launcher: str, num_ranks: int, mpi_args: Sequence[str]) ->
     return command + list(mpi_args)
 
 
+def _as_spec(value: Scheme, name: str) -> ShardingSpec:
+    if isinstance(value, ShardingSpec):
+        return value
+    if isinstance(value, str):
+        try:
+            return ShardingSpec.from_cli(value)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+    raise ValueError(f"{name} must be a ShardingSpec or a scheme string like 'rows:block=1000', got {value!r}")
+
+
+def _is_launcher_banner(line: str) -> bool:
+    return line.startswith("----") or line.startswith("prterun") or line.startswith("mpirun")
+
+
+def _without_launcher_banners(lines: Sequence[str]) -> List[str]:
+    """mpirun/prterun print a multi-line notice between dashed rules when a
+    rank exits non-zero; it says nothing the program's own error does not."""
+    kept: List[str] = []
+    inside = False
+    for line in lines:
+        if line.startswith("----"):
+            inside = not inside
+            continue
+        if not inside and not _is_launcher_banner(line):
+            kept.append(line)
+    return kept
+
+
+def _option_args(overwrite: bool, restart: bool, memory_limit: Union[int, str, None], compress: Optional[str],
+                 threads: Optional[int]) -> List[str]:
+    args: List[str] = []
+    if overwrite:
+        args.append("--overwrite")
+    if restart:
+        args.append("--restart")
+    if memory_limit is not None:
+        if isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, str)) or \
+                (isinstance(memory_limit, int) and memory_limit < 1):
+            raise ValueError(f"memory_limit must be a positive byte count or a size like '8GiB', got {memory_limit!r}")
+        args += ["--memory-limit", str(memory_limit)]
+    if compress is not None:
+        if not isinstance(compress, str):
+            raise ValueError(f"compress must be 'none', 'deflate' or 'deflate:LEVEL', got {compress!r}")
+        args += ["--compress", compress]
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"threads must be an integer >= 0 (0: automatic), got {threads!r}")
+        args += ["--threads", str(threads)]
+    return args
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     """Ends mpirun/srun and every rank it started: they share a session."""
     try:
@@ -90,21 +145,35 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: ShardingSpec, new_scheme: ShardingSpec, *,
+def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: Scheme, new_scheme: Scheme, *,
               max_concurrency: int = 32, progress_cb: Optional[ProgressCallback] = None,
+              overwrite: bool = False, restart: bool = False, memory_limit: Union[int, str, None] = None,
+              compress: Optional[str] = None, threads: Optional[int] = None,
               num_ranks: Optional[int] = None, launcher: Optional[str] = None,
               mpi_args: Sequence[str] = (), report_path: Optional[str] = None,
               extra_args: Sequence[str] = (), env: Optional[Dict[str, str]] = None,
-              timeout: Optional[float] = None) -> None:
+              timeout: Optional[float] = None) -> JobReport:
     """Re-shards the matrix under ``src_pattern`` into ``dst_pattern``.
 
     Runs ``mpi_reshard`` under ``srun`` inside a Slurm allocation
     (``SLURM_JOB_ID`` set), otherwise under ``mpirun -np N`` with N =
     ``num_ranks``, else ``new_scheme.num_workers``, else min(4, CPU count).
-    Returns when the result is published (``<dst dir>/_SUCCESS``); raises
+    ``old_scheme`` and ``new_scheme`` are :class:`ShardingSpec` objects or
+    the CLI's scheme text (``"rows:block=1000"``, docs/schemes.md).
+
+    Returns the job's :class:`JobReport` when the result is published
+    (``<dst dir>/_SUCCESS``); the report is also kept at ``report_path``, by
+    default ``<dst dir>/_reshard/report.json`` for a local destination. Raises
     :class:`ReshardError` when the program fails (the destination stays
     resumable: call again with the same arguments) and ``ValueError`` for bad
-    arguments, before anything is launched.
+    arguments, before anything is launched. Nothing is created at the
+    destination before the program accepts the job.
+
+    ``overwrite=True`` replaces what the destination holds (``--overwrite``);
+    ``restart=True`` discards an earlier unfinished run's manifest
+    (``--restart``); ``memory_limit`` is bytes per rank or a size such as
+    ``"8GiB"``; ``compress`` is ``"none"``, ``"deflate"`` or
+    ``"deflate:LEVEL"``; ``threads`` is threads per rank (0: automatic).
 
     ``progress_cb(fraction)`` is called from the calling thread (this function
     reads the program's progress while it waits) with non-decreasing
@@ -124,8 +193,9 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: ShardingSpec, new_
     ...           ShardingSpec.row_blocks(250_000), ShardingSpec.col_blocks(125_000),
     ...           progress_cb=lambda f: print(f"{f:.0%}"))  # doctest: +SKIP
     """
-    if not isinstance(old_scheme, ShardingSpec) or not isinstance(new_scheme, ShardingSpec):
-        raise ValueError("old_scheme and new_scheme must be ShardingSpec instances")
+    old_scheme = _as_spec(old_scheme, "old_scheme")
+    new_scheme = _as_spec(new_scheme, "new_scheme")
+    options = _option_args(overwrite, restart, memory_limit, compress, threads)
     for name, pattern in (("src_pattern", src_pattern), ("dst_pattern", dst_pattern)):
         if not isinstance(pattern, str) or not any(p in pattern for p in ("{i}", "{row}", "{col}")):
             raise ValueError(f"{name} must be a string with {{i}} (or {{row}}/{{col}}), got {pattern!r}")
@@ -143,15 +213,28 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: ShardingSpec, new_
     if launcher not in ("srun", "mpirun"):
         raise ValueError(f"launcher must be 'srun' or 'mpirun', got {launcher!r}")
     binary = find_binary()
-    report = report_path or default_report_path(dst_pattern)
+    kept_report = report_path or default_report_path(dst_pattern)
+    # The program writes its report to a private folder; it is moved beside
+    # the manifest only once the job is published, so a refused job leaves
+    # no folder behind at the destination.
+    with tempfile.TemporaryDirectory(prefix="reshard-report-") as private:
+        written_report = os.path.join(private, "report.json")
+        command = _launcher_command(launcher, ranks, mpi_args) + [
+            binary, "--src", src_pattern, "--old-scheme", old_scheme.to_cli(),
+            "--dst", dst_pattern, "--new-scheme", new_scheme.to_cli(), "--progress-json",
+            "--max-concurrency", str(max_concurrency), *options, *extra_args, "--report", written_report]
+        _run(command, env, timeout, progress_cb)
+        with open(written_report) as f:
+            text = f.read()
+    if kept_report:
+        os.makedirs(os.path.dirname(os.path.abspath(kept_report)), exist_ok=True)
+        with open(kept_report, "w") as f:
+            f.write(text)
+    return JobReport.from_json(json.loads(text))
 
-    command = _launcher_command(launcher, ranks, mpi_args) + [
-        binary, "--src", src_pattern, "--old-scheme", old_scheme.to_cli(),
-        "--dst", dst_pattern, "--new-scheme", new_scheme.to_cli(), "--progress-json",
-        "--max-concurrency", str(max_concurrency), *extra_args]
-    if report:
-        os.makedirs(os.path.dirname(report), exist_ok=True)
-        command += ["--report", report]
+
+def _run(command: List[str], env: Optional[Dict[str, str]], timeout: Optional[float],
+         progress_cb: Optional[ProgressCallback]) -> None:
     run_env = dict(os.environ)
     if os.geteuid() == 0:
         run_env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -197,7 +280,8 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: ShardingSpec, new_
             timer.cancel()
         reader.join(timeout=_TERMINATE_GRACE_SECONDS)
     if proc.returncode != 0:
-        message = error_lines[0] if error_lines else (stderr_tail[-1] if stderr_tail else "no output")
-        raise ReshardError(proc.returncode, message, "\n".join(stderr_tail))
+        tail = _without_launcher_banners(stderr_tail)
+        message = error_lines[0] if error_lines else (tail[-1] if tail else "no output")
+        raise ReshardError(proc.returncode, message, "\n".join(tail))
     if progress_cb is not None:
         progress_cb(1.0)

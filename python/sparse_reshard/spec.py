@@ -84,24 +84,31 @@ class ShardingSpec:
     # ---- constructors ----
     @classmethod
     def row_blocks(cls, rows: int, **options: Any) -> "ShardingSpec":
+        """Shards of ``rows`` consecutive rows each (``rows:block=R``); the last may be shorter."""
         return cls(axis="rows", block_rows=rows, **options)
 
     @classmethod
     def col_blocks(cls, cols: int, **options: Any) -> "ShardingSpec":
+        """Shards of ``cols`` consecutive columns each (``cols:block=C``)."""
         return cls(axis="cols", block_cols=cols, **options)
 
     @classmethod
     def grid(cls, rows: int, cols: int, **options: Any) -> "ShardingSpec":
+        """2-D blocks of ``rows`` x ``cols`` (``grid:block=RxC``), named by ``{row}``/``{col}`` or ``{i}``."""
         return cls(axis="grid", block_rows=rows, block_cols=cols, **options)
 
     @classmethod
     def hashed(cls, axis: str, hash: str, *, num_shards: int, **options: Any) -> "ShardingSpec":
+        """Rows or columns spread over ``num_shards`` shards by ``hash`` (``mod``, ``mix``,
+        ``jump`` or ``rendezvous``; ``jump`` and ``rendezvous`` move only ~1/(N+1) of the
+        data when N grows by one)."""
         if hash is None:
             raise ValueError("hashed() needs a hash function")
         return cls(axis=axis, hash=hash, num_shards=num_shards, **options)
 
     # ---- text form (the CLI's) ----
     def to_cli(self) -> str:
+        """The scheme as the CLI's ``--old-scheme``/``--new-scheme`` text."""
         if self.hash:
             text = f"{self.axis}:hash={self.hash},shards={self.num_shards}"
             if self.seed:
@@ -120,16 +127,21 @@ class ShardingSpec:
 
     @classmethod
     def from_cli(cls, text: str) -> "ShardingSpec":
+        """Parses the CLI's scheme text, e.g. ``"rows:hash=jump,shards=8"``; ``ValueError`` if it is not one."""
         axis, sep, rest = text.partition(":")
         if not sep:
             raise ValueError(f"scheme {text!r} must look like 'rows:block=R'")
         if axis not in AXES:
             raise ValueError(f"unknown scheme kind {axis!r} (expected rows, cols or grid)")
         fields: Dict[str, Any] = {"axis": axis}
+        seen = set()
         for item in filter(None, rest.split(",")):
             key, eq, value = item.partition("=")
             if not eq:
                 raise ValueError(f"scheme option {item!r} needs =value")
+            if key in seen:
+                raise ValueError(f"scheme option {key!r} is given more than once")
+            seen.add(key)
             try:
                 if key == "block":
                     if axis == "grid":
@@ -145,6 +157,8 @@ class ShardingSpec:
                     fields["seed"] = int(value)
                 elif key == "workers":
                     fields["num_workers"] = int(value)
+                    if fields["num_workers"] < 1:
+                        raise ValueError(f"scheme option {item!r}: workers must be >= 1 (leave it out for the default)")
                 elif key == "shape":
                     r, _, c = value.partition("x")
                     fields["shape"] = (int(r), int(c))
@@ -153,7 +167,7 @@ class ShardingSpec:
                 else:
                     raise ValueError(f"unknown scheme option {key!r}")
             except ValueError as e:
-                if "unknown scheme option" in str(e):
+                if "unknown scheme option" in str(e) or "workers must be" in str(e):
                     raise
                 raise ValueError(f"scheme option {item!r}: {value!r} is not a valid value") from None
         return cls(**fields)

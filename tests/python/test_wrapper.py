@@ -56,6 +56,15 @@ def test_spec_validation(kwargs, message):
         ShardingSpec(**kwargs)
 
 
+@pytest.mark.parametrize("text,message", [
+    ("rows:block=10,block=20", "'block' is given more than once"),
+    ("rows:block=10,workers=0", "workers must be >= 1"),
+])
+def test_spec_text_refuses_what_the_cli_refuses(text, message):
+    with pytest.raises(ValueError, match=message):
+        ShardingSpec.from_cli(text)
+
+
 def test_spec_json_is_what_the_cli_reads(tmp_path):
     src = str(tmp_path / "src" / "s_{i}.npz")
     write_sharded(skewed_matrix(90, 40, 500, seed=1), Scheme.parse("rows:block=30"), src)
@@ -88,7 +97,7 @@ def test_reshuffle_with_progress(tmp_path, old, new):
         seen.append(fraction)
         threads.add(threading.get_ident())
 
-    assert reshuffle(src, dst, old, new, progress_cb=record, num_ranks=2) is None
+    job = reshuffle(src, dst, old, new, progress_cb=record, num_ranks=2)
     assert seen[-1] == 1.0 and seen.count(1.0) == 1
     assert all(0.0 <= f <= 1.0 for f in seen)
     assert seen == sorted(seen), "progress went backwards"
@@ -98,6 +107,7 @@ def test_reshuffle_with_progress(tmp_path, old, new):
     assert np.array_equal(entries(src, old.to_cli(), shape), entries(dst, new.to_cli(), shape))
     report = read_report(dst)
     assert report["nnz"] == len(entries(src, old.to_cli(), shape))
+    assert job.nnz == report["nnz"] and job.raw == report, "the returned report is the one kept at the destination"
     m = load_matrix(dst, new)
     assert m.shape == shape and m.nnz == report["nnz"]
 
@@ -117,9 +127,59 @@ def test_bad_arguments_raise_before_launch(tmp_path):
         reshuffle(str(tmp_path / "s_{i}.npz"), str(tmp_path / "out.npz"), rows, rows)
     with pytest.raises(ValueError, match="max_concurrency"):
         reshuffle(str(tmp_path / "s_{i}.npz"), str(tmp_path / "d/s_{i}.npz"), rows, rows, max_concurrency=0)
-    with pytest.raises(ValueError, match="ShardingSpec"):
-        reshuffle(str(tmp_path / "s_{i}.npz"), str(tmp_path / "d/s_{i}.npz"), "rows:block=10", rows)
+    with pytest.raises(ValueError, match="ShardingSpec or a scheme string"):
+        reshuffle(str(tmp_path / "s_{i}.npz"), str(tmp_path / "d/s_{i}.npz"), 10, rows)
+    with pytest.raises(ValueError, match="old_scheme: unknown scheme kind 'row'"):
+        reshuffle(str(tmp_path / "s_{i}.npz"), str(tmp_path / "d/s_{i}.npz"), "row:block=10", rows)
+    with pytest.raises(ValueError, match="memory_limit"):
+        reshuffle(str(tmp_path / "s_{i}.npz"), str(tmp_path / "d/s_{i}.npz"), rows, rows, memory_limit=0)
+    with pytest.raises(ValueError, match="threads"):
+        reshuffle(str(tmp_path / "s_{i}.npz"), str(tmp_path / "d/s_{i}.npz"), rows, rows, threads=-1)
     assert not (tmp_path / "d").exists()
+
+
+def test_scheme_strings_keyword_options_and_the_returned_report(tmp_path):
+    shape = (90, 40)
+    src = str(tmp_path / "src" / "shard_{i}.npz")
+    dst = str(tmp_path / "dst" / "shard_{i}.npz")
+    write_sharded(skewed_matrix(*shape, 900, seed=4), Scheme.parse("rows:block=30"), src)
+    job = reshuffle(src, dst, "rows:block=30", "cols:hash=jump,shards=3", num_ranks=2, compress="none",
+                    memory_limit="64MiB", threads=1)
+    assert np.array_equal(entries(src, "rows:block=30", shape), entries(dst, "cols:hash=jump,shards=3", shape))
+    assert job.shape == shape and job.ranks == 2
+    assert job.source_shards == 3 and job.destination_shards == 3
+    assert job.nnz == len(entries(src, "rows:block=30", shape))
+    assert job.raw["memory"]["limit_bytes"] == 64 << 20, "memory_limit reached the program"
+    assert job.raw["threads_per_rank"] == 1, "threads reached the program"
+    assert [r.rank for r in job.per_rank] == [0, 1]
+    assert sum(r.bytes_written for r in job.per_rank) == job.bytes_written > 0
+    # compress="none": every member of an output shard is stored, not deflated.
+    import zipfile
+    with zipfile.ZipFile(dst.format(i=0)) as z:
+        assert {info.compress_type for info in z.infolist()} == {zipfile.ZIP_STORED}
+
+    # A different scheme onto a published destination is refused, then
+    # overwrite=True is the keyword the refusal asks for.
+    with pytest.raises(ReshardError) as info:
+        reshuffle(src, dst, "rows:block=30", "rows:block=45", num_ranks=2)
+    assert info.value.exit_code == 2 and "--overwrite" in info.value.message
+    again = reshuffle(src, dst, "rows:block=30", "rows:block=45", num_ranks=2, overwrite=True)
+    assert again.destination_shards == 2
+    assert np.array_equal(entries(src, "rows:block=30", shape), entries(dst, "rows:block=45", shape))
+
+
+def test_a_refused_job_creates_nothing_at_the_destination(tmp_path):
+    src = str(tmp_path / "src" / "shard_{i}.npz")
+    write_sharded(skewed_matrix(60, 30, 300, seed=3), Scheme.parse("rows:block=20"), src)
+    dst_dir = tmp_path / "dst"
+    with pytest.raises(ReshardError) as info:
+        # A wrong block height is found by the program, not the wrapper.
+        reshuffle(src, str(dst_dir / "s_{i}.npz"), "rows:block=25", "cols:block=10", num_ranks=2)
+    assert info.value.exit_code == 2
+    assert not dst_dir.exists(), f"a refused job left {sorted(os.listdir(dst_dir))}"
+    # The message and the tail are the program's words, not mpirun's notice.
+    assert "mpirun" not in info.value.stderr_tail and "-----" not in info.value.stderr_tail
+    assert info.value.message in info.value.stderr_tail
 
 
 def test_missing_source_raises_reshard_error(tmp_path):
@@ -180,3 +240,6 @@ def test_offline_pip_install(tmp_path):
                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(target)), cwd=tmp_path)
     assert check.returncode == 0, check.stderr
     assert check.stdout.startswith(str(target))
+    # Type checkers only read the annotations of a package that ships py.typed.
+    assert (target / "sparse_reshard" / "py.typed").is_file()
+    assert (target / "sparse_reshard" / "report.py").is_file()
