@@ -61,8 +61,11 @@ struct Directory {
 Result<Directory> locate_directory(ByteView tail, std::uint64_t archive_size, std::uint64_t tail_offset) {
   const auto end_pos = find_end_record(tail);
   if (!end_pos) {
-    return tail_offset == 0 ? corrupt("no end-of-central-directory record; truncated or not a zip file")
-                            : Status::Invalid("need more bytes");
+    // The end record, comment included, lies within the last kEndSize +
+    // kMaxComment bytes: once the tail covers those, more bytes cannot help.
+    const bool tail_covers_end_record = tail_offset == 0 || tail.size() >= kEndSize + kMaxComment;
+    return tail_covers_end_record ? corrupt("no end-of-central-directory record; truncated or not a zip file")
+                                  : Status::Invalid("need more bytes");
   }
   const std::uint8_t* end = tail.data() + *end_pos;
   Directory dir;
@@ -71,7 +74,12 @@ Result<Directory> locate_directory(ByteView tail, std::uint64_t archive_size, st
   dir.offset = load_le<std::uint32_t>(end + 16);
   if (*end_pos >= kZip64LocatorSize && load_le<std::uint32_t>(end - kZip64LocatorSize) == kZip64LocatorSig) {
     const std::uint64_t zip64_end_abs = load_le<std::uint64_t>(end - kZip64LocatorSize + 8);
-    if (zip64_end_abs < tail_offset || zip64_end_abs + kZip64EndSize > archive_size) {
+    // Written without zip64_end_abs + kZip64EndSize, which a hostile file
+    // can make wrap around.
+    if (archive_size < kZip64EndSize || zip64_end_abs > archive_size - kZip64EndSize) {
+      return corrupt("ZIP64 end record out of range");
+    }
+    if (zip64_end_abs < tail_offset) {
       return tail_offset == 0 ? corrupt("ZIP64 end record out of range") : Status::Invalid("need more bytes");
     }
     const std::uint8_t* z = tail.data() + (zip64_end_abs - tail_offset);

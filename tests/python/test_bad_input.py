@@ -84,6 +84,21 @@ def test_not_a_zip(dataset, reshard):
     expect_refusal(tmp, reshard, src, "shard_1.npz", "not a valid zip archive")
 
 
+@pytest.mark.parametrize("make", ["garbage", "shard-then-junk"])
+def test_a_large_file_that_is_not_a_whole_zip_is_named_as_such(dataset, reshard, make):
+    # Over 64 KiB the directory is looked for in a tail read: this used to
+    # end in "need more bytes" instead of saying what is wrong with the file.
+    tmp, src = dataset
+    path = src.format(i=2)
+    junk = bytes(range(256)) * 300
+    content = junk if make == "garbage" else open(path, "rb").read() + junk
+    assert len(content) > 70_000
+    with open(path, "wb") as f:
+        f.write(content)
+    line = expect_refusal(tmp, reshard, src, "shard_2.npz", "truncated or not a zip file")
+    assert "need more bytes" not in line
+
+
 def test_truncated_file(dataset, reshard):
     tmp, src = dataset
     path = src.format(i=3)

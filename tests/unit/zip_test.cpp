@@ -77,6 +77,22 @@ TEST(Zip, DetectsCorruption) {
   EXPECT_FALSE(extract(ByteView(flipped).subspan(*offset, m.compressed_size), m).ok());
 }
 
+TEST(Zip, Zip64LocatorOffsetNearTwoToThe64IsRefusedNotWrapped) {
+  auto archive = write_archive({{"a.npy", text("some content here")}}, {Method::kStored, 0, true});
+  ASSERT_TRUE(archive.ok());
+  const std::uint8_t locator_sig[] = {0x50, 0x4b, 0x06, 0x07};
+  auto at = std::search(archive->begin(), archive->end(), std::begin(locator_sig), std::end(locator_sig));
+  ASSERT_NE(at, archive->end()) << "the ZIP64 writer wrote no locator";
+  // offset + record size wraps past 2^64 and lands inside the buffer unless
+  // the check is written without the sum.
+  const std::uint64_t hostile = ~std::uint64_t{0} - 8;
+  for (int i = 0; i < 8; ++i) *(at + 8 + i) = static_cast<std::uint8_t>(hostile >> (8 * i));
+  auto members = read_directory(*archive, archive->size());
+  ASSERT_FALSE(members.ok());
+  EXPECT_NE(members.status().message().find("ZIP64 end record out of range"), std::string::npos)
+      << members.status().message();
+}
+
 TEST(Zip, Crc32KnownValue) {
   // The CRC-32 check value from the standard: crc32("123456789").
   EXPECT_EQ(crc32(text("123456789")), 0xCBF43926u);
