@@ -129,6 +129,7 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   po::options_description options(kUsage);
   auto add = options.add_options();
   add("help,h", "show this help");
+  add("version", "print the program's version and exit");
   add("src", po::value(&out.config.src_pattern)->required(), "source shard pattern, e.g. 'data/m/shard_{i}.npz'");
   add("dst", po::value(&out.config.dst_pattern)->required(), "destination shard pattern (a separate directory)");
   add("old-scheme", po::value(&old_scheme)->required(), "scheme of the source, e.g. 'rows:block=250000'");
@@ -160,6 +161,10 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, options), vm);
+    if (vm.count("version")) {
+      if (rank == 0) std::cout << "mpi_reshard " << RESHARD_VERSION << "\n";
+      return 0;
+    }
     if (vm.count("help") || argc == 1) {
       if (rank == 0) std::cout << options << "\n";
       return 0;

@@ -243,3 +243,14 @@ def test_offline_pip_install(tmp_path):
     # Type checkers only read the annotations of a package that ships py.typed.
     assert (target / "sparse_reshard" / "py.typed").is_file()
     assert (target / "sparse_reshard" / "report.py").is_file()
+
+
+def test_version_is_one_number_for_the_program_and_the_package():
+    import re
+
+    import sparse_reshard
+    proc = subprocess.run([binary(), "--version"], capture_output=True, text=True, env=dict(os.environ, **MPI_ENV))
+    assert proc.returncode == 0, proc.stderr
+    cmake_version = re.search(r"project\(sparse_reshard VERSION (\S+)", (ROOT / "CMakeLists.txt").read_text())[1]
+    assert proc.stdout == f"mpi_reshard {cmake_version}\n"
+    assert sparse_reshard.__version__ == cmake_version
