@@ -1,6 +1,8 @@
 // mpi_reshard: the CLI edge. Parses options, runs the collective job, turns
 // a Status into a one-line error and the documented exit code.
 #include <malloc.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/program_options.hpp>
 #include <charconv>
@@ -260,6 +262,24 @@ int run_verify_command(int argc, char** argv, reshard::Comm& comm) {
   return 0;
 }
 
+// Empty when `path` can be written: its folder exists and is writable, and
+// the path is absent or a writable regular file. Nothing is created.
+std::string report_path_problem(const std::string& path) {
+  if (path.empty()) return "";
+  struct stat info {};
+  if (::stat(path.c_str(), &info) == 0) {
+    if (S_ISDIR(info.st_mode)) return "is a directory";
+    if (!S_ISREG(info.st_mode)) return "is not a regular file";
+    return ::access(path.c_str(), W_OK) == 0 ? "" : "is not writable";
+  }
+  const auto slash = path.rfind('/');
+  const std::string folder = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  if (::stat(folder.c_str(), &info) != 0) return "folder " + folder + " does not exist";
+  if (!S_ISDIR(info.st_mode)) return folder + " is not a directory";
+  if (::access(folder.c_str(), W_OK | X_OK) != 0) return "folder " + folder + " is not writable";
+  return "";
+}
+
 int run(int argc, char** argv) {
   reshard::MpiSession mpi(&argc, &argv);
   auto comm = reshard::make_world_comm();
@@ -272,6 +292,14 @@ int run(int argc, char** argv) {
   }
   CommandLine cli;
   if (auto code = parse_command_line(argc, argv, comm->rank(), cli)) return *code;
+  // Checked on rank 0 (the one that writes it) and agreed on by all ranks
+  // before any work: a report that cannot be written is bad input, found
+  // while nothing is written, not after the dataset is published.
+  std::string report_problem = comm->rank() == 0 ? report_path_problem(cli.report_path) : "";
+  if (comm->max(report_problem.empty() ? 0 : 1) != 0) {
+    if (comm->rank() == 0) std::cerr << "mpi_reshard: --report " << cli.report_path << ": " << report_problem << "\n";
+    return 2;
+  }
   reshard::ProgressSink progress;
   if (cli.progress || cli.progress_json) {
     progress = [&cli](const std::string& stage, double fraction, const std::string& detail) {
@@ -295,9 +323,11 @@ int run(int argc, char** argv) {
     if (!cli.report_path.empty()) {
       std::ofstream report(cli.report_path);
       report << outcome->report.dump(2) << "\n";
+      // The dataset is published by now, so the job succeeded: a report
+      // lost afterwards (disk full, path removed) is a warning, not a failure.
       if (!report) {
-        std::cerr << "mpi_reshard: writing report " << cli.report_path << " failed\n";
-        return 1;
+        std::cerr << "mpi_reshard: warning: writing report " << cli.report_path
+                  << " failed; the destination is published\n";
       }
     }
     std::cout << outcome->summary << "\n";

@@ -244,6 +244,18 @@ def test_nonsense_numeric_options_are_refused(dataset, reshard, flag, value, fra
     assert flag in line, line
 
 
+@pytest.mark.parametrize("where,fragment", [("a-directory", "is a directory"),
+                                            ("no-such-folder/report.json", "does not exist")])
+def test_an_unwritable_report_path_is_refused_before_any_work(dataset, reshard, where, fragment):
+    # It used to be found after _SUCCESS was published, and the job exited 1.
+    tmp, src = dataset
+    (tmp / "a-directory").mkdir()
+    report = tmp / where
+    line = expect_refusal(tmp, reshard, src, "--report", str(report), fragment, extra=["--report", str(report)])
+    assert line.count("\n") == 0
+    assert not (tmp / "dst").exists()
+
+
 def test_pattern_without_placeholder(dataset, reshard):
     tmp, src = dataset
     expect_refusal(tmp, reshard, src, "has no {i}", dst=str(tmp / "dst" / "out.npz"))
