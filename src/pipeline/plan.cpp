@@ -272,9 +272,12 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
     if (present[i]) continue;
     const std::uint64_t rb = old_spec.hashed() ? i : i / col_blocks;
     const std::uint64_t cb = old_spec.hashed() ? i : i % col_blocks;
-    return Status::Invalid("missing source shard " +
-                           source_store.url(source_pattern.render(i, old_spec.axis == Axis::kCols ? 0 : rb,
-                                                                  old_spec.axis == Axis::kRows ? 0 : cb)));
+    const std::string key =
+        source_pattern.render(i, old_spec.axis == Axis::kCols ? 0 : rb, old_spec.axis == Axis::kRows ? 0 : cb);
+    // Listing shows only files; something else at the shard's path (a
+    // directory, a FIFO, a link loop) is named for what it is.
+    if (auto there = source_store.stat(key); !there.ok()) return there.status().with_context("source shard");
+    return Status::Invalid("missing source shard " + source_store.url(key));
   }
 
   // 4. Global shape, checked shard by shard.

@@ -71,8 +71,11 @@ class PosixStore final : public Store {
     struct ::stat st {};
     if (::stat(key.c_str(), &st) != 0) {
       if (errno == ENOENT || errno == ENOTDIR) return std::optional<ObjectInfo>();
+      if (errno == ELOOP) return Status::Invalid(key + " is a symbolic link loop, not a file");
       return errno_status("stat", key, errno);
     }
+    if (S_ISDIR(st.st_mode)) return Status::Invalid(key + " is a directory, not a file");
+    if (S_ISFIFO(st.st_mode)) return Status::Invalid(key + " is a FIFO, not a file");
     if (!S_ISREG(st.st_mode)) return Status::Invalid(key + " is not a regular file");
     ObjectInfo info;
     info.size = static_cast<std::uint64_t>(st.st_size);

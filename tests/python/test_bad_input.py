@@ -73,6 +73,24 @@ def test_missing_source_shard(dataset, reshard):
     expect_refusal(tmp, reshard, src, "missing source shard", "shard_2.npz")
 
 
+@pytest.mark.parametrize("kind,fragment", [("directory", "is a directory, not a file"),
+                                           ("fifo", "is a FIFO, not a file"),
+                                           ("link-loop", "is a symbolic link loop, not a file")])
+def test_a_source_shard_that_is_not_a_file_is_named_for_what_it_is(dataset, reshard, kind, fragment):
+    # Each used to be reported as a "missing source shard".
+    tmp, src = dataset
+    path = src.format(i=1)
+    os.remove(path)
+    if kind == "directory":
+        os.mkdir(path)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.symlink(path, path)
+    line = expect_refusal(tmp, reshard, src, path, fragment)
+    assert "missing" not in line
+
+
 def test_no_source_shards(tmp_path, reshard):
     expect_refusal(tmp_path, reshard, str(tmp_path / "nothing" / "s_{i}.npz"), "no source shards match")
 
