@@ -52,6 +52,20 @@ std::string shape_text(std::uint64_t rows, std::uint64_t cols) {
 }
 
 // Derives the global shape from the shard headers, per scheme.
+// The extent every shard of a one-axis scheme shares (the column count of row
+// shards), taken from the majority so that the shard that differs is the one
+// blamed; the first shard was blamed for any disagreement before, even when
+// it was the odd one out. Ties go to the lowest-numbered shard's value.
+std::uint64_t shared_extent(const std::vector<SourceShard>& shards, bool columns) {
+  std::map<std::uint64_t, std::uint64_t> votes;
+  for (const auto& s : shards) ++votes[columns ? s.ncols : s.nrows];
+  std::uint64_t best = columns ? shards.front().ncols : shards.front().nrows;
+  for (const auto& [extent, count] : votes) {
+    if (count > votes[best]) best = extent;
+  }
+  return best;
+}
+
 Result<GlobalShape> derive_shape(const ShardingSpec& spec, const std::vector<SourceShard>& shards,
                                  std::uint64_t row_blocks, std::uint64_t col_blocks) {
   if (spec.shape) return *spec.shape;
@@ -61,16 +75,16 @@ Result<GlobalShape> derive_shape(const ShardingSpec& spec, const std::vector<Sou
       if (spec.hashed()) {
         std::uint64_t rows = 0;
         for (const auto& s : shards) rows += s.nrows;
-        return GlobalShape{rows, shards.front().ncols};
+        return GlobalShape{rows, shared_extent(shards, true)};
       }
-      return GlobalShape{(row_blocks - 1) * spec.block_rows + shards.back().nrows, shards.front().ncols};
+      return GlobalShape{(row_blocks - 1) * spec.block_rows + shards.back().nrows, shared_extent(shards, true)};
     case Axis::kCols:
       if (spec.hashed()) {
         std::uint64_t cols = 0;
         for (const auto& s : shards) cols += s.ncols;
-        return GlobalShape{shards.front().nrows, cols};
+        return GlobalShape{shared_extent(shards, false), cols};
       }
-      return GlobalShape{shards.front().nrows, (col_blocks - 1) * spec.block_cols + shards.back().ncols};
+      return GlobalShape{shared_extent(shards, false), (col_blocks - 1) * spec.block_cols + shards.back().ncols};
     case Axis::kGrid:
       return GlobalShape{(row_blocks - 1) * spec.block_rows + at(row_blocks - 1, 0).nrows,
                          (col_blocks - 1) * spec.block_cols + at(0, col_blocks - 1).ncols};

@@ -193,10 +193,26 @@ def test_index_width_disagreement(dataset, reshard):
     expect_refusal(tmp, reshard, src, "shard_3.npz", "index dtype int64")
 
 
-def test_width_disagreement(dataset, reshard):
+@pytest.mark.parametrize("odd", [0, 1, 3])
+def test_width_disagreement_blames_the_shard_that_differs(dataset, reshard, odd):
+    # The first shard's width used to be taken as the matrix's, so an odd
+    # shard_0 had shard_1 blamed.
     tmp, src = dataset
-    rewrite(src.format(i=1), arrays={"shape": np.array([20, 31])})
-    expect_refusal(tmp, reshard, src, "shard_1.npz", "20x31")
+    rewrite(src.format(i=odd), arrays={"shape": np.array([20, 31])})
+    line = expect_refusal(tmp, reshard, src, f"shard_{odd}.npz", "20x31")
+    for other in {0, 1, 2, 3} - {odd}:
+        assert f"shard_{other}.npz" not in line, line
+
+
+def test_width_disagreement_in_a_hashed_source_blames_the_shard_that_differs(tmp_path, reshard):
+    src = str(tmp_path / "src" / "shard_{i}.npz")
+    write_sharded(skewed_matrix(80, 30, 400, seed=9), Scheme.parse("rows:hash=mix,shards=3"), src)
+    path = src.format(i=0)
+    arrays = load_arrays(path)
+    rewrite(path, arrays={"shape": np.array([arrays["shape"][0], 29])})
+    line = expect_refusal(tmp_path, reshard, src, "shard_0.npz", "has 29 columns but the matrix has 30",
+                          old="rows:hash=mix,shards=3")
+    assert "shard_1.npz" not in line and "shard_2.npz" not in line
 
 
 def test_wrong_block_height(dataset, reshard):
