@@ -39,6 +39,12 @@ struct DeflateDecompressorDeleter {
   void operator()(libdeflate_decompressor* d) const { libdeflate_free_decompressor(d); }
 };
 
+// offset + length <= limit, written so that values a hostile file chooses
+// near 2^64 cannot wrap around and pass.
+bool fits_within(std::uint64_t offset, std::uint64_t length, std::uint64_t limit) {
+  return offset <= limit && length <= limit - offset;
+}
+
 Status corrupt(const std::string& what) { return Status::Invalid("not a valid zip archive (" + what + ")"); }
 
 // Locates the end-of-central-directory record within `tail`.
@@ -88,7 +94,9 @@ Result<Directory> locate_directory(ByteView tail, std::uint64_t archive_size, st
     dir.size = load_le<std::uint64_t>(z + 40);
     dir.offset = load_le<std::uint64_t>(z + 48);
   }
-  if (dir.offset + dir.size > archive_size) return corrupt("central directory beyond end of file; truncated");
+  if (!fits_within(dir.offset, dir.size, archive_size)) {
+    return corrupt("central directory beyond end of file; truncated");
+  }
   return dir;
 }
 
@@ -173,7 +181,8 @@ Result<std::vector<MemberInfo>> read_directory(ByteView archive, std::uint64_t a
     RESHARD_RETURN_IF_ERROR(apply_zip64_extra(p + kCentralHeaderSize + name_len, extra_len, m,
                                               m.uncompressed_size == k32BitMarker, m.compressed_size == k32BitMarker,
                                               m.local_header_offset == k32BitMarker));
-    if (m.local_header_offset + kLocalHeaderSize + m.compressed_size > dir.offset) {
+    if (!fits_within(m.local_header_offset, kLocalHeaderSize, dir.offset) ||
+        !fits_within(m.local_header_offset + kLocalHeaderSize, m.compressed_size, dir.offset)) {
       return corrupt("member " + m.name + " extends past the central directory");
     }
     members.push_back(std::move(m));

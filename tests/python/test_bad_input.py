@@ -117,6 +117,22 @@ def test_a_large_file_that_is_not_a_whole_zip_is_named_as_such(dataset, reshard,
     assert "need more bytes" not in line
 
 
+@pytest.mark.parametrize("offset", [0xFFFFFFF0, 7])
+def test_a_bad_member_offset_is_bad_input_naming_the_shard(dataset, reshard, offset):
+    # The central directory's local-header offset of the first member, far
+    # past the end of the file or pointing into the first local header.
+    tmp, src = dataset
+    path = src.format(i=1)
+    data = bytearray(open(path, "rb").read())
+    central = data.find(b"PK\x01\x02")
+    assert central > 0
+    data[central + 42:central + 46] = offset.to_bytes(4, "little")
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    line = expect_refusal(tmp, reshard, src, "shard_1.npz")
+    assert "Invalid argument" not in line, line
+
+
 def test_truncated_file(dataset, reshard):
     tmp, src = dataset
     path = src.format(i=3)

@@ -93,6 +93,24 @@ TEST(Zip, Zip64LocatorOffsetNearTwoToThe64IsRefusedNotWrapped) {
       << members.status().message();
 }
 
+TEST(Zip, Zip64LocalHeaderOffsetNearTwoToThe64IsRefusedNotWrapped) {
+  auto archive = write_archive({{"a.npy", text("some content here")}}, {Method::kStored, 0, true});
+  ASSERT_TRUE(archive.ok());
+  const std::uint8_t central_sig[] = {0x50, 0x4b, 0x01, 0x02};
+  auto at = std::search(archive->begin(), archive->end(), std::begin(central_sig), std::end(central_sig));
+  ASSERT_NE(at, archive->end());
+  const std::size_t name_len = *(at + 28) | (*(at + 29) << 8);
+  // The ZIP64 extra field after the name: id, length, then the uncompressed
+  // size, the compressed size and the local header offset, 8 bytes each.
+  auto offset_field = at + 46 + static_cast<std::ptrdiff_t>(name_len) + 4 + 16;
+  const std::uint64_t hostile = ~std::uint64_t{0} - 20;
+  for (int i = 0; i < 8; ++i) *(offset_field + i) = static_cast<std::uint8_t>(hostile >> (8 * i));
+  auto members = read_directory(*archive, archive->size());
+  ASSERT_FALSE(members.ok());
+  EXPECT_NE(members.status().message().find("extends past the central directory"), std::string::npos)
+      << members.status().message();
+}
+
 TEST(Zip, Crc32KnownValue) {
   // The CRC-32 check value from the standard: crc32("123456789").
   EXPECT_EQ(crc32(text("123456789")), 0xCBF43926u);
