@@ -90,20 +90,16 @@ def _as_spec(value: Scheme, name: str) -> ShardingSpec:
     raise ValueError(f"{name} must be a ShardingSpec or a scheme string like 'rows:block=1000', got {value!r}")
 
 
-def _is_launcher_banner(line: str) -> bool:
-    return line.startswith("----") or line.startswith("prterun") or line.startswith("mpirun")
-
-
 def _without_launcher_banners(lines: Sequence[str]) -> List[str]:
-    """mpirun/prterun print a multi-line notice between dashed rules when a
-    rank exits non-zero; it says nothing the program's own error does not."""
+    """mpirun/prterun print a multi-line notice between dashed rules (and
+    lines of their own name) when a rank exits non-zero; it says nothing the
+    program's own error does not."""
     kept: List[str] = []
     inside = False
     for line in lines:
         if line.startswith("----"):
             inside = not inside
-            continue
-        if not inside and not _is_launcher_banner(line):
+        elif not inside and not line.startswith(("prterun", "mpirun")):
             kept.append(line)
     return kept
 
@@ -214,7 +210,7 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: Scheme, new_scheme
         raise ValueError(f"launcher must be 'srun' or 'mpirun', got {launcher!r}")
     binary = find_binary()
     kept_report = report_path or default_report_path(dst_pattern)
-    # The program writes its report to a private folder; it is moved beside
+    # The program writes its report to a private folder; it is copied beside
     # the manifest only once the job is published, so a refused job leaves
     # no folder behind at the destination.
     with tempfile.TemporaryDirectory(prefix="reshard-report-") as private:

@@ -157,8 +157,6 @@ class ShardingSpec:
                     fields["seed"] = int(value)
                 elif key == "workers":
                     fields["num_workers"] = int(value)
-                    if fields["num_workers"] < 1:
-                        raise ValueError(f"scheme option {item!r}: workers must be >= 1 (leave it out for the default)")
                 elif key == "shape":
                     r, _, c = value.partition("x")
                     fields["shape"] = (int(r), int(c))
@@ -167,9 +165,12 @@ class ShardingSpec:
                 else:
                     raise ValueError(f"unknown scheme option {key!r}")
             except ValueError as e:
-                if "unknown scheme option" in str(e) or "workers must be" in str(e):
+                if "unknown scheme option" in str(e):
                     raise
                 raise ValueError(f"scheme option {item!r}: {value!r} is not a valid value") from None
+            # 0 means "not given" in the dataclass; written out, it is a mistake.
+            if key == "workers" and fields["num_workers"] < 1:
+                raise ValueError(f"scheme option {item!r}: workers must be >= 1 (leave it out for the default)")
         return cls(**fields)
 
     # ---- JSON form (--old-scheme @file.json) ----

@@ -80,14 +80,9 @@ Result<Directory> locate_directory(ByteView tail, std::uint64_t archive_size, st
   dir.offset = load_le<std::uint32_t>(end + 16);
   if (*end_pos >= kZip64LocatorSize && load_le<std::uint32_t>(end - kZip64LocatorSize) == kZip64LocatorSig) {
     const std::uint64_t zip64_end_abs = load_le<std::uint64_t>(end - kZip64LocatorSize + 8);
-    // Written without zip64_end_abs + kZip64EndSize, which a hostile file
-    // can make wrap around.
-    if (archive_size < kZip64EndSize || zip64_end_abs > archive_size - kZip64EndSize) {
-      return corrupt("ZIP64 end record out of range");
-    }
-    if (zip64_end_abs < tail_offset) {
-      return tail_offset == 0 ? corrupt("ZIP64 end record out of range") : Status::Invalid("need more bytes");
-    }
+    if (!fits_within(zip64_end_abs, kZip64EndSize, archive_size)) return corrupt("ZIP64 end record out of range");
+    // In the archive but before this tail (tail_offset > 0 here).
+    if (zip64_end_abs < tail_offset) return Status::Invalid("need more bytes");
     const std::uint8_t* z = tail.data() + (zip64_end_abs - tail_offset);
     if (load_le<std::uint32_t>(z) != kZip64EndSig) return corrupt("bad ZIP64 end record signature");
     dir.entries = load_le<std::uint64_t>(z + 32);

@@ -51,7 +51,6 @@ std::string shape_text(std::uint64_t rows, std::uint64_t cols) {
   return std::to_string(rows) + "x" + std::to_string(cols);
 }
 
-// Derives the global shape from the shard headers, per scheme.
 // The extent every shard of a one-axis scheme shares (the column count of row
 // shards), taken from the majority so that the shard that differs is the one
 // blamed; the first shard was blamed for any disagreement before, even when
@@ -60,12 +59,17 @@ std::uint64_t shared_extent(const std::vector<SourceShard>& shards, bool columns
   std::map<std::uint64_t, std::uint64_t> votes;
   for (const auto& s : shards) ++votes[columns ? s.ncols : s.nrows];
   std::uint64_t best = columns ? shards.front().ncols : shards.front().nrows;
+  std::uint64_t best_votes = votes[best];
   for (const auto& [extent, count] : votes) {
-    if (count > votes[best]) best = extent;
+    if (count > best_votes) {
+      best = extent;
+      best_votes = count;
+    }
   }
   return best;
 }
 
+// Derives the global shape from the shard headers, per scheme.
 Result<GlobalShape> derive_shape(const ShardingSpec& spec, const std::vector<SourceShard>& shards,
                                  std::uint64_t row_blocks, std::uint64_t col_blocks) {
   if (spec.shape) return *spec.shape;
