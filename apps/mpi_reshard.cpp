@@ -72,16 +72,22 @@ reshard::Result<reshard::zip::WriteOptions> parse_compression(const std::string&
     options.method = reshard::zip::Method::kStored;
     return options;
   }
-  if (text == "deflate") return options;
-  if (text.rfind("deflate:", 0) == 0) {
+  // "deflate[:L]" is libdeflate (L 0..12), "igzip[:L]" ISA-L (L 0..3).
+  const bool igzip = text.rfind("igzip", 0) == 0;
+  const std::string engine = igzip ? "igzip" : "deflate";
+  const int max_level = igzip ? 3 : 12;
+  options.deflater = igzip ? reshard::zip::Deflater::kIgzip : reshard::zip::Deflater::kLibdeflate;
+  if (text == engine) return options;
+  if (text.rfind(engine + ":", 0) == 0) {
+    const std::string level = text.substr(engine.size() + 1);
     try {
       std::size_t used = 0;
-      options.level = std::stoi(text.substr(8), &used);
-      if (used == text.size() - 8 && options.level >= 0 && options.level <= 12) return options;
+      options.level = std::stoi(level, &used);
+      if (used == level.size() && options.level >= 0 && options.level <= max_level) return options;
     } catch (const std::exception&) {
     }
   }
-  return fail("--compress '" + text + "': expected none, deflate or deflate:LEVEL with LEVEL 0..12");
+  return fail("--compress '" + text + "': expected none, igzip, igzip:LEVEL (0..3), deflate or deflate:LEVEL (0..12)");
 }
 
 // Numeric flags are read as text and checked here: Boost's lexical_cast
@@ -121,7 +127,7 @@ struct CommandLine {
 std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLine& out) {
   std::string old_scheme;
   std::string new_scheme;
-  std::string compress = "deflate:1";
+  std::string compress = "igzip:1";
   std::string memory_limit;
   std::string max_message_bytes = std::to_string(out.config.max_message_bytes);
   std::string ownership_epsilon = "0.1";
@@ -144,7 +150,9 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
       "replace what the destination holds (shard files, another job's published dataset)");
   add("restart", po::bool_switch(&out.config.restart),
       "discard an earlier unfinished run's manifest (another job, or changed sources) and start over");
-  add("compress", po::value(&compress)->default_value("deflate:1"), "none | deflate | deflate:LEVEL (0..12)");
+  add("compress", po::value(&compress)->default_value("igzip:1"),
+      "none | igzip | igzip:LEVEL (0..3, ISA-L, 4 MiB chunks on all threads) | deflate | deflate:LEVEL (0..12, "
+      "libdeflate)");
   add("max-message-bytes", po::value(&max_message_bytes)->default_value(max_message_bytes),
       "largest single MPI message; exchanges larger than this run in rounds");
   add("ownership-epsilon", po::value(&ownership_epsilon)->default_value(ownership_epsilon),

@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git clang-format clang-tidy
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
   libboost-program-options-dev libcurl4-openssl-dev
-  libgtest-dev libdeflate-dev nlohmann-json3-dev
+  libgtest-dev libdeflate-dev libisal-dev nlohmann-json3-dev
   python3-numpy python3-scipy python3-pytest python3-pip python3-setuptools
   time libssl-dev
   slurm-wlm munge

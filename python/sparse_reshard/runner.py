@@ -118,7 +118,7 @@ def _option_args(overwrite: bool, restart: bool, memory_limit: Union[int, str, N
         args += ["--memory-limit", str(memory_limit)]
     if compress is not None:
         if not isinstance(compress, str):
-            raise ValueError(f"compress must be 'none', 'deflate' or 'deflate:LEVEL', got {compress!r}")
+            raise ValueError(f"compress must be 'none', 'igzip[:LEVEL]' or 'deflate[:LEVEL]', got {compress!r}")
         args += ["--compress", compress]
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
@@ -168,8 +168,8 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: Scheme, new_scheme
     ``overwrite=True`` replaces what the destination holds (``--overwrite``);
     ``restart=True`` discards an earlier unfinished run's manifest
     (``--restart``); ``memory_limit`` is bytes per rank or a size such as
-    ``"8GiB"``; ``compress`` is ``"none"``, ``"deflate"`` or
-    ``"deflate:LEVEL"``; ``threads`` is threads per rank (0: automatic).
+    ``"8GiB"``; ``compress`` is ``"none"``, ``"igzip"`` / ``"igzip:LEVEL"``
+    (the default, ``igzip:1``) or ``"deflate"`` / ``"deflate:LEVEL"``; ``threads`` is threads per rank (0: automatic).
 
     ``progress_cb(fraction)`` is called from the calling thread (this function
     reads the program's progress while it waits) with non-decreasing

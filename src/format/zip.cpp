@@ -1,5 +1,6 @@
 #include "reshard/format/zip.hpp"
 
+#include "reshard/format/deflate.hpp"
 #include "reshard/parallel.hpp"
 
 #include <libdeflate.h>
@@ -32,9 +33,6 @@ constexpr std::uint64_t kMaxComment = 0xFFFF;
 constexpr std::uint16_t kFixedDosDate = (0 << 9) | (1 << 5) | 1;
 constexpr std::uint16_t kFixedDosTime = 0;
 
-struct DeflateCompressorDeleter {
-  void operator()(libdeflate_compressor* c) const { libdeflate_free_compressor(c); }
-};
 struct DeflateDecompressorDeleter {
   void operator()(libdeflate_decompressor* d) const { libdeflate_free_decompressor(d); }
 };
@@ -231,46 +229,84 @@ Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const Wri
   return archive.flatten();
 }
 
-Result<Archive> write_archive_pieces(const std::vector<MemberToWrite>& members, const WriteOptions& options) {
-  if (options.method == Method::kDeflate && (options.level < 0 || options.level > 12)) {
-    return Status::Invalid("deflate level must be 0..12");
+namespace {
+
+// A deflate job: bytes [offset, offset + length) of a member's prefix-then-
+// content, compressed alone.
+struct DeflateChunk {
+  std::size_t member = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+  bool last = true;
+  Bytes compressed;
+  Status status;
+};
+
+// libdeflate deflates a member as one stream; igzip cuts it into fixed-size
+// chunks, so the cut (and the bytes) depend only on the member's size.
+std::vector<DeflateChunk> plan_deflate_chunks(const std::vector<MemberToWrite>& members, Deflater deflater) {
+  std::vector<DeflateChunk> chunks;
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    const std::uint64_t size = members[i].prefix.size() + members[i].content.size();
+    const std::uint64_t step = deflater == Deflater::kIgzip ? kIgzipChunkBytes : std::max<std::uint64_t>(size, 1);
+    std::uint64_t offset = 0;
+    do {
+      const std::uint64_t length = std::min(step, size - offset);
+      chunks.push_back({i, offset, length, offset + length == size, {}, {}});
+      offset += length;
+    } while (offset < size);
   }
-  // Compress (and checksum) every member first, several at once: each is its
-  // own deflate stream, so the bytes are the same for any thread count.
-  struct Payload {
-    std::uint32_t crc32 = 0;
-    Bytes compressed;  // deflate only
-    Status status;
-  };
-  std::vector<Payload> payloads(members.size());
-  auto prepare = [&](std::size_t i) {
-    const auto& member = members[i];
-    Payload& p = payloads[i];
-    p.crc32 = crc32(member.content, crc32(member.prefix));
-    if (options.method != Method::kDeflate) return;
-    std::unique_ptr<libdeflate_compressor, DeflateCompressorDeleter> compressor(
-        libdeflate_alloc_compressor(options.level));
-    if (!compressor) {
-      p.status = Status::Internal("out of memory allocating a deflate compressor");
+  return chunks;
+}
+
+// The chunk's input, contiguous: a view of the content unless the chunk
+// starts inside the prefix (an npy header), which is then joined in `joined`.
+ByteView chunk_input(const MemberToWrite& member, const DeflateChunk& chunk, Bytes& joined) {
+  const std::uint64_t prefix = member.prefix.size();
+  if (chunk.offset >= prefix) return member.content.subspan(chunk.offset - prefix, chunk.length);
+  joined.clear();
+  joined.reserve(chunk.length);
+  const std::uint64_t from_prefix = std::min(chunk.length, prefix - chunk.offset);
+  append_bytes(joined, member.prefix.subspan(chunk.offset, from_prefix));
+  append_bytes(joined, member.content.first(chunk.length - from_prefix));
+  return joined;
+}
+
+}  // namespace
+
+Result<Archive> write_archive_pieces(const std::vector<MemberToWrite>& members, const WriteOptions& options) {
+  const int max_level = options.deflater == Deflater::kIgzip ? 3 : 12;
+  if (options.method == Method::kDeflate && (options.level < 0 || options.level > max_level)) {
+    return Status::Invalid("deflate level must be 0.." + std::to_string(max_level));
+  }
+  // Checksums and deflate chunks all run at once, as independent tasks.
+  std::vector<std::uint32_t> crcs(members.size(), 0);
+  std::vector<DeflateChunk> chunks;
+  if (options.method == Method::kDeflate) chunks = plan_deflate_chunks(members, options.deflater);
+  run_in_parallel(members.size() + chunks.size(), options.threads, [&](std::size_t task) {
+    if (task < members.size()) {
+      crcs[task] = crc32(members[task].content, crc32(members[task].prefix));
       return;
     }
-    // One deflate stream needs the member contiguous.
+    DeflateChunk& chunk = chunks[task - members.size()];
     Bytes joined;
-    ByteView input = member.content;
-    if (!member.prefix.empty()) {
-      joined.reserve(member.prefix.size() + member.content.size());
-      append_bytes(joined, member.prefix);
-      append_bytes(joined, member.content);
-      input = joined;
+    const ByteView input = chunk_input(members[chunk.member], chunk, joined);
+    Result<Bytes> compressed = options.deflater == Deflater::kIgzip
+                                   ? deflate::igzip_piece(input, options.level, chunk.last)
+                                   : deflate::libdeflate_stream(input, options.level);
+    if (compressed.ok()) {
+      chunk.compressed = std::move(compressed).value();
+    } else {
+      chunk.status = compressed.status().with_context("compressing member " + members[chunk.member].name);
     }
-    p.compressed.resize(libdeflate_deflate_compress_bound(compressor.get(), input.size()));
-    const std::size_t n = libdeflate_deflate_compress(compressor.get(), input.data(), input.size(), p.compressed.data(),
-                                                      p.compressed.size());
-    if (n == 0) p.status = Status::Internal("deflate failed for member " + member.name);
-    p.compressed.resize(n);
-  };
-  run_in_parallel(members.size(), options.threads, prepare);
-  for (const auto& p : payloads) RESHARD_RETURN_IF_ERROR(p.status);
+  });
+  std::vector<std::vector<Bytes>> compressed(members.size());
+  std::vector<std::uint64_t> compressed_sizes(members.size(), 0);
+  for (auto& chunk : chunks) {
+    RESHARD_RETURN_IF_ERROR(chunk.status);
+    compressed_sizes[chunk.member] += chunk.compressed.size();
+    compressed[chunk.member].push_back(std::move(chunk.compressed));
+  }
 
   struct Written {
     MemberInfo info;
@@ -289,18 +325,17 @@ Result<Archive> write_archive_pieces(const std::vector<MemberToWrite>& members, 
     archive.size += bytes.size();
     archive.pieces.push_back(bytes);
   };
-  archive.owned.reserve(2 * members.size() + 1);
+  archive.owned.reserve(members.size() + chunks.size() + 1);
   std::vector<Written> written;
   for (std::size_t i = 0; i < members.size(); ++i) {
     const auto& member = members[i];
     Written w;
     w.info.name = member.name;
     w.info.method = options.method;
-    w.info.crc32 = payloads[i].crc32;
+    w.info.crc32 = crcs[i];
     w.info.uncompressed_size = member.prefix.size() + member.content.size();
     w.info.local_header_offset = archive.size;
-    w.info.compressed_size =
-        options.method == Method::kDeflate ? payloads[i].compressed.size() : w.info.uncompressed_size;
+    w.info.compressed_size = options.method == Method::kDeflate ? compressed_sizes[i] : w.info.uncompressed_size;
     w.zip64 = options.force_zip64 || w.info.uncompressed_size >= k32BitMarker ||
               w.info.compressed_size >= k32BitMarker || w.info.local_header_offset >= k32BitMarker;
     Bytes header;
@@ -324,7 +359,7 @@ Result<Archive> write_archive_pieces(const std::vector<MemberToWrite>& members, 
     }
     add_owned(std::move(header));
     if (options.method == Method::kDeflate) {
-      add_owned(std::move(payloads[i].compressed));
+      for (auto& piece : compressed[i]) add_owned(std::move(piece));
     } else {
       // Stored members are written straight from the caller's buffers.
       add_view(member.prefix);

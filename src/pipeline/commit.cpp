@@ -12,7 +12,9 @@ namespace {
 using nlohmann::json;
 
 std::string compression_text(const zip::WriteOptions& options) {
-  return options.method == zip::Method::kStored ? "none" : "deflate:" + std::to_string(options.level);
+  if (options.method == zip::Method::kStored) return "none";
+  const char* engine = options.deflater == zip::Deflater::kIgzip ? "igzip:" : "deflate:";
+  return engine + std::to_string(options.level);
 }
 
 // Everything rank 0 reads of an earlier run, and what it makes of it.

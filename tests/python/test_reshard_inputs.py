@@ -134,3 +134,28 @@ def test_report_summary_and_progress(tmp_path, reshard):
     assert f"fingerprint source nnz={m.nnz} " in run.stdout
     progress = [line for line in run.stderr.splitlines() if line.startswith("progress")]
     assert len(progress) >= 4 and "100.0%" in progress[-1]
+
+
+def test_igzip_chunked_members_read_by_scipy_and_zipfile(tmp_path, reshard):
+    # data (8 bytes x 700k) spans two 4 MiB igzip chunks, so this reads a
+    # stream joined at a full-flush boundary, not a single-chunk one. The source
+    # is stored, so the shard is rewritten rather than copied (see test_reuse).
+    rng = np.random.default_rng(7)
+    m = sp.random(4000, 3000, density=700_000 / 12e6, format="csr", random_state=rng)
+    m.data = np.round(m.data * 50)
+    outputs = {}
+    for ranks, threads in ((1, 1), (3, 2)):
+        name = f"np{ranks}_t{threads}"
+        dst, _ = roundtrip(tmp_path / name, reshard, m, "rows:block=4000", "rows:block=4000", ranks=ranks,
+                           extra=["--compress", "igzip:1", "--threads", str(threads)], compressed=False)
+        path = dst.format(i=0)
+        with zipfile.ZipFile(path) as z:
+            assert z.testzip() is None
+            assert {info.compress_type for info in z.infolist()} == {zipfile.ZIP_DEFLATED}
+            assert z.getinfo("data.npy").file_size > 4 << 20
+        got = sp.load_npz(path)
+        assert (got != m).nnz == 0
+        with open(path, "rb") as f:
+            outputs[name] = f.read()
+    assert outputs["np1_t1"] == outputs["np3_t2"]
+    assert len(outputs["np1_t1"]) < 0.7 * (m.data.nbytes + m.indices.nbytes)

@@ -184,3 +184,64 @@ TEST(ZipCrc32, ChainsAcrossPiecesIncludingEmptyOnes) {
 
 }  // namespace
 }  // namespace reshard::zip
+
+namespace reshard::zip {
+namespace {
+
+// Compressible but not trivial: small numbers, as index arrays are.
+Bytes index_like(std::size_t size) {
+  Bytes out(size);
+  std::uint32_t x = 12345;
+  for (std::size_t i = 0; i < size; ++i) {
+    x = x * 1103515245u + 12345u;
+    out[i] = static_cast<std::uint8_t>((x >> 16) % 23);
+  }
+  return out;
+}
+
+TEST(ZipIgzip, ChunkedMembersInflateToTheirBytesForEveryLevel) {
+  // 2.5 chunks with a prefix across the first cut, one chunk exactly, one
+  // empty member, one tiny.
+  const Bytes header = {0x93, 'N', 'U', 'M', 'P', 'Y'};
+  const Bytes big = index_like(kIgzipChunkBytes * 5 / 2);
+  const Bytes exact = index_like(kIgzipChunkBytes);
+  const Bytes empty;
+  const Bytes tiny = {1, 2, 3};
+  Bytes big_joined = header;
+  big_joined.insert(big_joined.end(), big.begin(), big.end());
+  for (int level = 0; level <= 3; ++level) {
+    WriteOptions options{Method::kDeflate, level, false, 2, Deflater::kIgzip};
+    auto archive = write_archive(
+        {{"big.npy", big, header}, {"exact.npy", exact}, {"empty.npy", empty}, {"tiny.npy", tiny}}, options);
+    ASSERT_TRUE(archive.ok()) << archive.status().message();
+    EXPECT_EQ(extract_named(*archive, "big.npy"), big_joined) << "level " << level;
+    EXPECT_EQ(extract_named(*archive, "exact.npy"), exact) << "level " << level;
+    EXPECT_EQ(extract_named(*archive, "empty.npy"), empty) << "level " << level;
+    EXPECT_EQ(extract_named(*archive, "tiny.npy"), tiny) << "level " << level;
+    auto members = read_directory(*archive, archive->size());
+    ASSERT_TRUE(members.ok());
+    // 23 symbols carry 4.52 bits per byte: deflated, about 0.57 of the input.
+    // Level 0 uses fixed Huffman tables that suit text, and stores this.
+    if (level > 0) {
+      EXPECT_LT((*members)[0].compressed_size, big.size() * 7 / 10) << "level " << level << " did not compress";
+    }
+  }
+}
+
+TEST(ZipIgzip, BytesDoNotDependOnThreadCount) {
+  const Bytes big = index_like(kIgzipChunkBytes * 3 + 17);
+  const std::vector<MemberToWrite> members = {{"a.npy", big}, {"b.npy", big}};
+  auto one = write_archive(members, {Method::kDeflate, 1, false, 1, Deflater::kIgzip});
+  auto three = write_archive(members, {Method::kDeflate, 1, false, 3, Deflater::kIgzip});
+  ASSERT_TRUE(one.ok() && three.ok());
+  EXPECT_EQ(*one, *three);
+}
+
+TEST(ZipIgzip, LevelsOutsideItsRangeAreRefused) {
+  auto archive = write_archive({{"a.npy", text("x")}}, {Method::kDeflate, 4, false, 1, Deflater::kIgzip});
+  ASSERT_FALSE(archive.ok());
+  EXPECT_NE(archive.status().message().find("0..3"), std::string::npos) << archive.status().message();
+}
+
+}  // namespace
+}  // namespace reshard::zip

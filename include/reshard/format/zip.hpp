@@ -3,6 +3,7 @@
 // No I/O: callers hand in the archive bytes.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -50,14 +51,29 @@ struct MemberToWrite {
   ByteView prefix = {};
 };
 
+// Which deflate implementation writes deflated members. Both write streams
+// any inflater reads (zlib, Python's zipfile, scipy).
+enum class Deflater {
+  // libdeflate, levels 0..12: one stream per member, so a member is
+  // compressed by one thread.
+  kLibdeflate,
+  // ISA-L igzip, levels 0..3: a member is cut into kIgzipChunkBytes chunks,
+  // each deflated alone (on any thread) and ended on a byte boundary, then
+  // joined into one stream; the bytes do not depend on the thread count.
+  kIgzip,
+};
+inline constexpr std::size_t kIgzipChunkBytes = std::size_t{4} << 20;
+
 struct WriteOptions {
   Method method = Method::kDeflate;
   int level = 1;
   // Forces ZIP64 records even for small archives; tests use it to exercise the
   // path that archives over 4 GiB take.
   bool force_zip64 = false;
-  // Members compressed at once; the bytes do not depend on it.
+  // Threads compressing members (and igzip chunks); the bytes do not depend
+  // on it.
   int threads = 1;
+  Deflater deflater = Deflater::kLibdeflate;
 };
 
 // Writes a byte-for-byte deterministic archive: fixed timestamps, no extra
