@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
+
+#include "reshard/parallel.hpp"
 
 namespace reshard {
 namespace {
@@ -41,6 +44,9 @@ struct EntryKey {
 
 // Above this many sorted runs a merge costs more than the counting sort.
 constexpr std::size_t kMaxMergedRuns = 1024;
+// Below this many entries per thread, splitting a merge costs more than it
+// saves.
+constexpr std::uint64_t kMinEntriesPerMergePiece = 1 << 16;
 
 // Entries usually arrive as a few sorted runs: each bucket segment is one
 // canonical source shard's entries in storage order, and a rank's segments
@@ -74,16 +80,50 @@ void emit(const Entry& e, std::uint64_t slot, std::uint64_t major_local, std::ui
   out.fingerprint.add(csr ? major_global : minor_global, csr ? minor_global : major_global, e.value_bits);
 }
 
-// k-way merge with a binary heap of run heads: streaming, no scatter, and
-// no scratch beyond the output arrays.
-void merge_sorted_runs(const std::vector<std::span<const Entry>>& runs, const AxisMapping& major_axis,
-                       const AxisMapping& minor_axis, bool csr, std::uint64_t nmajor, AssembledShard& out) {
+std::uint64_t major_of(const Entry& e, bool csr) { return csr ? e.row : e.col; }
+
+// Entries of the runs with a global major index below `major`.
+std::uint64_t entries_below(const std::vector<std::span<const Entry>>& runs, bool csr, std::uint64_t major) {
   std::uint64_t n = 0;
-  for (const auto& run : runs) n += run.size();
+  for (const auto& run : runs) {
+    n += static_cast<std::uint64_t>(
+        std::partition_point(run.begin(), run.end(), [&](const Entry& e) { return major_of(e, csr) < major; }) -
+        run.begin());
+  }
+  return n;
+}
+
+// One thread's share of a merge: the entries whose global major index is in
+// [first_major, end_major), written to the slots from `first_slot`, and the
+// indptr words [first_local, end_local) (indptr[j] is the first slot whose
+// local major is >= j, so each word has exactly one writer).
+struct MergePiece {
+  std::uint64_t first_major = 0;
+  std::uint64_t end_major = 0;
+  std::uint64_t first_slot = 0;
+  std::uint64_t first_local = 0;
+  std::uint64_t end_local = 0;
+  Fingerprint fingerprint;
+};
+
+// k-way merge of this piece's part of every run with a binary heap of run
+// heads. After a pop, the run keeps the lead while it stays below the next
+// head, so runs that do not interleave (a row block's rows, a hashed row's
+// entries) are copied at one comparison per entry.
+void merge_piece(const std::vector<std::span<const Entry>>& all_runs, const AxisMapping& major_axis,
+                 const AxisMapping& minor_axis, bool csr, MergePiece& piece, AssembledShard& out) {
+  std::vector<std::span<const Entry>> runs;
+  for (const auto& run : all_runs) {
+    const auto below = [&](std::uint64_t major) {
+      return static_cast<std::size_t>(
+          std::partition_point(run.begin(), run.end(), [&](const Entry& e) { return major_of(e, csr) < major; }) -
+          run.begin());
+    };
+    const std::size_t begin = below(piece.first_major);
+    const std::size_t end = below(piece.end_major);
+    if (end > begin) runs.push_back(run.subspan(begin, end - begin));
+  }
   const std::uint32_t width = out.value_dtype.itemsize;
-  out.indptr.assign(nmajor + 1, 0);
-  out.indices.resize(n);
-  out.values.resize(n * width);
   const EntryKey key{csr};
   std::vector<std::size_t> position(runs.size(), 0);
   std::vector<std::size_t> heap;  // run indices, smallest head on top
@@ -92,27 +132,87 @@ void merge_sorted_runs(const std::vector<std::span<const Entry>>& runs, const Ax
   };
   for (std::size_t r = 0; r < runs.size(); ++r) heap.push_back(r);
   std::make_heap(heap.begin(), heap.end(), heap_greater);
+  std::uint64_t slot = piece.first_slot;
+  std::uint64_t next_indptr = piece.first_local;
   // Local majors only grow, so a hashed axis is walked, not searched.
-  std::uint64_t major_local = 0;
-  for (std::uint64_t slot = 0; slot < n; ++slot) {
-    std::pop_heap(heap.begin(), heap.end(), heap_greater);
-    const std::size_t r = heap.back();
-    const Entry& e = runs[r][position[r]];
-    const std::uint64_t major_global = csr ? e.row : e.col;
+  std::uint64_t major_local = piece.first_local;
+  const auto take = [&](const Entry& e) {
+    const std::uint64_t major_global = major_of(e, csr);
     if (major_axis.ids == nullptr) {
       major_local = major_global - major_axis.offset;
     } else {
       while ((*major_axis.ids)[major_local] < major_global) ++major_local;
     }
-    ++out.indptr[major_local + 1];
-    emit(e, slot, major_local, width, major_axis, minor_axis, csr, out);
-    if (++position[r] < runs[r].size()) {
+    while (next_indptr <= major_local) out.indptr[next_indptr++] = slot;
+    const std::uint64_t minor_local = minor_axis.local(csr ? e.col : e.row);
+    out.indices[slot] = minor_local;
+    std::memcpy(out.values.data() + slot * width, &e.value_bits, width);
+    const std::uint64_t minor_global = minor_axis.global(minor_local);
+    piece.fingerprint.add(csr ? major_global : minor_global, csr ? minor_global : major_global, e.value_bits);
+    ++slot;
+  };
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), heap_greater);
+    const std::size_t r = heap.back();
+    const auto& run = runs[r];
+    const Entry* limit = heap.size() > 1 ? &runs[heap.front()][position[heap.front()]] : nullptr;
+    do {
+      take(run[position[r]++]);
+    } while (position[r] < run.size() && (limit == nullptr || key.less(run[position[r]], *limit)));
+    if (position[r] < run.size()) {
       std::push_heap(heap.begin(), heap.end(), heap_greater);
     } else {
       heap.pop_back();
     }
   }
-  for (std::uint64_t i = 0; i < nmajor; ++i) out.indptr[i + 1] += out.indptr[i];
+  while (next_indptr < piece.end_local) out.indptr[next_indptr++] = slot;
+}
+
+// Splits the merge into pieces of about equal entries by global major index
+// (a major is never split, so a piece may be larger than its share when one
+// row holds many entries) and merges them on `threads` threads. The result
+// is the one sorted order, whatever the thread count.
+void merge_sorted_runs(const std::vector<std::span<const Entry>>& runs, const AxisMapping& major_axis,
+                       const AxisMapping& minor_axis, bool csr, std::uint64_t nmajor, int threads,
+                       AssembledShard& out) {
+  std::uint64_t n = 0;
+  std::uint64_t lowest = std::numeric_limits<std::uint64_t>::max();
+  std::uint64_t highest = 0;
+  for (const auto& run : runs) {
+    n += run.size();
+    lowest = std::min(lowest, major_of(run.front(), csr));
+    highest = std::max(highest, major_of(run.back(), csr));
+  }
+  out.indptr.assign(nmajor + 1, 0);
+  out.indices.resize(n);
+  out.values.resize(n * out.value_dtype.itemsize);
+  const std::uint64_t wanted = std::max<std::uint64_t>(
+      1, std::min<std::uint64_t>(static_cast<std::uint64_t>(std::max(1, threads)), n / kMinEntriesPerMergePiece));
+  std::vector<MergePiece> pieces(wanted);
+  for (std::uint64_t t = 1; t < wanted; ++t) {
+    // The smallest major with at least t/wanted of the entries below it.
+    const std::uint64_t target = n / wanted * t;
+    std::uint64_t lo = std::max(lowest, pieces[t - 1].first_major);
+    std::uint64_t hi = highest + 1;
+    while (lo < hi) {
+      const std::uint64_t mid = lo + (hi - lo) / 2;
+      if (entries_below(runs, csr, mid) >= target) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    pieces[t].first_major = lo;
+    pieces[t].first_slot = entries_below(runs, csr, lo);
+    pieces[t].first_local = major_axis.local(lo);
+  }
+  for (std::uint64_t t = 0; t < wanted; ++t) {
+    pieces[t].end_major = t + 1 < wanted ? pieces[t + 1].first_major : std::numeric_limits<std::uint64_t>::max();
+    pieces[t].end_local = t + 1 < wanted ? pieces[t + 1].first_local : nmajor + 1;
+  }
+  run_in_parallel(pieces.size(), threads,
+                  [&](std::size_t t) { merge_piece(runs, major_axis, minor_axis, csr, pieces[t], out); });
+  for (const auto& piece : pieces) out.fingerprint.merge(piece.fingerprint);
 }
 
 // The general path: counting sort by major index, then a sort of each
@@ -175,7 +275,8 @@ std::vector<std::vector<std::uint64_t>> hashed_ids_for(const Plan& plan,
 }
 
 AssembledShard assemble_shard(const std::vector<std::span<const Entry>>& parts, const DestinationShard& shard,
-                              const Plan& plan, npy::DType value_dtype, std::vector<std::uint64_t> hashed_ids) {
+                              const Plan& plan, npy::DType value_dtype, std::vector<std::uint64_t> hashed_ids,
+                              int threads) {
   const auto& spec = plan.destination_map.spec();
   AssembledShard out;
   out.shard = &shard;
@@ -203,7 +304,7 @@ AssembledShard assemble_shard(const std::vector<std::span<const Entry>>& parts, 
 
   std::vector<std::span<const Entry>> runs;
   if (split_into_sorted_runs(parts, csr, runs)) {
-    merge_sorted_runs(runs, major_axis, minor_axis, csr, nmajor, out);
+    merge_sorted_runs(runs, major_axis, minor_axis, csr, nmajor, threads, out);
   } else {
     counting_sort(parts, major_axis, minor_axis, csr, nmajor, out);
   }

@@ -1,39 +1,67 @@
 #include "reshard/pipeline/bucket.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
+#include "reshard/parallel.hpp"
+
 namespace reshard {
 
-BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destination_map, const std::vector<bool>& skip) {
+BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destination_map, const std::vector<bool>& skip,
+                          int threads) {
   constexpr std::uint32_t kDropped = std::numeric_limits<std::uint32_t>::max();
   const std::uint64_t nnz = source.decoded.matrix.nnz;
+  const std::uint64_t shards = skip.size();
+  // Each thread takes one contiguous range of positions. Its entries land,
+  // per destination, after those of the ranges before it, so the block is
+  // the same for any thread count: ranges are few and large because the
+  // per-range counts cost a word per destination shard.
+  const std::uint64_t ranges = std::max<std::uint64_t>(
+      1, std::min<std::uint64_t>(static_cast<std::uint64_t>(std::max(1, threads)), nnz / kMinEntriesPerBucketRange));
+  auto range_begin = [&](std::uint64_t r) { return nnz / ranges * r + std::min(r, nnz % ranges); };
   std::vector<std::uint32_t> destination(nnz);
-  std::vector<std::uint64_t> counts(skip.size(), 0);
-  std::uint64_t k = 0;
-  source.for_each_global_entry([&](std::uint64_t row, std::uint64_t col, std::uint64_t, std::uint64_t) {
-    const std::uint64_t shard = destination_map.shard_of(row, col);
-    const bool dropped = skip[shard];
-    destination[k++] = dropped ? kDropped : static_cast<std::uint32_t>(shard);
-    counts[shard] += dropped ? 0 : 1;
+  std::vector<std::vector<std::uint64_t>> counts(ranges, std::vector<std::uint64_t>(shards, 0));
+  run_in_parallel(ranges, threads, [&](std::size_t r) {
+    auto& mine = counts[r];
+    std::uint64_t k = range_begin(r);
+    source.for_each_global_entry_in(range_begin(r), range_begin(r + 1),
+                                    [&](std::uint64_t row, std::uint64_t col, std::uint64_t, std::uint64_t) {
+                                      const std::uint64_t shard = destination_map.shard_of(row, col);
+                                      const bool dropped = skip[shard];
+                                      destination[k++] = dropped ? kDropped : static_cast<std::uint32_t>(shard);
+                                      mine[shard] += dropped ? 0 : 1;
+                                    });
   });
   BucketBlock block;
-  std::vector<std::uint64_t> cursor(counts.size(), 0);
+  // counts[r][d] becomes where range r's first entry for d goes.
   std::uint64_t kept = 0;
-  for (std::uint64_t d = 0; d < counts.size(); ++d) {
-    cursor[d] = kept;
-    kept += counts[d];
-    if (counts[d] > 0) block.segments.push_back({d, counts[d]});
+  for (std::uint64_t d = 0; d < shards; ++d) {
+    const std::uint64_t start = kept;
+    for (auto& mine : counts) {
+      const std::uint64_t n = mine[d];
+      mine[d] = kept;
+      kept += n;
+    }
+    if (kept > start) block.segments.push_back({d, kept - start});
   }
   block.entries.resize(kept);
   const std::uint64_t order_base = source.shard->index << kOrderShardShift;
-  k = 0;
-  source.for_each_global_entry([&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t position) {
-    const std::uint32_t shard = destination[k++];
-    if (shard == kDropped) return;
-    block.fingerprint.add(row, col, bits);
-    block.entries[cursor[shard]++] = Entry{row, col, bits, order_base | position};
+  std::vector<Fingerprint> fingerprints(ranges);
+  run_in_parallel(ranges, threads, [&](std::size_t r) {
+    auto& cursor = counts[r];
+    auto& fingerprint = fingerprints[r];
+    std::uint64_t k = range_begin(r);
+    source.for_each_global_entry_in(
+        range_begin(r), range_begin(r + 1),
+        [&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t position) {
+          const std::uint32_t shard = destination[k++];
+          if (shard == kDropped) return;
+          fingerprint.add(row, col, bits);
+          block.entries[cursor[shard]++] = Entry{row, col, bits, order_base | position};
+        });
   });
+  for (const auto& fingerprint : fingerprints) block.fingerprint.merge(fingerprint);
   return block;
 }
 

@@ -357,7 +357,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
         ahead = std::async(std::launch::async, [&src_store, next] { return fetch_source(src_store, *next); });
       }
       const auto t1 = Clock::now();
-      buckets.add(bucket_source(*loaded, plan.destination_map, skip));
+      buckets.add(bucket_source(*loaded, plan.destination_map, skip, threads));
       bucket_seconds += seconds_since(t1);
     }
     report_progress(
@@ -516,7 +516,8 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
         owned.size(),
         [&](std::size_t k) {
           const auto t0 = Clock::now();
-          AssembledShard assembled = assemble_shard(entries.parts[k], *owned[k], plan, value_dtype, std::move(ids[k]));
+          AssembledShard assembled =
+              assemble_shard(entries.parts[k], *owned[k], plan, value_dtype, std::move(ids[k]), threads);
           const auto t1 = Clock::now();
           assemble_seconds += std::chrono::duration<double>(t1 - t0).count();
           auto w = write_shard(dst_store, assembled, compression);

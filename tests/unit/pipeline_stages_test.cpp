@@ -1,10 +1,15 @@
 // Stages in isolation, with a one-rank communicator: no mpiexec needed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <tuple>
 
+#include "reshard/format/npz.hpp"
 #include "reshard/pipeline/assemble.hpp"
+#include "reshard/pipeline/bucket.hpp"
 #include "reshard/pipeline/exchange.hpp"
 #include "support/temp_dir.hpp"
 
@@ -29,6 +34,88 @@ BucketBlock block_of(std::vector<Entry> entries, std::vector<BucketBlock::Segmen
   block.entries = std::move(entries);
   block.segments = std::move(segments);
   return block;
+}
+
+// A 2000x900 CSR source shard at rows 1000.., with rows of uneven length
+// and some empty, encoded and decoded by the library's npz code.
+LoadedSource loaded_csr_source(const SourceShard& shard, std::uint64_t nnz_wanted) {
+  std::vector<std::uint64_t> indptr{0};
+  std::vector<std::uint64_t> indices;
+  std::vector<double> values;
+  std::uint64_t state = 12345;
+  auto next = [&state] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return state >> 33;
+  };
+  for (std::uint64_t r = 0; r < 2000; ++r) {
+    const std::uint64_t length = r % 7 == 3 ? 0 : next() % (2 * nnz_wanted / 2000 + 1);
+    std::uint64_t col = next() % 4;
+    for (std::uint64_t j = 0; j < length && col < 900; ++j, col += 1 + next() % 2) {
+      indices.push_back(col);
+      values.push_back(static_cast<double>(indices.size()));
+    }
+    indptr.push_back(indices.size());
+  }
+  npz::EncodeInput input;
+  input.nrows = 2000;
+  input.ncols = 900;
+  input.indptr = indptr;
+  input.indices = indices;
+  input.value_dtype = {'f', 8};
+  input.values = ByteView(reinterpret_cast<const std::uint8_t*>(values.data()), values.size() * sizeof(double));
+  auto bytes = npz::encode(input, zip::WriteOptions{zip::Method::kStored});
+  EXPECT_TRUE(bytes.ok()) << bytes.status().message();
+  auto decoded = npz::decode(std::move(bytes).value(), 1);
+  EXPECT_TRUE(decoded.ok()) << decoded.status().message();
+  LoadedSource source;
+  source.shard = &shard;
+  source.decoded = std::move(decoded).value();
+  return source;
+}
+
+TEST(Bucket, SameBlockOnAnyThreadCountWithSkippedShards) {
+  const GlobalShape shape{4000, 900};
+  const auto map = *ShardMap::bind(*ShardingSpec::parse_text("cols:block=100"), shape);
+  SourceShard shard;
+  shard.index = 5;
+  shard.box = {1000, 3000, 0, 900};
+  const LoadedSource source = loaded_csr_source(shard, 400000);
+  ASSERT_GT(source.decoded.matrix.nnz, 3 * kMinEntriesPerBucketRange) << "too small to be split over 3 threads";
+  std::vector<bool> skip(map.shard_count(), false);
+  skip[2] = skip[8] = true;
+  const BucketBlock one = bucket_source(source, map, skip, 1);
+  std::uint64_t expected_kept = 0;
+  source.for_each_global_entry([&](std::uint64_t, std::uint64_t col, std::uint64_t, std::uint64_t) {
+    expected_kept += col / 100 == 2 || col / 100 == 8 ? 0 : 1;
+  });
+  ASSERT_EQ(one.entries.size(), expected_kept);
+  EXPECT_EQ(one.fingerprint.count, expected_kept);
+  // Within each destination, source order; rows are global.
+  std::uint64_t at = 0;
+  for (const auto& segment : one.segments) {
+    EXPECT_NE(segment.shard, 2u);
+    EXPECT_NE(segment.shard, 8u);
+    for (std::uint64_t i = at; i < at + segment.count; ++i) {
+      EXPECT_EQ(one.entries[i].col / 100, segment.shard);
+      EXPECT_GE(one.entries[i].row, 1000u);
+      if (i > at) {
+        ASSERT_LT(one.entries[i - 1].order, one.entries[i].order);
+      }
+    }
+    at += segment.count;
+  }
+  for (const int threads : {2, 3, 7}) {
+    const BucketBlock many = bucket_source(source, map, skip, threads);
+    ASSERT_EQ(many.entries.size(), one.entries.size()) << threads << " threads";
+    EXPECT_EQ(std::memcmp(many.entries.data(), one.entries.data(), one.entries.size() * sizeof(Entry)), 0)
+        << threads << " threads";
+    ASSERT_EQ(many.segments.size(), one.segments.size());
+    for (std::size_t i = 0; i < one.segments.size(); ++i) {
+      EXPECT_EQ(many.segments[i].shard, one.segments[i].shard);
+      EXPECT_EQ(many.segments[i].count, one.segments[i].count);
+    }
+    EXPECT_EQ(many.fingerprint, one.fingerprint) << threads << " threads";
+  }
 }
 
 TEST(Exchange, SelfCommKeepsEverythingLocalAndCountsRounds) {
@@ -149,6 +236,89 @@ TEST(Assemble, CscLayoutAndHashedIds) {
   expected.add(0, 5, 2);
   expected.add(1, 1, 3);
   EXPECT_EQ(shard.fingerprint, expected);
+}
+
+// Runs as a rank receives them: two row-disjoint sorted runs, one run that
+// interleaves with both, a row that holds a third of the entries, and empty
+// rows. Only rows for which keep(row) is true.
+std::vector<std::vector<Entry>> merge_test_runs(std::uint64_t rows, const std::function<bool(std::uint64_t)>& keep) {
+  std::vector<std::vector<Entry>> runs(3);
+  std::uint64_t state = 99;
+  auto next = [&state] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return state >> 33;
+  };
+  std::uint64_t value = 0;
+  for (std::uint64_t r = 0; r < rows; ++r) {
+    if (!keep(r) || r % 5 == 1) continue;
+    const std::uint64_t hot = r == rows / 3 || r == rows / 3 + 1 ? 150000 : 0;
+    const std::size_t disjoint = r < rows / 2 ? 0 : 1;
+    for (std::uint64_t c = next() % 3; c < 700 + hot; c += 1 + next() % 4) {
+      // A few entries go to the interleaving run, some duplicating a column.
+      const bool interleave = next() % 8 == 0;
+      runs[interleave ? 2 : disjoint].push_back(
+          {r, c, value++, (interleave ? 2ULL : 1ULL) << kOrderShardShift | value});
+      if (interleave && next() % 2 == 0) runs[disjoint].push_back({r, c, value++, 1ULL << kOrderShardShift | value});
+    }
+  }
+  return runs;
+}
+
+void expect_merge_matches_reference(const Plan& plan, const DestinationShard& shard, std::vector<std::uint64_t> ids,
+                                    const std::vector<std::vector<Entry>>& runs) {
+  std::vector<Entry> reference;
+  for (const auto& run : runs) reference.insert(reference.end(), run.begin(), run.end());
+  std::sort(reference.begin(), reference.end(), [](const Entry& a, const Entry& b) {
+    return std::tie(a.row, a.col, a.order) < std::tie(b.row, b.col, b.order);
+  });
+  ASSERT_GT(reference.size(), 5u * (1u << 16)) << "too small to be split over 5 threads";
+  const std::vector<std::span<const Entry>> parts = {runs[2], runs[0], runs[1]};
+  const AssembledShard one = assemble_shard(parts, shard, plan, {'i', 8}, ids, 1);
+  ASSERT_EQ(one.indices.size(), reference.size());
+  std::vector<std::uint64_t> local_rows = ids;
+  if (ids.empty()) {
+    for (std::uint64_t r = shard.box.row_begin; r < shard.box.row_end; ++r) local_rows.push_back(r);
+  }
+  std::vector<std::uint64_t> indptr(local_rows.size() + 1, 0);
+  Fingerprint fingerprint;
+  for (std::size_t k = 0; k < reference.size(); ++k) {
+    const auto local = std::lower_bound(local_rows.begin(), local_rows.end(), reference[k].row) - local_rows.begin();
+    ++indptr[static_cast<std::size_t>(local) + 1];
+    ASSERT_EQ(one.indices[k], reference[k].col) << k;
+    std::uint64_t bits = 0;
+    std::memcpy(&bits, one.values.data() + 8 * k, 8);
+    ASSERT_EQ(bits, reference[k].value_bits) << k;
+    fingerprint.add(reference[k].row, reference[k].col, reference[k].value_bits);
+  }
+  for (std::size_t i = 0; i + 1 < indptr.size(); ++i) indptr[i + 1] += indptr[i];
+  EXPECT_EQ(one.indptr, indptr);
+  EXPECT_EQ(one.fingerprint, fingerprint);
+  for (const int threads : {2, 3, 5}) {
+    const AssembledShard many = assemble_shard(parts, shard, plan, {'i', 8}, ids, threads);
+    EXPECT_EQ(many.indptr, one.indptr) << threads << " threads";
+    EXPECT_EQ(many.indices, one.indices) << threads << " threads";
+    EXPECT_EQ(many.values, one.values) << threads << " threads";
+    EXPECT_EQ(many.fingerprint, one.fingerprint) << threads << " threads";
+  }
+}
+
+TEST(Assemble, ParallelMergeOfBlockRowsMatchesAReferenceSort) {
+  Plan plan = plan_for("rows:block=1000", {3000, 200000}, 1);
+  const auto& shard = plan.destinations[1];
+  const auto runs = merge_test_runs(1000, [](std::uint64_t) { return true; });
+  std::vector<std::vector<Entry>> shifted = runs;
+  for (auto& run : shifted) {
+    for (auto& e : run) e.row += 1000;  // into shard 1's rows, so local != global
+  }
+  expect_merge_matches_reference(plan, shard, {}, shifted);
+}
+
+TEST(Assemble, ParallelMergeOfHashedRowsMatchesAReferenceSort) {
+  Plan plan = plan_for("rows:hash=mod,shards=2", {4000, 200000}, 1);
+  std::vector<const DestinationShard*> owned = {&plan.destinations[1]};
+  auto ids = hashed_ids_for(plan, owned);
+  const auto runs = merge_test_runs(4000, [](std::uint64_t r) { return r % 2 == 1; });
+  expect_merge_matches_reference(plan, plan.destinations[1], ids[0], runs);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // with full validation, and deterministic encoding of CSR/CSC shards.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -43,7 +44,13 @@ struct SparseMatrix {
   // entry in storage order; value bits are the raw little-endian value
   // zero-extended to 64 bits, position its index in `data`.
   template <typename F>
-  void for_each_entry(F&& f) const;
+  void for_each_entry(F&& f) const {
+    for_each_entry_in(0, nnz, f);
+  }
+  // The same for the entries at positions [begin, end) only, so disjoint
+  // ranges can be walked on different threads.
+  template <typename F>
+  void for_each_entry_in(std::uint64_t begin, std::uint64_t end, F&& f) const;
 };
 
 struct DecodedShard {
@@ -98,15 +105,27 @@ inline std::uint64_t load_value_bits(const std::uint8_t* base, std::uint64_t i, 
   return bits;
 }
 template <typename Major, typename Minor, typename F>
-void for_each_compressed(const SparseMatrix& m, F& f) {
+void for_each_compressed(const SparseMatrix& m, std::uint64_t first, std::uint64_t last, F& f) {
   const std::uint8_t* majors = m.major.data.data();
   const std::uint8_t* minors = m.minor.data.data();
   const std::uint8_t* values = m.data.data.data();
   const std::uint32_t width = m.value_dtype.itemsize;
   const std::uint64_t nmajor = m.format == SparseFormat::kCsr ? m.nrows : m.ncols;
-  for (std::uint64_t outer = 0; outer < nmajor; ++outer) {
-    const auto begin = static_cast<std::uint64_t>(load_index<Major>(majors, outer));
-    const auto end = static_cast<std::uint64_t>(load_index<Major>(majors, outer + 1));
+  // The outer index holding position `first`: the last with indptr <= first
+  // (indptr is validated non-decreasing, from 0 to nnz).
+  std::uint64_t lo = 0;
+  std::uint64_t hi = nmajor;
+  while (lo < hi) {
+    const std::uint64_t mid = lo + (hi - lo + 1) / 2;
+    if (static_cast<std::uint64_t>(load_index<Major>(majors, mid)) <= first) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  for (std::uint64_t outer = lo; outer < nmajor; ++outer) {
+    const auto begin = std::max(first, static_cast<std::uint64_t>(load_index<Major>(majors, outer)));
+    const auto end = std::min(last, static_cast<std::uint64_t>(load_index<Major>(majors, outer + 1)));
     for (std::uint64_t k = begin; k < end; ++k) {
       const auto inner = static_cast<std::uint64_t>(load_index<Minor>(minors, k));
       const std::uint64_t bits = load_value_bits(values, k, width);
@@ -116,12 +135,13 @@ void for_each_compressed(const SparseMatrix& m, F& f) {
         f(inner, outer, bits, k);
       }
     }
+    if (end >= last) break;
   }
 }
 template <typename Row, typename Col, typename F>
-void for_each_coo(const SparseMatrix& m, F& f) {
+void for_each_coo(const SparseMatrix& m, std::uint64_t first, std::uint64_t last, F& f) {
   const std::uint32_t width = m.value_dtype.itemsize;
-  for (std::uint64_t k = 0; k < m.nnz; ++k) {
+  for (std::uint64_t k = first; k < last; ++k) {
     f(static_cast<std::uint64_t>(load_index<Row>(m.major.data.data(), k)),
       static_cast<std::uint64_t>(load_index<Col>(m.minor.data.data(), k)),
       load_value_bits(m.data.data.data(), k, width), k);
@@ -130,28 +150,29 @@ void for_each_coo(const SparseMatrix& m, F& f) {
 }  // namespace detail
 
 template <typename F>
-void SparseMatrix::for_each_entry(F&& f) const {
+void SparseMatrix::for_each_entry_in(std::uint64_t begin, std::uint64_t end, F&& f) const {
+  if (begin >= end) return;
   const bool major64 = major.dtype.itemsize == 8;
   const bool minor64 = minor.dtype.itemsize == 8;
   if (format == SparseFormat::kCoo) {
     if (major64 && minor64)
-      detail::for_each_coo<std::int64_t, std::int64_t>(*this, f);
+      detail::for_each_coo<std::int64_t, std::int64_t>(*this, begin, end, f);
     else if (major64)
-      detail::for_each_coo<std::int64_t, std::int32_t>(*this, f);
+      detail::for_each_coo<std::int64_t, std::int32_t>(*this, begin, end, f);
     else if (minor64)
-      detail::for_each_coo<std::int32_t, std::int64_t>(*this, f);
+      detail::for_each_coo<std::int32_t, std::int64_t>(*this, begin, end, f);
     else
-      detail::for_each_coo<std::int32_t, std::int32_t>(*this, f);
+      detail::for_each_coo<std::int32_t, std::int32_t>(*this, begin, end, f);
     return;
   }
   if (major64 && minor64)
-    detail::for_each_compressed<std::int64_t, std::int64_t>(*this, f);
+    detail::for_each_compressed<std::int64_t, std::int64_t>(*this, begin, end, f);
   else if (major64)
-    detail::for_each_compressed<std::int64_t, std::int32_t>(*this, f);
+    detail::for_each_compressed<std::int64_t, std::int32_t>(*this, begin, end, f);
   else if (minor64)
-    detail::for_each_compressed<std::int32_t, std::int64_t>(*this, f);
+    detail::for_each_compressed<std::int32_t, std::int64_t>(*this, begin, end, f);
   else
-    detail::for_each_compressed<std::int32_t, std::int32_t>(*this, f);
+    detail::for_each_compressed<std::int32_t, std::int32_t>(*this, begin, end, f);
 }
 
 }  // namespace reshard::npz

@@ -39,21 +39,26 @@ struct LoadedSource {
   // Calls f(global_row, global_col, value_bits, position) for every entry.
   template <typename F>
   void for_each_global_entry(F&& f) const {
+    for_each_global_entry_in(0, decoded.matrix.nnz, f);
+  }
+  // The same for positions [begin, end), for one thread's share.
+  template <typename F>
+  void for_each_global_entry_in(std::uint64_t begin, std::uint64_t end, F&& f) const {
     const auto& m = decoded.matrix;
     const std::uint64_t row_offset = shard->box.row_begin;
     const std::uint64_t col_offset = shard->box.col_begin;
     if (m.row_ids) {
       const auto* ids = m.row_ids->data.data();
-      m.for_each_entry([&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t k) {
+      m.for_each_entry_in(begin, end, [&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t k) {
         f(npz::detail::load_index<std::uint64_t>(ids, r), c + col_offset, v, k);
       });
     } else if (m.col_ids) {
       const auto* ids = m.col_ids->data.data();
-      m.for_each_entry([&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t k) {
+      m.for_each_entry_in(begin, end, [&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t k) {
         f(r + row_offset, npz::detail::load_index<std::uint64_t>(ids, c), v, k);
       });
     } else {
-      m.for_each_entry([&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t k) {
+      m.for_each_entry_in(begin, end, [&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t k) {
         f(r + row_offset, c + col_offset, v, k);
       });
     }
