@@ -182,6 +182,12 @@ def main():
     with open(os.path.join(a.work, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(f"\nbench: raw figures in {os.path.join(a.work, 'results.json')}")
+    # Per-stage CPU cost on one rank at --threads 1 and 2 (target: each stage
+    # that has work to split speeds up with a second thread).
+    stage_bench = os.path.join(os.path.dirname(BIN), "stage_bench")
+    if os.path.exists(stage_bench):
+        print()
+        subprocess.run([stage_bench, str(min(nnz, 8_000_000))], check=True)
     if not memory_run(a.work, limit_mib, memory_nnz):
         sys.exit(1)
 

@@ -1,0 +1,216 @@
+// The CPU stages of one rank on a synthetic skewed source shard, each at
+// --threads 1 and 2: inflate (decode), bucket, assemble and deflate (encode)
+// in ns per entry, and the speed-up of 2 threads over 1 measured in the same
+// run. Usage:
+//   build/bin/stage_bench [ENTRIES]      (default 8,000,000)
+// Each figure is the best of 3 runs. The output arrays of 1 and 2 threads
+// are compared, so a speed-up never hides a different result.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "reshard/format/npz.hpp"
+#include "reshard/pipeline/assemble.hpp"
+#include "reshard/pipeline/bucket.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace reshard;
+
+double best_of_3(const std::function<void()>& run) {
+  double best = 1e300;
+  for (int i = 0; i < 3; ++i) {
+    const auto t0 = Clock::now();
+    run();
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return best;
+}
+
+[[noreturn]] void fail(const std::string& what) {
+  std::fprintf(stderr, "stage_bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+// Rows of skewed length (a few long ones), columns clustered in the first
+// eighth as in bench.py's matrix, values small integers (compressible).
+struct SourceArrays {
+  std::uint64_t nrows = 0;
+  std::uint64_t ncols = 0;
+  std::vector<std::uint64_t> indptr{0};
+  std::vector<std::uint64_t> indices;
+  std::vector<double> values;
+};
+
+SourceArrays make_source(std::uint64_t entries) {
+  SourceArrays a;
+  a.nrows = std::max<std::uint64_t>(1000, entries / 20);
+  a.ncols = std::max<std::uint64_t>(1000, entries / 80);
+  std::uint64_t state = 42;
+  auto next = [&state] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return state >> 33;
+  };
+  const double mean = static_cast<double>(entries) / static_cast<double>(a.nrows);
+  std::vector<std::uint64_t> row;
+  for (std::uint64_t r = 0; r < a.nrows; ++r) {
+    const std::uint64_t length =
+        next() % 100 == 0 ? static_cast<std::uint64_t>(mean * 40)
+                          : static_cast<std::uint64_t>(mean * 0.6 * static_cast<double>(next() % 100) / 50.0);
+    row.clear();
+    for (std::uint64_t j = 0; j < length; ++j) {
+      const bool hot = next() % 10 != 0;
+      row.push_back(hot ? next() % (a.ncols / 8) : next() % a.ncols);
+    }
+    std::sort(row.begin(), row.end());
+    row.erase(std::unique(row.begin(), row.end()), row.end());
+    for (const auto c : row) {
+      a.indices.push_back(c);
+      a.values.push_back(static_cast<double>(1 + next() % 16));
+    }
+    a.indptr.push_back(a.indices.size());
+  }
+  return a;
+}
+
+npz::EncodeInput encode_input(const SourceArrays& a) {
+  npz::EncodeInput input;
+  input.nrows = a.nrows;
+  input.ncols = a.ncols;
+  input.indptr = a.indptr;
+  input.indices = a.indices;
+  input.value_dtype = {'f', 8};
+  input.values = ByteView(reinterpret_cast<const std::uint8_t*>(a.values.data()), a.values.size() * sizeof(double));
+  return input;
+}
+
+struct Row {
+  std::string stage;
+  double one = 0;
+  double two = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::uint64_t wanted = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 8'000'000;
+  const SourceArrays arrays = make_source(wanted);
+  const std::uint64_t nnz = arrays.indices.size();
+  const auto n = static_cast<double>(nnz);
+  std::printf("stage_bench: %llu entries, %llux%llu, one source shard -> 8 column blocks, best of 3\n",
+              static_cast<unsigned long long>(nnz), static_cast<unsigned long long>(arrays.nrows),
+              static_cast<unsigned long long>(arrays.ncols));
+  std::vector<Row> rows;
+
+  // Encode: the write stage's CPU part, at the default and at deflate:6.
+  const npz::EncodeInput input = encode_input(arrays);
+  for (const auto& [name, options] :
+       {std::pair<std::string, zip::WriteOptions>{"deflate igzip:1",
+                                                  {zip::Method::kDeflate, 1, false, 1, zip::Deflater::kIgzip}},
+        {"deflate deflate:6", {zip::Method::kDeflate, 6, false, 1, zip::Deflater::kLibdeflate}}}) {
+    Row row{name};
+    Bytes first;
+    for (const int threads : {1, 2}) {
+      zip::WriteOptions o = options;
+      o.threads = threads;
+      Bytes out;
+      const double t = best_of_3([&] {
+        auto encoded = npz::encode(input, o);
+        if (!encoded.ok()) fail("encode: " + encoded.status().message());
+        out = std::move(encoded).value();
+      });
+      (threads == 1 ? row.one : row.two) = t;
+      if (threads == 1) first = out;
+      if (threads == 2 && out != first) fail(name + ": 2 threads wrote other bytes than 1");
+    }
+    rows.push_back(row);
+  }
+
+  // Decode: the read stage's CPU part (inflate, validate).
+  auto compressed = npz::encode(input, {zip::Method::kDeflate, 1, false, 2, zip::Deflater::kIgzip});
+  if (!compressed.ok()) fail("encode: " + compressed.status().message());
+  {
+    Row row{"inflate (decode)"};
+    for (const int threads : {1, 2}) {
+      (threads == 1 ? row.one : row.two) = best_of_3([&] {
+        Bytes copy = *compressed;
+        auto decoded = npz::decode(std::move(copy), threads);
+        if (!decoded.ok()) fail("decode: " + decoded.status().message());
+      });
+    }
+    rows.push_back(row);
+  }
+
+  // Bucket and assemble on a decoded stored shard, as a rank holds it.
+  auto stored = npz::encode(input, {zip::Method::kStored});
+  if (!stored.ok()) fail("encode: " + stored.status().message());
+  auto decoded = npz::decode(std::move(stored).value(), 1);
+  if (!decoded.ok()) fail("decode: " + decoded.status().message());
+  const GlobalShape shape{arrays.nrows, arrays.ncols};
+  Plan plan;
+  plan.shape = shape;
+  auto spec = ShardingSpec::parse_text("cols:block=" + std::to_string((arrays.ncols + 7) / 8));
+  if (!spec.ok()) fail(spec.status().message());
+  auto map = ShardMap::bind(*spec, shape);
+  if (!map.ok()) fail(map.status().message());
+  plan.destination_map = *map;
+  for (std::uint64_t d = 0; d < map->shard_count(); ++d) {
+    plan.destinations.push_back({d, "shard_" + std::to_string(d), map->box(d)});
+  }
+  SourceShard source_shard;
+  source_shard.box = {0, arrays.nrows, 0, arrays.ncols};
+  LoadedSource source;
+  source.shard = &source_shard;
+  source.decoded = std::move(decoded).value();
+  const std::vector<bool> skip(map->shard_count(), false);
+  BucketBlock blocks[2];
+  {
+    Row row{"bucket"};
+    for (const int threads : {1, 2}) {
+      (threads == 1 ? row.one : row.two) =
+          best_of_3([&] { blocks[threads - 1] = bucket_source(source, plan.destination_map, skip, threads); });
+    }
+    if (blocks[0].entries.size() != blocks[1].entries.size() ||
+        std::memcmp(blocks[0].entries.data(), blocks[1].entries.data(), blocks[0].entries.size() * sizeof(Entry)) !=
+            0) {
+      fail("bucket: 2 threads made another block than 1");
+    }
+    rows.push_back(row);
+  }
+  {
+    // Every destination shard in turn, as the owner of all of them would.
+    Row row{"assemble"};
+    std::vector<std::vector<std::span<const Entry>>> parts;
+    std::uint64_t offset = 0;
+    for (const auto& segment : blocks[0].segments) {
+      parts.push_back({std::span<const Entry>(blocks[0].entries).subspan(offset, segment.count)});
+      offset += segment.count;
+    }
+    std::vector<Fingerprint> fingerprints[2];
+    for (const int threads : {1, 2}) {
+      (threads == 1 ? row.one : row.two) = best_of_3([&] {
+        fingerprints[threads - 1].clear();
+        for (std::size_t k = 0; k < parts.size(); ++k) {
+          const AssembledShard shard =
+              assemble_shard(parts[k], plan.destinations[blocks[0].segments[k].shard], plan, {'f', 8}, {}, threads);
+          fingerprints[threads - 1].push_back(shard.fingerprint);
+        }
+      });
+    }
+    if (fingerprints[0] != fingerprints[1]) fail("assemble: 2 threads assembled other arrays than 1");
+    rows.push_back(row);
+  }
+
+  std::printf("\n%-20s%14s%14s%12s\n", "stage", "1 thread ns/e", "2 threads ns/e", "speed-up");
+  for (const auto& row : rows) {
+    std::printf("%-20s%14.1f%14.1f%11.2fx\n", row.stage.c_str(), row.one * 1e9 / n, row.two * 1e9 / n,
+                row.one / row.two);
+  }
+  return 0;
+}
