@@ -68,28 +68,18 @@ bool split_into_sorted_runs(const std::vector<std::span<const Entry>>& parts, bo
   return true;
 }
 
-// The fingerprint maps the local indices back to global ones, as the
-// counting sort does: an independent check of the mapping.
-void emit(const Entry& e, std::uint64_t slot, std::uint64_t major_local, std::uint32_t width,
-          const AxisMapping& major_axis, const AxisMapping& minor_axis, bool csr, AssembledShard& out) {
-  const std::uint64_t minor_local = minor_axis.local(csr ? e.col : e.row);
-  out.indices[slot] = minor_local;
-  std::memcpy(out.values.data() + slot * width, &e.value_bits, width);
-  const std::uint64_t major_global = major_axis.global(major_local);
-  const std::uint64_t minor_global = minor_axis.global(minor_local);
-  out.fingerprint.add(csr ? major_global : minor_global, csr ? minor_global : major_global, e.value_bits);
-}
-
 std::uint64_t major_of(const Entry& e, bool csr) { return csr ? e.row : e.col; }
 
-// Entries of the runs with a global major index below `major`.
+// Entries of a sorted run with a global major index below `major`.
+std::size_t run_entries_below(std::span<const Entry> run, bool csr, std::uint64_t major) {
+  return static_cast<std::size_t>(
+      std::partition_point(run.begin(), run.end(), [&](const Entry& e) { return major_of(e, csr) < major; }) -
+      run.begin());
+}
+
 std::uint64_t entries_below(const std::vector<std::span<const Entry>>& runs, bool csr, std::uint64_t major) {
   std::uint64_t n = 0;
-  for (const auto& run : runs) {
-    n += static_cast<std::uint64_t>(
-        std::partition_point(run.begin(), run.end(), [&](const Entry& e) { return major_of(e, csr) < major; }) -
-        run.begin());
-  }
+  for (const auto& run : runs) n += run_entries_below(run, csr, major);
   return n;
 }
 
@@ -114,13 +104,8 @@ void merge_piece(const std::vector<std::span<const Entry>>& all_runs, const Axis
                  const AxisMapping& minor_axis, bool csr, MergePiece& piece, AssembledShard& out) {
   std::vector<std::span<const Entry>> runs;
   for (const auto& run : all_runs) {
-    const auto below = [&](std::uint64_t major) {
-      return static_cast<std::size_t>(
-          std::partition_point(run.begin(), run.end(), [&](const Entry& e) { return major_of(e, csr) < major; }) -
-          run.begin());
-    };
-    const std::size_t begin = below(piece.first_major);
-    const std::size_t end = below(piece.end_major);
+    const std::size_t begin = run_entries_below(run, csr, piece.first_major);
+    const std::size_t end = run_entries_below(run, csr, piece.end_major);
     if (end > begin) runs.push_back(run.subspan(begin, end - begin));
   }
   const std::uint32_t width = out.value_dtype.itemsize;
@@ -147,8 +132,11 @@ void merge_piece(const std::vector<std::span<const Entry>>& all_runs, const Axis
     const std::uint64_t minor_local = minor_axis.local(csr ? e.col : e.row);
     out.indices[slot] = minor_local;
     std::memcpy(out.values.data() + slot * width, &e.value_bits, width);
+    // The fingerprint maps the local indices back to global ones: an
+    // independent check of the mapping, as in the counting sort.
+    const std::uint64_t major_back = major_axis.global(major_local);
     const std::uint64_t minor_global = minor_axis.global(minor_local);
-    piece.fingerprint.add(csr ? major_global : minor_global, csr ? minor_global : major_global, e.value_bits);
+    piece.fingerprint.add(csr ? major_back : minor_global, csr ? minor_global : major_back, e.value_bits);
     ++slot;
   };
   while (!heap.empty()) {
