@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 
+#include "reshard/json_text.hpp"
 #include "reshard/mpi_comm.hpp"
 #include "reshard/pipeline/job.hpp"
 #include "reshard/pipeline/memory_budget.hpp"
@@ -134,6 +135,7 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   std::string max_concurrency = std::to_string(out.config.max_concurrency);
   std::string manifest_batch = std::to_string(out.config.manifest_batch);
   std::string threads = "0";
+  std::string claim_lease = "60";
   po::options_description options(kUsage);
   auto add = options.add_options();
   add("help,h", "show this help");
@@ -166,6 +168,9 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
       "fit are spilled to --scratch-dir");
   add("threads", po::value(&threads)->default_value(threads),
       "threads per rank for inflating and deflating a shard's arrays (0: the node's cores / its ranks)");
+  add("claim-lease", po::value(&claim_lease)->default_value(claim_lease),
+      "seconds a crashed job's claim on the destination keeps other jobs out (renewed every sixth of it; a crash "
+      "seen from the claiming host frees it at once)");
   add("scratch-dir", po::value(&out.config.scratch_dir),
       "node-local directory for spilled entries (default: $TMPDIR, else /tmp); nothing is left there afterwards");
   po::variables_map vm;
@@ -202,6 +207,11 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   check(parse_count(max_concurrency, "--max-concurrency", 1, concurrency));
   check(parse_count(manifest_batch, "--manifest-batch", 1, out.config.manifest_batch));
   check(parse_count(threads, "--threads", 0, thread_count));
+  std::uint64_t lease_seconds = 0;
+  check(parse_count(claim_lease, "--claim-lease", 3, lease_seconds));
+  if (lease_seconds > 86400) check(fail("--claim-lease must be at most 86400 seconds"));
+  out.config.claim_timing.lease_seconds = static_cast<double>(lease_seconds);
+  out.config.claim_timing.renew_seconds = static_cast<double>(lease_seconds) / 6;
   constexpr std::uint64_t kMaxThreadsOrRequests = 1u << 16;
   if (concurrency > kMaxThreadsOrRequests) check(fail("--max-concurrency must be at most 65536"));
   if (thread_count > kMaxThreadsOrRequests) check(fail("--threads must be at most 65536"));
@@ -257,11 +267,12 @@ int run_verify_command(int argc, char** argv, reshard::Comm& comm) {
   }
   auto outcome = reshard::run_verify(comm, dst, against_src);
   if (!outcome.ok()) {
-    if (comm.rank() == 0) std::cerr << "mpi_reshard verify: " << outcome.status().message() << "\n";
+    if (comm.rank() == 0) std::cerr << "mpi_reshard verify: " << reshard::printable(outcome.status().message()) << "\n";
     return outcome.status().exit_code();
   }
   if (comm.rank() != 0) return outcome->problems.empty() ? 0 : 3;
-  for (const auto& problem : outcome->problems) std::cerr << "mpi_reshard verify: " << problem << "\n";
+  for (const auto& problem : outcome->problems)
+    std::cerr << "mpi_reshard verify: " << reshard::printable(problem) << "\n";
   if (!outcome->problems.empty()) {
     std::cerr << "mpi_reshard verify: " << outcome->problems.size() << " problem(s) found\n";
     return 3;
@@ -288,24 +299,37 @@ std::string report_path_problem(const std::string& path) {
   return "";
 }
 
+int run_on_world(int argc, char** argv, reshard::Comm& comm);
+
 int run(int argc, char** argv) {
   reshard::MpiSession mpi(&argc, &argv);
   auto comm = reshard::make_world_comm();
-  if (argc > 1 && std::string(argv[1]) == "verify") return run_verify_command(argc, argv, *comm);
+  try {
+    return run_on_world(argc, argv, *comm);
+  } catch (const std::exception& e) {
+    // The other ranks may be waiting in a collective this rank will never
+    // join: end the whole job now rather than leave them hanging.
+    std::cerr << "mpi_reshard: internal error on rank " << comm->rank() << ": " << reshard::printable(e.what()) << "\n";
+    reshard::abort_job(1);
+  }
+}
+
+int run_on_world(int argc, char** argv, reshard::Comm& comm) {
+  if (argc > 1 && std::string(argv[1]) == "verify") return run_verify_command(argc, argv, comm);
   if (argc > 1 && argv[1][0] != '-') {
-    if (comm->rank() == 0) {
+    if (comm.rank() == 0) {
       std::cerr << "mpi_reshard: unknown subcommand '" << argv[1] << "' (see --help)\n";
     }
     return 2;
   }
   CommandLine cli;
-  if (auto code = parse_command_line(argc, argv, comm->rank(), cli)) return *code;
+  if (auto code = parse_command_line(argc, argv, comm.rank(), cli)) return *code;
   // Checked on rank 0 (the one that writes it) and agreed on by all ranks
   // before any work: a report that cannot be written is bad input, found
   // while nothing is written, not after the dataset is published.
-  std::string report_problem = comm->rank() == 0 ? report_path_problem(cli.report_path) : "";
-  if (comm->max(report_problem.empty() ? 0 : 1) != 0) {
-    if (comm->rank() == 0) std::cerr << "mpi_reshard: --report " << cli.report_path << ": " << report_problem << "\n";
+  std::string report_problem = comm.rank() == 0 ? report_path_problem(cli.report_path) : "";
+  if (comm.max(report_problem.empty() ? 0 : 1) != 0) {
+    if (comm.rank() == 0) std::cerr << "mpi_reshard: --report " << cli.report_path << ": " << report_problem << "\n";
     return 2;
   }
   reshard::ProgressSink progress;
@@ -316,21 +340,24 @@ int run(int argc, char** argv) {
         std::fflush(stderr);
       }
       if (cli.progress_json) {
-        const nlohmann::json line = {{"progress", fraction}, {"stage", stage}, {"detail", detail}};
+        nlohmann::json line = {{"progress", fraction}, {"stage", stage}, {"detail", detail}};
+        reshard::escape_strings(line);
         std::fprintf(stdout, "%s\n", line.dump().c_str());
         std::fflush(stdout);
       }
     };
   }
-  auto outcome = reshard::run_reshard(*comm, cli.config, progress);
+  auto outcome = reshard::run_reshard(comm, cli.config, progress);
   if (!outcome.ok()) {
-    if (comm->rank() == 0) std::cerr << "mpi_reshard: " << outcome.status().message() << "\n";
+    if (comm.rank() == 0) std::cerr << "mpi_reshard: " << reshard::printable(outcome.status().message()) << "\n";
     return outcome.status().exit_code();
   }
-  if (comm->rank() == 0) {
+  if (comm.rank() == 0) {
     if (!cli.report_path.empty()) {
       std::ofstream report(cli.report_path);
-      report << outcome->report.dump(2) << "\n";
+      nlohmann::json report_json = outcome->report;
+      reshard::escape_strings(report_json);
+      report << report_json.dump(2) << "\n";
       // The dataset is published by now, so the job succeeded: a report
       // lost afterwards (disk full, path removed) is a warning, not a failure.
       if (!report) {

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config git clang-format clang-tidy
+  build-essential cmake ninja-build pkg-config git clang-format clang-tidy clang libclang-rt-14-dev
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
   libboost-program-options-dev libcurl4-openssl-dev
   libgtest-dev libdeflate-dev libisal-dev nlohmann-json3-dev

@@ -31,6 +31,9 @@ echo "== Python end-to-end tests (pytest)"
 # Debian's python sees Debian's numpy/scipy; a pyenv python3 on PATH does not.
 /usr/bin/python3 -m pytest -q tests/python
 
+echo "== fuzzing the npz and zip parsers (libFuzzer, ASan + UBSan, 60 s each)"
+scripts/fuzz.sh 60
+
 echo "== Slurm: the real sbatch script on a one-node cluster"
 tests/slurm/run_slurm_test.sh
 

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "reshard/hash.hpp"
+#include "reshard/json_text.hpp"
 
 namespace reshard {
 namespace {
@@ -16,7 +17,10 @@ Fingerprint fingerprint_from(const json& j) {
   return Fingerprint{j.at("nnz").get<std::uint64_t>(), std::stoull(j.at("sum").get<std::string>(), nullptr, 16)};
 }
 
-Bytes dump(const json& j) {
+// Keys and patterns are bytes (POSIX paths): escaped so that any byte is
+// kept exactly (reshard/json_text.hpp).
+Bytes dump(json j) {
+  escape_strings(j);
   const std::string text = j.dump(1) + "\n";
   return Bytes(text.begin(), text.end());
 }
@@ -81,7 +85,8 @@ Bytes Manifest::encode() const {
 
 Result<Manifest> Manifest::decode(ByteView bytes) {
   try {
-    const json j = json::parse(bytes.begin(), bytes.end());
+    json j = json::parse(bytes.begin(), bytes.end());
+    unescape_strings(j);
     if (j.at("format_version").get<int>() != kFormatVersion) {
       return Status::Invalid("manifest format version " + j.at("format_version").dump() + " is not supported");
     }
@@ -128,6 +133,7 @@ std::string compute_job_id(const Manifest& m) {
   j["compression"] = m.compression;
   json& srcs = j["sources"] = json::array();
   for (const auto& s : m.sources) srcs.push_back({s.index, s.key, s.size, s.version, s.tail_crc});
+  escape_strings(j);
   return digest(j.dump());
 }
 

@@ -142,7 +142,15 @@ Result<ArrayView> parse(ByteView npy) {
   if (*fortran == "True") return Status::Invalid("Fortran-order arrays are not supported");
   if (*fortran != "False") return Status::Invalid("malformed npy header");
   RESHARD_ASSIGN_OR_RETURN(view.shape, parse_shape(*shape_text));
-  const std::uint64_t payload = view.element_count() * view.dtype.itemsize;
+  // The shape comes from the file: its product, and that times the item
+  // size, must not wrap past the size check below.
+  std::uint64_t payload = view.dtype.itemsize;
+  for (const auto d : view.shape) {
+    if (__builtin_mul_overflow(payload, d, &payload)) {
+      return Status::Invalid("npy shape " + std::string(*shape_text) + " of " + std::to_string(view.dtype.itemsize) +
+                             "-byte items is larger than any file");
+    }
+  }
   const std::size_t data_start = header_start + header_len;
   if (npy.size() - data_start < payload) return Status::Invalid("npy payload is truncated");
   view.data = npy.subspan(data_start, payload);

@@ -87,7 +87,7 @@ Manifest fresh_manifest(const Plan& plan, const JobConfig& config, const Store& 
 }
 
 Result<StartingPoint> find_starting_point(Comm& comm, Store& store, const Plan& plan, const JobConfig& config,
-                                          const Manifest& fresh) {
+                                          const Manifest& fresh, StartCheck check) {
   const std::string& dir = plan.destination_directory;
   StartingPoint start;
   Status status;
@@ -118,7 +118,7 @@ Result<StartingPoint> find_starting_point(Comm& comm, Store& store, const Plan& 
                                "; pass --overwrite to replace them");
     }
     decision["unpublish_first"] = status.ok() && kind == "fresh" && success.has_value();
-    if (status.ok()) {
+    if (status.ok() && check == StartCheck::kFull) {
       std::uint64_t removed = 0;
       for (const std::string& d : {dir, dir + "_reshard/"}) {
         auto n = store.clean_up_incomplete_writes(d);
@@ -134,8 +134,9 @@ Result<StartingPoint> find_starting_point(Comm& comm, Store& store, const Plan& 
     if (kind == "resume") decision["manifest"] = json::parse(manifest->encode());
   }
   RESHARD_RETURN_IF_ERROR(agree(comm, status));
+  if (check == StartCheck::kRefusalsOnly) return start;
   const auto all = comm.allgather(comm.rank() == 0 ? json_bytes(decision) : Bytes());
-  decision = json::parse(all[0].begin(), all[0].end());
+  decision = parse_json_bytes(all[0]);
   start.temporaries_removed = decision["temporaries_removed"].get<std::uint64_t>();
   start.unpublish_first = decision["unpublish_first"].get<bool>();
   start.keep.assign(plan.destinations.size(), false);
@@ -167,7 +168,7 @@ Result<StartingPoint> find_starting_point(Comm& comm, Store& store, const Plan& 
     if (bytes.ok() && crc32c(*bytes) == record.crc32c) kept.push_back(record.index);
   }
   for (const auto& bytes : comm.allgather(json_bytes(kept))) {
-    for (const auto& index : json::parse(bytes.begin(), bytes.end())) start.keep[index.get<std::size_t>()] = true;
+    for (const auto& index : parse_json_bytes(bytes)) start.keep[index.get<std::size_t>()] = true;
   }
   for (auto& record : start.manifest.shards) {
     if (!start.keep[record.index]) record = ShardRecord{record.index, record.key, ShardState::kPending, 0, 0, 0, {}};
@@ -206,7 +207,7 @@ Status CommitLog::record_round(Comm& comm, const std::vector<WrittenShard>& writ
   Status status;
   if (comm.rank() == 0) {
     for (const auto& bytes : all) {
-      for (const auto& r : json::parse(bytes.begin(), bytes.end())) {
+      for (const auto& r : parse_json_bytes(bytes)) {
         ShardRecord& record = manifest_.shards.at(r[0].get<std::size_t>());
         record.state = ShardState::kWritten;
         record.nnz = r[1].get<std::uint64_t>();

@@ -16,6 +16,7 @@
 #include "reshard/fault.hpp"
 #include "reshard/pipeline/assemble.hpp"
 #include "reshard/pipeline/bucket.hpp"
+#include "reshard/pipeline/claim.hpp"
 #include "reshard/pipeline/commit.hpp"
 #include "reshard/pipeline/exchange.hpp"
 #include "reshard/pipeline/memory_budget.hpp"
@@ -85,7 +86,7 @@ Result<Stores> open_stores(const JobConfig& config) {
 Result<npy::DType> agree_on_dtypes(Comm& comm, const Store& store, const Plan& plan, const json& mine) {
   json all = json::array();
   for (const auto& bytes : comm.allgather(json_bytes(mine))) {
-    for (const auto& item : json::parse(bytes.begin(), bytes.end())) all.push_back(item);
+    for (const auto& item : parse_json_bytes(bytes)) all.push_back(item);
   }
   if (all.empty()) return Status::Internal("no source shard was read");
   std::sort(all.begin(), all.end(), [](const json& a, const json& b) { return a["index"] < b["index"]; });
@@ -121,7 +122,7 @@ Holdings gather_holdings(Comm& comm, const Buckets& buckets) {
   const json mine = {{"held", pairs}, {"resident", buckets.resident_bytes()}};
   Holdings all;
   for (const auto& bytes : comm.allgather(json_bytes(mine))) {
-    const json item = json::parse(bytes.begin(), bytes.end());
+    const json item = parse_json_bytes(bytes);
     auto& row = all.held.emplace_back(held.size(), 0);
     for (const auto& pair : item["held"]) row[pair[0].get<std::size_t>()] = pair[1].get<std::uint64_t>();
     all.resident.push_back(item["resident"].get<std::uint64_t>());
@@ -199,12 +200,26 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   // ---- plan ----
   auto phase = Clock::now();
   RESHARD_ASSIGN_OR_RETURN(Stores io, open_stores(config));
+  Status status;
   Store& src_store = *io.src.store;
   Store& dst_store = *io.dst.store;
   report_progress("plan", 0.0, "listing and inspecting source shards");
   RESHARD_ASSIGN_OR_RETURN(Plan plan, make_plan(comm, src_store, io.src_pattern, dst_store, io.dst_pattern, config));
   fault::point("after-plan");
   const Manifest fresh = fresh_manifest(plan, config, src_store);
+  // Refusals that need no claim come first, so they leave nothing behind;
+  // then the claim, then the same decision again, now that no other job can
+  // change the destination under us.
+  RESHARD_RETURN_IF_ERROR(
+      find_starting_point(comm, dst_store, plan, config, fresh, StartCheck::kRefusalsOnly).status());
+  std::unique_ptr<DestinationClaim> claim;
+  if (rank == 0) {
+    auto taken = DestinationClaim::take(dst_store, plan.destination_directory, fresh.job_id, config.claim_timing);
+    status = taken.ok() ? Status::Ok() : taken.status();
+    if (taken.ok()) claim = std::move(taken).value();
+  }
+  RESHARD_RETURN_IF_ERROR(agree(comm, status));
+  fault::point("after-claim");
   RESHARD_ASSIGN_OR_RETURN(StartingPoint start, find_starting_point(comm, dst_store, plan, config, fresh));
   JobOutcome outcome;
   if (start.kind == StartingPoint::Kind::kAlreadyPublished) {
@@ -270,7 +285,6 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   zip::WriteOptions compression = config.compression;
   compression.threads = threads;
   CommitLog log(dst_store, plan.destination_directory, start.manifest);
-  Status status;
   stats.seconds["plan"] = seconds_since(phase);
   report_progress("plan", kPlanWeight,
                   std::to_string(plan.sources.size()) + " source shards -> " +
@@ -387,7 +401,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     json mine = json::array();
     for (const auto& r : my_reused) mine.push_back(r.destination->index);
     for (const auto& bytes : comm.allgather(json_bytes(mine))) {
-      for (const auto& d : json::parse(bytes.begin(), bytes.end())) exchange_skip[d.get<std::size_t>()] = true;
+      for (const auto& d : parse_json_bytes(bytes)) exchange_skip[d.get<std::size_t>()] = true;
     }
   }
 
@@ -427,7 +441,11 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     // Every source was read and nothing was kept: what was routed is the source.
     log.manifest().source_fingerprint = routed;
   }
-  status = rank == 0 ? log.begin(start.unpublish_first) : Status::Ok();
+  status = rank == 0 ? claim->still_held() : Status::Ok();
+  if (status.ok() && rank == 0) {
+    claim->mark_destination_written();
+    status = log.begin(start.unpublish_first);
+  }
   RESHARD_RETURN_IF_ERROR(agree(comm, status));
   fault::point("after-manifest");
   const Fingerprint source_fingerprint = *log.manifest().source_fingerprint;
@@ -541,8 +559,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     for (auto index : written_here) (void)dst_store.remove(plan.destinations[index].key);
     const auto all = comm.allgather(json_bytes(json(written_here)));
     if (rank == 0) {
-      for (const auto& bytes : all)
-        log.forget(json::parse(bytes.begin(), bytes.end()).get<std::vector<std::uint64_t>>());
+      for (const auto& bytes : all) log.forget(parse_json_bytes(bytes).get<std::vector<std::uint64_t>>());
       (void)log.save();
     }
     return Status::Verification("fingerprint mismatch: source " + source_fingerprint.to_string() + ", destination " +
@@ -562,6 +579,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
       status = dst_store.remove(key).with_context("removing stale destination shard");
       if (!status.ok()) break;
     }
+    if (status.ok()) status = claim->still_held();
     if (status.ok()) {
       fault::point("before-publish");
       status = log.publish(success);
@@ -602,7 +620,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     totals[key] = 0;
   }
   for (const auto& bytes : all_stats) {
-    json r = json::parse(bytes.begin(), bytes.end());
+    json r = parse_json_bytes(bytes);
     for (auto& [key, value] : totals.items()) value = value.get<std::uint64_t>() + r[key].get<std::uint64_t>();
     per_rank.push_back(std::move(r));
   }

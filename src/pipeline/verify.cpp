@@ -19,7 +19,10 @@ using nlohmann::json;
 // Rank 0 reads the small control files; everyone gets the same copy.
 Result<std::pair<Manifest, std::optional<SuccessMarker>>> read_control_files(Comm& comm, Store& store,
                                                                              const std::string& dir) {
-  json shared;
+  // The files' bytes go to every rank as they are: they may hold any byte,
+  // and each rank decodes them itself.
+  Bytes manifest_bytes;
+  Bytes success_bytes;  // a leading 1 when _SUCCESS exists
   Status status;
   if (comm.rank() == 0) {
     auto manifest = store.read_all(manifest_key(dir));
@@ -27,22 +30,20 @@ Result<std::pair<Manifest, std::optional<SuccessMarker>>> read_control_files(Com
       status = Status::Verification("no manifest at " + store.url(manifest_key(dir)) +
                                     ": not a dataset written by mpi_reshard, or not started");
     } else {
-      shared["manifest"] = std::string(manifest->begin(), manifest->end());
+      manifest_bytes = std::move(manifest).value();
       auto success = store.read_all(success_key(dir));
-      if (success.ok()) shared["success"] = std::string(success->begin(), success->end());
+      success_bytes.push_back(success.ok() ? 1 : 0);
+      if (success.ok()) success_bytes.insert(success_bytes.end(), success->begin(), success->end());
     }
   }
   RESHARD_RETURN_IF_ERROR(agree(comm, status));
-  const auto all = comm.allgather(comm.rank() == 0 ? json_bytes(shared) : Bytes());
-  shared = json::parse(all[0].begin(), all[0].end());
-  const std::string manifest_text = shared["manifest"].get<std::string>();
-  RESHARD_ASSIGN_OR_RETURN(
-      Manifest manifest,
-      Manifest::decode(ByteView(reinterpret_cast<const std::uint8_t*>(manifest_text.data()), manifest_text.size())));
+  manifest_bytes = comm.allgather(manifest_bytes)[0];
+  success_bytes = comm.allgather(success_bytes)[0];
+  RESHARD_ASSIGN_OR_RETURN(Manifest manifest, Manifest::decode(manifest_bytes));
   std::optional<SuccessMarker> success;
-  if (shared.contains("success")) {
-    const std::string text = shared["success"].get<std::string>();
-    auto decoded = SuccessMarker::decode(ByteView(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+  if (!success_bytes.empty() && success_bytes[0] == 1) {
+    const ByteView text = ByteView(success_bytes).subspan(1);
+    auto decoded = SuccessMarker::decode(text);
     if (!decoded.ok()) return decoded.status();
     success = *decoded;
   }
@@ -167,7 +168,7 @@ Result<VerifyOutcome> run_verify(Comm& comm, const std::string& dst_pattern, boo
   // Everyone's problems, in one sorted list.
   json mine_json = problems;
   for (const auto& bytes : comm.allgather(json_bytes(mine_json))) {
-    for (const auto& p : json::parse(bytes.begin(), bytes.end())) outcome.problems.push_back(p.get<std::string>());
+    for (const auto& p : parse_json_bytes(bytes)) outcome.problems.push_back(p.get<std::string>());
   }
   if (success && !(destination == success->fingerprint)) {
     outcome.problems.push_back("destination fingerprint " + destination.to_string() + " differs from _SUCCESS " +

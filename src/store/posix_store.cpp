@@ -63,6 +63,25 @@ std::string temp_suffix() {
          std::to_string(counter++);
 }
 
+// What put_atomically fills a temp file with: `pieces` in order. They must
+// outlive the call.
+auto write_pieces(const std::vector<ByteView>& pieces) {
+  return [&pieces](int fd, const std::string& temp) -> Status {
+    for (const ByteView data : pieces) {
+      std::uint64_t done = 0;
+      while (done < data.size()) {
+        const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          return errno_status("writing", temp, errno);
+        }
+        done += static_cast<std::uint64_t>(n);
+      }
+    }
+    return Status::Ok();
+  };
+}
+
 class PosixStore final : public Store {
  public:
   std::string url(const std::string& key) const override { return key; }
@@ -104,20 +123,14 @@ class PosixStore final : public Store {
   Status write_atomic(const std::string& key, ByteView data) override { return write_atomic_pieces(key, {data}); }
 
   Status write_atomic_pieces(const std::string& key, const std::vector<ByteView>& pieces) override {
-    return put_atomically(key, [&](int fd, const std::string& temp) -> Status {
-      for (const ByteView data : pieces) {
-        std::uint64_t done = 0;
-        while (done < data.size()) {
-          const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-          if (n < 0) {
-            if (errno == EINTR) continue;
-            return errno_status("writing", temp, errno);
-          }
-          done += static_cast<std::uint64_t>(n);
-        }
-      }
-      return Status::Ok();
-    });
+    return put_atomically(key, Placement::kReplace, write_pieces(pieces)).status();
+  }
+
+  // link(2) of a complete temp file fails with EEXIST when the name is
+  // taken, on local filesystems, NFS and Lustre alike; rename(2) would
+  // replace it.
+  Result<bool> create_exclusive(const std::string& key, ByteView data) override {
+    return put_atomically(key, Placement::kExclusive, write_pieces({data}));
   }
 
   Result<bool> copy_from(Store& source, const std::string& source_key, const ObjectInfo& source_info,
@@ -126,9 +139,9 @@ class PosixStore final : public Store {
     FileDescriptor in(::open(source_key.c_str(), O_RDONLY | O_CLOEXEC));
     if (in.get() < 0) return errno_status("opening", source_key, errno);
     RESHARD_RETURN_IF_ERROR(check_unchanged(in.get(), source_key, source_info));
-    RESHARD_RETURN_IF_ERROR(put_atomically(key, [&](int out, const std::string& temp) -> Status {
-      return copy_contents(in.get(), source_key, out, temp, source_info.size);
-    }));
+    RESHARD_RETURN_IF_ERROR(put_atomically(key, Placement::kReplace, [&](int out, const std::string& temp) -> Status {
+                              return copy_contents(in.get(), source_key, out, temp, source_info.size);
+                            }).status());
     // A writer that replaced the source's content in place during the copy
     // changed its mtime: the copy is not of the version the job read.
     RESHARD_RETURN_IF_ERROR(check_unchanged(in.get(), source_key, source_info));
@@ -150,6 +163,19 @@ class PosixStore final : public Store {
 
   Status remove(const std::string& key) override {
     if (::unlink(key.c_str()) != 0 && errno != ENOENT) return errno_status("removing", key, errno);
+    return Status::Ok();
+  }
+
+  Result<bool> directory_exists(const std::string& directory) override {
+    std::error_code ec;
+    return fs::is_directory(directory.empty() ? "." : directory, ec);
+  }
+
+  Status remove_empty_directory(const std::string& directory) override {
+    if (directory.empty()) return Status::Ok();
+    if (::rmdir(directory.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST) {
+      return errno_status("removing directory", directory, errno);
+    }
     return Status::Ok();
   }
 
@@ -175,10 +201,13 @@ class PosixStore final : public Store {
   }
 
  private:
+  enum class Placement { kReplace, kExclusive };
+
   // Creates a temp file beside `key`, lets `fill` write it, then syncs and
-  // renames it into place, so readers see the old file or the whole new one.
+  // renames (or, exclusively, links) it into place, so readers see the old
+  // file or the whole new one. False when kExclusive found `key` taken.
   template <typename Fill>
-  Status put_atomically(const std::string& key, Fill&& fill) {
+  Result<bool> put_atomically(const std::string& key, Placement placement, Fill&& fill) {
     const std::string dir = parent_of(key);
     std::error_code ec;
     fs::create_directories(dir, ec);
@@ -195,12 +224,19 @@ class PosixStore final : public Store {
       ::unlink(temp.c_str());
       return errno_status("syncing", temp, err);
     }
-    if (::rename(temp.c_str(), key.c_str()) != 0) {
+    if (placement == Placement::kExclusive) {
+      const int linked = ::link(temp.c_str(), key.c_str());
+      const int err = errno;
+      ::unlink(temp.c_str());
+      if (linked != 0 && err == EEXIST) return false;
+      if (linked != 0) return errno_status("creating", key, err);
+    } else if (::rename(temp.c_str(), key.c_str()) != 0) {
       const int err = errno;
       ::unlink(temp.c_str());
       return errno_status("renaming into place", key, err);
     }
-    return fsync_directory(dir);
+    RESHARD_RETURN_IF_ERROR(fsync_directory(dir));
+    return true;
   }
 
   static std::string version_of(const struct ::stat& st) {

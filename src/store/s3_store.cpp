@@ -74,7 +74,8 @@ std::string amz_date_now() {
 bool retryable_status(long status, const std::string& code) {
   return status == 408 || status == 429 || status == 500 || status == 502 || status == 503 || status == 504 ||
          code == "SlowDown" || code == "RequestTimeout" || code == "InternalError" || code == "Throttling" ||
-         code == "ThrottlingException" || code == "RequestLimitExceeded";
+         code == "ThrottlingException" || code == "RequestLimitExceeded" ||
+         code == "ConditionalRequestConflict";  // 409: S3 is settling a concurrent conditional write
 }
 
 // Caps the requests one rank has in flight (--max-concurrency).
@@ -195,6 +196,25 @@ class S3Store final : public Store {
     return multipart_upload(key, data);
   }
 
+  // A conditional PUT: S3's If-None-Match: * and GCS's
+  // x-goog-if-generation-match: 0 both answer 412 when the key exists. A 412
+  // can also answer a retry of a PUT whose first attempt landed unseen, so
+  // the object is read back: our own bytes mean this call created it.
+  Result<bool> create_exclusive(const std::string& key, ByteView data) override {
+    const Headers condition =
+        config_.scheme == "gs" ? Headers{{"x-goog-if-generation-match", "0"}} : Headers{{"if-none-match", "*"}};
+    Headers headers = {{"content-md5", sigv4::md5_base64(data)}};
+    headers.insert(headers.end(), condition.begin(), condition.end());
+    RESHARD_ASSIGN_OR_RETURN(http::Response r, send("PUT", key, {}, headers, data, {200, 412}));
+    if (r.status == 200) {
+      RESHARD_RETURN_IF_ERROR(check_etag(r, sigv4::md5_hex(data), "PUT", key));
+      return true;
+    }
+    auto existing = read_all(key);
+    if (!existing.ok()) return false;  // taken, and perhaps already replaced
+    return std::equal(existing->begin(), existing->end(), data.begin(), data.end());
+  }
+
   Result<std::vector<std::string>> list(const std::string& directory) override {
     std::vector<std::string> keys;
     std::string token;
@@ -216,6 +236,9 @@ class S3Store final : public Store {
     std::sort(keys.begin(), keys.end());
     return keys;
   }
+
+  Result<bool> directory_exists(const std::string& /*directory*/) override { return true; }
+  Status remove_empty_directory(const std::string& /*directory*/) override { return Status::Ok(); }
 
   Status remove(const std::string& key) override { return send("DELETE", key, {}, {}, {}, {200, 204, 404}).status(); }
 

@@ -2,6 +2,10 @@
 //  - verifies every request's SigV4 signature with the independent aws4
 //    package and rejects (403 SignatureDoesNotMatch) any it cannot reproduce,
 //    and checks x-amz-content-sha256 against the body;
+//  - gives PUT the conditional-create semantics of AWS S3 (If-None-Match: *)
+//    and GCS (x-goog-if-generation-match: 0), which s3rver 3.7.1 lacks: 412
+//    PreconditionFailed when the key exists. Writes to one key are queued so
+//    that the existence check and the PUT are one step, as on those stores;
 //  - injects faults on request: 500, 503 SlowDown, connection reset mid-body,
 //    slow replies, truncated replies, 200-with-<Error> on multipart completion.
 // Control: POST /__front/fault {"mode", "match" (a regular expression over
@@ -17,7 +21,7 @@ const upstreamPort = Number(process.argv[3])
 const accessKeyId = process.env.FRONT_ACCESS_KEY || 'S3RVER'
 const secretAccessKey = process.env.FRONT_SECRET_KEY || 'S3RVER'
 
-const stats = { requests: 0, verified: 0, rejected: 0, injected: 0 }
+const stats = { requests: 0, verified: 0, rejected: 0, injected: 0, preconditionFailed: 0 }
 let fault = null // {mode, match, count, every, seen}
 
 function xmlError(res, status, code, message) {
@@ -86,6 +90,47 @@ function forward(req, body, res, mode) {
   up.end(body)
 }
 
+// Per object path: the tail of a promise chain of its writes, so a
+// conditional PUT's check and write are not interleaved with another write.
+const writeQueues = new Map()
+function serialised(path, work) {
+  const tail = (writeQueues.get(path) || Promise.resolve()).then(() => new Promise((resolve) => work(resolve)))
+  writeQueues.set(path, tail)
+  tail.then(() => { if (writeQueues.get(path) === tail) writeQueues.delete(path) })
+}
+
+function objectExists(req, done) {
+  const headers = Object.assign({}, req.headers)
+  delete headers['content-length']
+  delete headers['content-md5']
+  delete headers['if-none-match'] // s3rver would answer 304, not the object's existence
+  const head = http.request({ host: '127.0.0.1', port: upstreamPort, method: 'HEAD', path: req.url.split('?')[0], headers },
+    (r) => { r.resume(); r.on('end', () => done(null, r.statusCode === 200)) })
+  head.on('error', (e) => done(e))
+  head.end()
+}
+
+function conditionalCreate(req) {
+  return req.method === 'PUT' && (req.headers['if-none-match'] === '*' || req.headers['x-goog-if-generation-match'] === '0')
+}
+
+function forwardWrite(req, body, res, mode) {
+  const path = req.url.split('?')[0]
+  serialised(path, (finished) => {
+    res.on('finish', finished)
+    res.on('close', finished)
+    if (!conditionalCreate(req)) return forward(req, body, res, mode)
+    objectExists(req, (err, exists) => {
+      if (err) return xmlError(res, 502, 'BadGateway', err.message)
+      if (exists) {
+        stats.preconditionFailed += 1
+        return xmlError(res, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold')
+      }
+      forward(req, body, res, mode)
+    })
+  })
+}
+
 const server = http.createServer((req, res) => {
   const chunks = []
   req.on('data', (c) => chunks.push(c))
@@ -115,6 +160,7 @@ const server = http.createServer((req, res) => {
       res.writeHead(200, { 'Content-Type': 'application/xml' })
       return res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>injected</Message></Error>')
     }
+    if (req.method === 'PUT' || req.method === 'DELETE' || req.method === 'POST') return forwardWrite(req, body, res, mode)
     forward(req, body, res, mode)
   })
 })

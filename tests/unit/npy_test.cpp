@@ -55,6 +55,17 @@ TEST(Npy, RejectsTruncatedPayload) {
   EXPECT_FALSE(parse(Bytes{1, 2, 3}).ok());
 }
 
+// 2^61 elements of 8 bytes is 2^64: the product wraps to 0, which a plain
+// multiplication let through as an empty payload over 16 real bytes
+// (issue 11.3); (2^32, 2^32) wraps in the element count itself.
+TEST(Npy, ShapeWhoseByteSizeWrapsIsRefused) {
+  for (const std::string shape : {"(2305843009213693952,)", "(4294967296, 4294967296)", "(3, 6148914691236517206)"}) {
+    auto view = parse(raw_npy("{'descr': '<f8', 'fortran_order': False, 'shape': " + shape + ", }\n", 16));
+    ASSERT_FALSE(view.ok()) << shape;
+    EXPECT_NE(view.status().message().find("larger than any file"), std::string::npos) << view.status().message();
+  }
+}
+
 TEST(Npy, DtypeNames) {
   EXPECT_EQ((DType{'f', 4}).name(), "float32");
   EXPECT_EQ((DType{'i', 8}).descr(), "<i8");

@@ -4,9 +4,12 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <functional>
 #include <numeric>
+#include <thread>
 
 #include "reshard/store/store.hpp"
 #include "support/temp_dir.hpp"
@@ -90,6 +93,44 @@ TEST_P(StoreConformance, OverwriteReplacesWhole) {
   ASSERT_TRUE(store_->write_atomic(key("o"), text("first version, long")).ok());
   ASSERT_TRUE(store_->write_atomic(key("o"), text("second")).ok());
   EXPECT_EQ(*store_->read_all(key("o")), text("second"));
+}
+
+TEST_P(StoreConformance, CreateExclusiveRefusesATakenName) {
+  auto first = store_->create_exclusive(key("claim"), text("first"));
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  EXPECT_TRUE(*first);
+  auto second = store_->create_exclusive(key("claim"), text("second"));
+  ASSERT_TRUE(second.ok()) << second.status().message();
+  EXPECT_FALSE(*second);
+  EXPECT_EQ(*store_->read_all(key("claim")), text("first"));
+  auto listing = store_->list(prefix_);
+  ASSERT_TRUE(listing.ok());
+  EXPECT_EQ(*listing, std::vector<std::string>{key("claim")}) << "no temp file is left behind";
+}
+
+// Creators started together on one name, 20 rounds: exactly one wins each.
+TEST_P(StoreConformance, CreateExclusiveHasOneWinnerPerRace) {
+  constexpr int kRounds = 20;
+  constexpr int kRacers = 6;
+  for (int round = 0; round < kRounds; ++round) {
+    const std::string name = key("race" + std::to_string(round));
+    std::atomic<int> ready{0};
+    std::vector<int> won(kRacers, -1);
+    std::vector<std::thread> racers;
+    for (int r = 0; r < kRacers; ++r) {
+      racers.emplace_back([&, r] {
+        ++ready;
+        while (ready.load() < kRacers) std::this_thread::yield();
+        auto created = store_->create_exclusive(name, text("racer " + std::to_string(r)));
+        won[r] = created.ok() ? (*created ? 1 : 0) : -1;
+      });
+    }
+    for (auto& t : racers) t.join();
+    EXPECT_EQ(std::count(won.begin(), won.end(), -1), 0) << "round " << round << ": a create failed";
+    ASSERT_EQ(std::count(won.begin(), won.end(), 1), 1) << "round " << round;
+    const int winner = static_cast<int>(std::find(won.begin(), won.end(), 1) - won.begin());
+    EXPECT_EQ(*store_->read_all(name), text("racer " + std::to_string(winner)));
+  }
 }
 
 TEST_P(StoreConformance, AwkwardKeys) {

@@ -32,12 +32,18 @@ struct StartingPoint {
   bool unpublish_first = false;
 };
 
+// kRefusalsOnly reads and refuses but writes nothing and returns an empty
+// StartingPoint: run before the destination claim, so a job refused for
+// another job's data leaves no claim behind.
+enum class StartCheck { kFull, kRefusalsOnly };
+
 // Reads what an earlier run left, decides fresh / resume / already
 // published, or refuses (exit 2) a destination that belongs to another job.
 // On resume, the recorded shards are re-checked (size and CRC-32C) by their
-// owners; only intact ones are kept. Collective.
+// owners; only intact ones are kept. Removes temp files of interrupted
+// writes. Collective.
 Result<StartingPoint> find_starting_point(Comm& comm, Store& store, const Plan& plan, const JobConfig& config,
-                                          const Manifest& fresh);
+                                          const Manifest& fresh, StartCheck check = StartCheck::kFull);
 
 // Rank 0's view of the manifest during the write stage: applies the
 // records every rank reports and rewrites the manifest atomically.

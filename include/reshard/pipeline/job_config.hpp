@@ -6,6 +6,7 @@
 #include <string>
 
 #include "reshard/format/zip.hpp"
+#include "reshard/pipeline/claim.hpp"
 #include "reshard/sharding_spec.hpp"
 
 namespace reshard {
@@ -29,6 +30,8 @@ struct JobConfig {
   // Threads per rank for inflating and deflating a shard's arrays; 0 picks
   // the node's cores divided by its ranks.
   int threads = 0;
+  // --claim-lease: how long a dead job's claim keeps others out.
+  ClaimTiming claim_timing;
   // Bytes of memory a rank may use; 0 picks default_memory_limit().
   std::uint64_t memory_limit = 0;
   // Node-local directory for entries that do not fit (empty: $TMPDIR or /tmp).

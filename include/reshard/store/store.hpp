@@ -37,11 +37,21 @@ class Store {
   // The same for a file given as pieces in order; drivers that can write
   // them without joining (POSIX) override it. The default joins them.
   virtual Status write_atomic_pieces(const std::string& key, const std::vector<ByteView>& pieces);
+  // Creates `key` with `data` only if no object of that name exists, as one
+  // atomic step that two concurrent callers cannot both win: true when this
+  // call created it, false when the name was taken. The building block of
+  // the destination claim (src/pipeline/claim.cpp).
+  virtual Result<bool> create_exclusive(const std::string& key, ByteView data) = 0;
   // Keys of the objects directly inside `directory` (a key prefix ending in
   // '/', or "" for the current directory), in ascending order.
   virtual Result<std::vector<std::string>> list(const std::string& directory) = 0;
   // Removing a missing object succeeds.
   virtual Status remove(const std::string& key) = 0;
+  // POSIX: whether `directory` exists, and rmdir of it when empty (a missing
+  // or non-empty one is left as it is). Object stores have no directories:
+  // always true, and nothing to remove.
+  virtual Result<bool> directory_exists(const std::string& directory) = 0;
+  virtual Status remove_empty_directory(const std::string& directory) = 0;
   // Removes what interrupted atomic writes left inside `directory` (temp
   // files on POSIX); returns how many it removed.
   virtual Result<std::uint64_t> clean_up_incomplete_writes(const std::string& directory) = 0;
