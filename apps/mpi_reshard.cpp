@@ -310,7 +310,8 @@ int run(int argc, char** argv) {
     // The other ranks may be waiting in a collective this rank will never
     // join: end the whole job now rather than leave them hanging.
     std::cerr << "mpi_reshard: internal error on rank " << comm->rank() << ": " << reshard::printable(e.what()) << "\n";
-    reshard::abort_job(1);
+    comm->abort(1);
+    return 1;  // not reached: abort() ends the process
   }
 }
 

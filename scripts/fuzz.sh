@@ -21,12 +21,15 @@ for target in fuzz_npz fuzz_zip_directory; do
     "$build/bin/$target" -rss_limit_mb=2048 "${regressions[@]}" >"$work/$target.replay.log" 2>&1 ||
       { cat "$work/$target.replay.log"; echo "fuzz: $target fails on a kept regression input" >&2; exit 1; }
   fi
-  # Crash inputs land in $work/artifacts; keep one under tests/fuzz/regressions/.
+  # A failing input is kept in $build/artifacts/; add it to
+  # tests/fuzz/regressions/ once fixed, so every run replays it.
   mkdir -p "$work/artifacts"
   if ! (cd "$work" && "$OLDPWD/$build/bin/$target" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 \
           -timeout=20 -artifact_prefix="$work/artifacts/" -print_final_stats=1 "$corpus" >"$work/$target.log" 2>&1); then
     tail -n 40 "$work/$target.log"
-    echo "fuzz: $target found a failing input: $(ls "$work/artifacts")" >&2
+    mkdir -p "$build/artifacts"
+    cp "$work"/artifacts/* "$build/artifacts/" 2>/dev/null || true
+    echo "fuzz: $target found a failing input, kept in $build/artifacts/: $(ls "$work/artifacts")" >&2
     exit 1
   fi
   done_line="$(grep -E '^#[0-9]+[[:space:]]+DONE' "$work/$target.log" | tail -n 1)"

@@ -60,6 +60,7 @@ Bytes Manifest::encode() const {
   j["shape"] = {shape.nrows, shape.ncols};
   j["source_fingerprint"] = source_fingerprint ? fingerprint_json(*source_fingerprint) : json(nullptr);
   j["committed"] = committed;
+  j["journal_from"] = journal_from;
   json& srcs = j["sources"] = json::array();
   for (const auto& s : sources) {
     srcs.push_back({{"index", s.index},
@@ -100,6 +101,7 @@ Result<Manifest> Manifest::decode(ByteView bytes) {
     m.shape = {j.at("shape").at(0).get<std::uint64_t>(), j.at("shape").at(1).get<std::uint64_t>()};
     if (!j.at("source_fingerprint").is_null()) m.source_fingerprint = fingerprint_from(j["source_fingerprint"]);
     m.committed = j.at("committed").get<bool>();
+    m.journal_from = j.value("journal_from", std::uint64_t{0});
     for (const auto& s : j.at("sources")) {
       m.sources.push_back({s.at("index").get<std::uint64_t>(), s.at("key").get<std::string>(),
                            s.at("size").get<std::uint64_t>(), s.at("version").get<std::string>(),
@@ -122,6 +124,52 @@ Result<Manifest> Manifest::decode(ByteView bytes) {
   } catch (const std::exception& e) {
     return Status::Invalid(std::string("manifest is not valid: ") + e.what());
   }
+}
+
+Bytes JournalSegment::encode() const {
+  json records = json::array();
+  for (const auto& r : written) {
+    records.push_back({r.index, r.nnz, r.bytes, hex32(r.crc32c), r.fingerprint.count, r.fingerprint.sum_hex()});
+  }
+  return dump({{"job_id", job_id}, {"segment", number}, {"written", records}});
+}
+
+Result<JournalSegment> JournalSegment::decode(ByteView bytes) {
+  try {
+    json j = json::parse(bytes.begin(), bytes.end());
+    unescape_strings(j);
+    JournalSegment segment;
+    segment.job_id = j.at("job_id").get<std::string>();
+    segment.number = j.at("segment").get<std::uint64_t>();
+    for (const auto& r : j.at("written")) {
+      ShardRecord record;
+      record.index = r.at(0).get<std::uint64_t>();
+      record.state = ShardState::kWritten;
+      record.nnz = r.at(1).get<std::uint64_t>();
+      record.bytes = r.at(2).get<std::uint64_t>();
+      record.crc32c = static_cast<std::uint32_t>(std::stoul(r.at(3).get<std::string>(), nullptr, 16));
+      record.fingerprint = {r.at(4).get<std::uint64_t>(), std::stoull(r.at(5).get<std::string>(), nullptr, 16)};
+      segment.written.push_back(std::move(record));
+    }
+    return segment;
+  } catch (const std::exception& e) {
+    return Status::Invalid(std::string("journal segment is not valid: ") + e.what());
+  }
+}
+
+Status JournalSegment::apply_to(Manifest& manifest) const {
+  if (job_id != manifest.job_id) return Status::Invalid("journal segment belongs to job " + job_id);
+  for (const auto& r : written) {
+    if (r.index >= manifest.shards.size()) {
+      return Status::Invalid("journal segment names shard " + std::to_string(r.index) + " of " +
+                             std::to_string(manifest.shards.size()));
+    }
+    ShardRecord& record = manifest.shards[r.index];
+    const std::string key = record.key;
+    record = r;
+    record.key = key;
+  }
+  return Status::Ok();
 }
 
 std::string compute_job_id(const Manifest& m) {
@@ -161,6 +209,29 @@ Result<SuccessMarker> SuccessMarker::decode(ByteView bytes) {
   } catch (const std::exception& e) {
     return Status::Invalid(std::string("_SUCCESS is not valid: ") + e.what());
   }
+}
+
+std::string journal_directory(const std::string& destination_directory) {
+  return destination_directory + "_reshard/journal/";
+}
+
+std::string journal_segment_key(const std::string& destination_directory, std::uint64_t number) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "%020llu.json", static_cast<unsigned long long>(number));
+  return journal_directory(destination_directory) + name;
+}
+
+std::optional<std::uint64_t> journal_segment_number(const std::string& key, const std::string& destination_directory) {
+  const std::string prefix = journal_directory(destination_directory);
+  if (key.size() != prefix.size() + 25 || key.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  const std::string name = key.substr(prefix.size());
+  if (name.substr(20) != ".json") return std::nullopt;
+  std::uint64_t number = 0;
+  for (int i = 0; i < 20; ++i) {
+    if (name[i] < '0' || name[i] > '9') return std::nullopt;
+    number = number * 10 + static_cast<std::uint64_t>(name[i] - '0');
+  }
+  return number;
 }
 
 std::string manifest_key(const std::string& destination_directory) {

@@ -51,9 +51,27 @@ struct Manifest {
   std::optional<Fingerprint> source_fingerprint;  // known once every source was read
   std::vector<ShardRecord> shards;                // one per destination shard, by index
   bool committed = false;
+  // Journal segments numbered below this are already folded in here (and
+  // may linger after a crash during compaction): readers skip them.
+  std::uint64_t journal_from = 0;
 
   Bytes encode() const;
   static Result<Manifest> decode(ByteView bytes);
+};
+
+// One round of the write stage as rank 0 records it: the shards written,
+// appended as its own small object instead of rewriting the manifest
+// (docs/commit-protocol.md, "Journal").
+struct JournalSegment {
+  std::string job_id;
+  std::uint64_t number = 0;
+  std::vector<ShardRecord> written;  // index, nnz, bytes, crc32c, fingerprint; state kWritten
+
+  Bytes encode() const;
+  static Result<JournalSegment> decode(ByteView bytes);
+  // Marks the recorded shards written in `manifest`; an index out of range
+  // means the segment is not this manifest's.
+  Status apply_to(Manifest& manifest) const;
 };
 
 // A deterministic id for "this job": the sources' identities, both schemes,
@@ -74,6 +92,12 @@ struct SuccessMarker {
 };
 
 std::string manifest_key(const std::string& destination_directory);
+// <dst dir>/_reshard/journal/, and the key of segment `number` in it.
+std::string journal_directory(const std::string& destination_directory);
+std::string journal_segment_key(const std::string& destination_directory, std::uint64_t number);
+// The segment number a key of journal_directory() names, or nullopt for
+// anything else there (temp files).
+std::optional<std::uint64_t> journal_segment_number(const std::string& key, const std::string& destination_directory);
 std::string success_key(const std::string& destination_directory);
 
 }  // namespace reshard

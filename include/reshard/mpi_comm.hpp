@@ -19,8 +19,4 @@ class MpiSession {
   MpiSession& operator=(const MpiSession&) = delete;
 };
 
-// Ends every rank of the job (MPI_Abort on the world) with `exit_code`: for a
-// failure one rank cannot report through a collective.
-[[noreturn]] void abort_job(int exit_code);
-
 }  // namespace reshard

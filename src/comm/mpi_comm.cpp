@@ -145,13 +145,6 @@ MpiSession::MpiSession(int* argc, char*** argv) {
   check_mpi(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
 }
 
-void abort_job(int exit_code) {
-  std::fflush(stderr);
-  std::fflush(stdout);
-  MPI_Abort(MPI_COMM_WORLD, exit_code);
-  std::_Exit(exit_code);  // MPI_Abort does not return; this keeps [[noreturn]] true
-}
-
 MpiSession::~MpiSession() {
   int finalized = 0;
   MPI_Finalized(&finalized);

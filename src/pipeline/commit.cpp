@@ -1,6 +1,7 @@
 #include "reshard/pipeline/commit.hpp"
 #include "reshard/pipeline/json_messages.hpp"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "reshard/crc32c.hpp"
@@ -23,16 +24,32 @@ struct Findings {
   std::optional<SuccessMarker> success;
 };
 
+// The journal segments of `directory`, by number.
+Result<std::vector<std::pair<std::uint64_t, std::string>>> list_journal(Store& store, const std::string& directory) {
+  RESHARD_ASSIGN_OR_RETURN(auto keys, store.list(journal_directory(directory)));
+  std::vector<std::pair<std::uint64_t, std::string>> segments;
+  for (auto& key : keys) {
+    if (auto number = journal_segment_number(key, directory)) segments.emplace_back(*number, std::move(key));
+  }
+  std::sort(segments.begin(), segments.end());
+  return segments;
+}
+
+// Writes a control file; the fault point stands for a crash inside it.
+Status write_control_file(Store& store, const std::string& directory, const std::string& key, const Bytes& bytes) {
+  if (fault::fires_next("mid-manifest-update")) {
+    // What a crash inside an atomic write leaves: a partial temp file beside
+    // the intact previous version.
+    (void)store.write_atomic(directory + "_reshard/.manifest.json.tmp.fault",
+                             ByteView(bytes).subspan(0, bytes.size() / 2));
+  }
+  fault::point("mid-manifest-update");
+  return store.write_atomic(key, bytes);
+}
+
 Result<Findings> read_earlier_run(Store& store, const std::string& directory) {
   Findings found;
-  const std::string mkey = manifest_key(directory);
-  RESHARD_ASSIGN_OR_RETURN(auto minfo, store.stat(mkey));
-  if (minfo) {
-    RESHARD_ASSIGN_OR_RETURN(Bytes bytes, store.read(mkey, 0, minfo->size));
-    auto manifest = Manifest::decode(bytes);
-    if (!manifest.ok()) return manifest.status().with_context("reading " + store.url(mkey));
-    found.manifest = std::move(manifest).value();
-  }
+  RESHARD_ASSIGN_OR_RETURN(found.manifest, load_manifest(store, directory));
   const std::string skey = success_key(directory);
   RESHARD_ASSIGN_OR_RETURN(auto sinfo, store.stat(skey));
   if (sinfo) {
@@ -69,6 +86,25 @@ std::string why_different(const Manifest& earlier, const Manifest& fresh, const 
 }
 
 }  // namespace
+
+Result<std::optional<Manifest>> load_manifest(Store& store, const std::string& directory) {
+  const std::string mkey = manifest_key(directory);
+  RESHARD_ASSIGN_OR_RETURN(auto minfo, store.stat(mkey));
+  if (!minfo) return std::optional<Manifest>();
+  RESHARD_ASSIGN_OR_RETURN(Bytes bytes, store.read(mkey, 0, minfo->size));
+  auto manifest = Manifest::decode(bytes);
+  if (!manifest.ok()) return manifest.status().with_context("reading " + store.url(mkey));
+  RESHARD_ASSIGN_OR_RETURN(auto segments, list_journal(store, directory));
+  for (const auto& [number, key] : segments) {
+    if (number < manifest->journal_from) continue;  // folded in already
+    RESHARD_ASSIGN_OR_RETURN(Bytes segment_bytes, store.read_all(key));
+    auto segment = JournalSegment::decode(segment_bytes);
+    Status applied = segment.ok() ? segment->apply_to(*manifest) : segment.status();
+    if (!applied.ok()) return applied.with_context("reading " + store.url(key));
+    manifest->journal_from = number + 1;
+  }
+  return std::optional<Manifest>(std::move(manifest).value());
+}
 
 Manifest fresh_manifest(const Plan& plan, const JobConfig& config, const Store& source_store) {
   Manifest m;
@@ -183,19 +219,29 @@ Status CommitLog::begin(bool unpublish_first) {
   if (unpublish_first) {
     RESHARD_RETURN_IF_ERROR(store_.remove(success_key(directory_)).with_context("unpublishing the earlier dataset"));
   }
+  // Segments already there (an earlier run's, folded into a resumed
+  // manifest or not ours) are numbered below where this run starts.
+  RESHARD_ASSIGN_OR_RETURN(auto segments, list_journal(store_, directory_));
+  if (!segments.empty()) manifest_.journal_from = std::max(manifest_.journal_from, segments.back().first + 1);
   return save();
 }
 
 Status CommitLog::save() {
-  const Bytes bytes = manifest_.encode();
-  if (fault::fires_next("mid-manifest-update")) {
-    // What a crash inside an atomic write leaves: a partial temp file beside
-    // the intact previous manifest.
-    (void)store_.write_atomic(directory_ + "_reshard/.manifest.json.tmp.fault",
-                              ByteView(bytes).subspan(0, bytes.size() / 2));
+  manifest_.journal_from = next_segment();
+  segments_written_ = 0;
+  RESHARD_RETURN_IF_ERROR(write_control_file(store_, directory_, manifest_key(directory_), manifest_.encode())
+                              .with_context("writing the manifest"));
+  // Everything the journal held is in the manifest now; segments below
+  // journal_from are skipped by readers, so removing them can wait for a
+  // crash-free moment and fail harmlessly.
+  auto segments = list_journal(store_, directory_);
+  if (segments.ok()) {
+    for (const auto& [number, key] : *segments) {
+      if (number < manifest_.journal_from) (void)store_.remove(key);
+    }
   }
-  fault::point("mid-manifest-update");
-  return store_.write_atomic(manifest_key(directory_), bytes).with_context("writing the manifest");
+  (void)store_.remove_empty_directory(journal_directory(directory_));
+  return Status::Ok();
 }
 
 Status CommitLog::record_round(Comm& comm, const std::vector<WrittenShard>& written_this_round) {
@@ -206,17 +252,31 @@ Status CommitLog::record_round(Comm& comm, const std::vector<WrittenShard>& writ
   const auto all = comm.allgather(json_bytes(mine));
   Status status;
   if (comm.rank() == 0) {
+    // One journal segment per round, O(shards written): rewriting the whole
+    // manifest every round made a job quadratic in its shard count.
+    JournalSegment segment;
+    segment.job_id = manifest_.job_id;
+    segment.number = next_segment();
     for (const auto& bytes : all) {
       for (const auto& r : parse_json_bytes(bytes)) {
-        ShardRecord& record = manifest_.shards.at(r[0].get<std::size_t>());
+        ShardRecord record;
+        record.index = r[0].get<std::uint64_t>();
         record.state = ShardState::kWritten;
         record.nnz = r[1].get<std::uint64_t>();
         record.bytes = r[2].get<std::uint64_t>();
         record.crc32c = r[3].get<std::uint32_t>();
         record.fingerprint = {r[4].get<std::uint64_t>(), r[5].get<std::uint64_t>()};
+        segment.written.push_back(std::move(record));
       }
     }
-    status = save();
+    if (!segment.written.empty()) {
+      status = write_control_file(store_, directory_, journal_segment_key(directory_, segment.number), segment.encode())
+                   .with_context("writing the manifest journal");
+      if (status.ok()) {
+        status = segment.apply_to(manifest_);
+        ++segments_written_;
+      }
+    }
   }
   return agree(comm, status);
 }

@@ -1,4 +1,5 @@
 #include "reshard/pipeline/verify.hpp"
+#include "reshard/pipeline/commit.hpp"
 #include "reshard/pipeline/json_messages.hpp"
 
 #include <algorithm>
@@ -25,12 +26,14 @@ Result<std::pair<Manifest, std::optional<SuccessMarker>>> read_control_files(Com
   Bytes success_bytes;  // a leading 1 when _SUCCESS exists
   Status status;
   if (comm.rank() == 0) {
-    auto manifest = store.read_all(manifest_key(dir));
+    auto manifest = load_manifest(store, dir);
     if (!manifest.ok()) {
+      status = manifest.status();
+    } else if (!*manifest) {
       status = Status::Verification("no manifest at " + store.url(manifest_key(dir)) +
                                     ": not a dataset written by mpi_reshard, or not started");
     } else {
-      manifest_bytes = std::move(manifest).value();
+      manifest_bytes = (*manifest)->encode();
       auto success = store.read_all(success_key(dir));
       success_bytes.push_back(success.ok() ? 1 : 0);
       if (success.ok()) success_bytes.insert(success_bytes.end(), success->begin(), success->end());

@@ -17,6 +17,10 @@
 
 namespace reshard {
 
+// The manifest of `directory` with its journal segments folded in, or
+// nullopt when there is none.
+Result<std::optional<Manifest>> load_manifest(Store& store, const std::string& directory);
+
 // The manifest this job would start from if nothing were there yet.
 Manifest fresh_manifest(const Plan& plan, const JobConfig& config, const Store& source_store);
 
@@ -45,12 +49,16 @@ enum class StartCheck { kFull, kRefusalsOnly };
 Result<StartingPoint> find_starting_point(Comm& comm, Store& store, const Plan& plan, const JobConfig& config,
                                           const Manifest& fresh, StartCheck check = StartCheck::kFull);
 
-// Rank 0's view of the manifest during the write stage: applies the
-// records every rank reports and rewrites the manifest atomically.
+// Rank 0's view of the manifest during the write stage. The manifest is
+// written whole at begin, after a failed verify and at publish; in between,
+// each round's records are appended as one journal segment, so a round costs
+// what it wrote, not the shard count (docs/commit-protocol.md, "Journal").
 class CommitLog {
  public:
   CommitLog(Store& store, std::string destination_directory, Manifest manifest);
   Manifest& manifest() { return manifest_; }
+  // Writes the whole manifest (the journal folded in) and removes the
+  // segments it now holds.
   Status save();
   // The first save of this run: unpublishes an earlier dataset if asked to.
   Status begin(bool unpublish_first);
@@ -61,9 +69,13 @@ class CommitLog {
   Status publish(const SuccessMarker& success);
 
  private:
+  std::uint64_t next_segment() const { return manifest_.journal_from + segments_written_; }
+
   Store& store_;
   std::string directory_;
   Manifest manifest_;
+  // Segments this log wrote since the manifest was last written whole.
+  std::uint64_t segments_written_ = 0;
 };
 
 }  // namespace reshard
