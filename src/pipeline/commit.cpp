@@ -129,6 +129,31 @@ Result<StartingPoint> find_starting_point(Comm& comm, Store& store, const Plan& 
   Status status;
   json decision;
   if (comm.rank() == 0) {
+    // A control file's name taken by something that is not a file (a
+    // directory) blocks every run, --restart and --overwrite included:
+    // say what to remove instead of suggesting a flag that cannot help.
+    for (const std::string& key : {manifest_key(dir), success_key(dir)}) {
+      auto info = store.stat(key);
+      if (status.ok() && !info.ok() && info.status().kind() == ErrorKind::kInvalidInput) {
+        status = Status::Invalid(info.status().message() + "; remove it: mpi_reshard writes it as a file and no " +
+                                 "flag replaces something else in its place");
+      }
+    }
+  }
+  if (comm.rank() == 0 && status.ok()) {
+    // A shard's name taken by a directory would fail its write after others
+    // were written; found here, nothing is.
+    for (const auto& d : plan.destinations) {
+      auto taken = store.directory_exists(d.key);
+      if (taken.ok() && *taken) {
+        status = Status::Invalid("destination shard " + store.url(d.key) +
+                                 " is a directory, not a file; remove it or choose another --dst");
+        break;
+      }
+    }
+  }
+  RESHARD_RETURN_IF_ERROR(agree(comm, status));
+  if (comm.rank() == 0) {
     auto found = read_earlier_run(store, dir);
     const bool start_over = config.restart || config.overwrite;
     if (!found.ok()) {

@@ -206,6 +206,16 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   report_progress("plan", 0.0, "listing and inspecting source shards");
   RESHARD_ASSIGN_OR_RETURN(Plan plan, make_plan(comm, src_store, io.src_pattern, dst_store, io.dst_pattern, config));
   fault::point("after-plan");
+  {
+    // A --scratch-dir that cannot hold a spill file is bad input found now,
+    // on every rank (it is node-local), not when spilling starts hours in.
+    const std::string dir = config.scratch_dir.empty() ? default_scratch_dir() : config.scratch_dir;
+    auto probe = ScratchFile::create(dir);
+    status = probe.ok() ? Status::Ok()
+                        : Status::Invalid("--scratch-dir " + dir + " cannot hold spilled entries on rank " +
+                                          std::to_string(rank) + ": " + probe.status().message());
+    RESHARD_RETURN_IF_ERROR(agree(comm, status));
+  }
   const Manifest fresh = fresh_manifest(plan, config, src_store);
   // Refusals that need no claim come first, so they leave nothing behind;
   // then the claim, then the same decision again, now that no other job can

@@ -233,6 +233,9 @@ class PosixStore final : public Store {
     } else if (::rename(temp.c_str(), key.c_str()) != 0) {
       const int err = errno;
       ::unlink(temp.c_str());
+      // The planner refuses a destination name taken by a directory; one
+      // that appears while the job writes is the storage's failure.
+      if (err == EISDIR) return Status::Storage("renaming into place " + key + ": " + std::strerror(err));
       return errno_status("renaming into place", key, err);
     }
     RESHARD_RETURN_IF_ERROR(fsync_directory(dir));

@@ -237,7 +237,7 @@ class S3Store final : public Store {
     return keys;
   }
 
-  Result<bool> directory_exists(const std::string& /*directory*/) override { return true; }
+  Result<bool> directory_exists(const std::string& /*directory*/) override { return false; }
   Status remove_empty_directory(const std::string& /*directory*/) override { return Status::Ok(); }
 
   Status remove(const std::string& key) override { return send("DELETE", key, {}, {}, {}, {200, 204, 404}).status(); }

@@ -319,3 +319,27 @@ def test_fingerprint_mismatch_exits_3_and_leaves_nothing(dataset, reshard):
     left = os.listdir(tmp / "dst") if os.path.isdir(tmp / "dst") else []
     assert [name for name in left if name.startswith("shard_")] == [], "written shards must be removed"
     assert "_SUCCESS" not in left
+
+
+@pytest.mark.parametrize("flags", [[], ["--restart"], ["--overwrite"]])
+def test_success_marker_that_is_a_directory_says_what_to_remove(dataset, reshard, flags):
+    # It used to advise --restart, which rewrote everything and failed again.
+    tmp, src = dataset
+    (tmp / "dst" / "_SUCCESS").mkdir(parents=True)
+    line = expect_refusal(tmp, reshard, src, "_SUCCESS is a directory", "remove it", extra=flags)
+    assert "--restart" not in line, line
+
+
+def test_unusable_scratch_dir_is_refused_before_any_work(dataset, reshard):
+    # It used to be found only when spilling started, after the reading.
+    tmp, src = dataset
+    expect_refusal(tmp, reshard, src, "--scratch-dir", str(tmp / "no" / "such"), "cannot hold spilled entries",
+                   extra=["--scratch-dir", str(tmp / "no" / "such")])
+    assert not (tmp / "dst").exists()
+
+
+def test_destination_shard_name_taken_by_a_directory_is_refused_up_front(dataset, reshard):
+    # It used to write shard 0 and the manifest, then fail with exit 2.
+    tmp, src = dataset
+    (tmp / "dst" / "shard_1.npz").mkdir(parents=True)
+    expect_refusal(tmp, reshard, src, "destination shard", "shard_1.npz", "is a directory")

@@ -47,9 +47,9 @@ class Store {
   virtual Result<std::vector<std::string>> list(const std::string& directory) = 0;
   // Removing a missing object succeeds.
   virtual Status remove(const std::string& key) = 0;
-  // POSIX: whether `directory` exists, and rmdir of it when empty (a missing
-  // or non-empty one is left as it is). Object stores have no directories:
-  // always true, and nothing to remove.
+  // POSIX: whether `directory` exists as a directory, and rmdir of it when
+  // empty (a missing or non-empty one is left as it is). Object stores have
+  // no directories: always false, and nothing to remove.
   virtual Result<bool> directory_exists(const std::string& directory) = 0;
   virtual Status remove_empty_directory(const std::string& directory) = 0;
   // Removes what interrupted atomic writes left inside `directory` (temp
