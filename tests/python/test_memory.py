@@ -106,11 +106,13 @@ def test_bad_memory_limits_exit_2(tmp_path, reshard, source, limit, message):
     assert not dst.parent.exists()
 
 
-def test_an_unusable_scratch_dir_is_a_storage_error_naming_it(tmp_path, reshard, source):
+def test_an_unusable_scratch_dir_is_refused_naming_it(tmp_path, reshard, source):
+    # Found before any work since 003f4d8 (issue 11.5): bad input, exit 2,
+    # and the destination untouched, instead of exit 4 once spilling began.
     dst = tmp_path / "dst" / "shard_{i}.npz"
     missing = tmp_path / "no-such-dir"
     run = reshard(source, OLD, dst, "rows:hash=mix,shards=24",
                   extra=["--memory-limit", LIMIT, "--scratch-dir", str(missing)])
-    assert run.returncode == 4, run.stderr
+    assert run.returncode == 2, run.stderr
     assert len(run.error_lines) == 1 and str(missing) in run.error_lines[0], run.stderr
-    assert not (dst.parent / "_SUCCESS").exists()
+    assert not dst.parent.exists()
