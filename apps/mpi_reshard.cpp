@@ -354,6 +354,9 @@ int run_on_world(int argc, char** argv, reshard::Comm& comm) {
     return outcome.status().exit_code();
   }
   if (comm.rank() == 0) {
+    for (const auto& warning : outcome->warnings) {
+      std::cerr << "mpi_reshard: warning: " << reshard::printable(warning) << "\n";
+    }
     if (!cli.report_path.empty()) {
       std::ofstream report(cli.report_path);
       nlohmann::json report_json = outcome->report;

@@ -215,23 +215,34 @@ std::string journal_directory(const std::string& destination_directory) {
   return destination_directory + "_reshard/journal/";
 }
 
-std::string journal_segment_key(const std::string& destination_directory, std::uint64_t number) {
+std::string sequence_name(std::uint64_t number) {
   char name[32];
   std::snprintf(name, sizeof(name), "%020llu.json", static_cast<unsigned long long>(number));
-  return journal_directory(destination_directory) + name;
+  return name;
+}
+
+std::optional<std::uint64_t> sequence_number(const std::string& name) {
+  constexpr std::size_t kDigits = 20;
+  if (name.size() != kDigits + 5 || name.compare(kDigits, 5, ".json") != 0) return std::nullopt;
+  std::uint64_t number = 0;
+  for (std::size_t i = 0; i < kDigits; ++i) {
+    if (name[i] < '0' || name[i] > '9') return std::nullopt;
+    const auto digit = static_cast<std::uint64_t>(name[i] - '0');
+    // 20 digits reach past 2^64; such a name is no number of ours.
+    if (number > (UINT64_MAX - digit) / 10) return std::nullopt;
+    number = number * 10 + digit;
+  }
+  return number;
+}
+
+std::string journal_segment_key(const std::string& destination_directory, std::uint64_t number) {
+  return journal_directory(destination_directory) + sequence_name(number);
 }
 
 std::optional<std::uint64_t> journal_segment_number(const std::string& key, const std::string& destination_directory) {
   const std::string prefix = journal_directory(destination_directory);
-  if (key.size() != prefix.size() + 25 || key.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
-  const std::string name = key.substr(prefix.size());
-  if (name.substr(20) != ".json") return std::nullopt;
-  std::uint64_t number = 0;
-  for (int i = 0; i < 20; ++i) {
-    if (name[i] < '0' || name[i] > '9') return std::nullopt;
-    number = number * 10 + static_cast<std::uint64_t>(name[i] - '0');
-  }
-  return number;
+  if (key.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  return sequence_number(key.substr(prefix.size()));
 }
 
 std::string manifest_key(const std::string& destination_directory) {

@@ -91,6 +91,14 @@ struct SuccessMarker {
   static Result<SuccessMarker> decode(ByteView bytes);
 };
 
+// Control objects kept in sequence (journal segments, destination claims)
+// are named by a 20-digit zero-padded number and ".json", so a listing's
+// order is their numeric order.
+std::string sequence_name(std::uint64_t number);
+// The number `name` (a bare name, no directory) gives, or nullopt when it is
+// not such a name or its number does not fit 64 bits.
+std::optional<std::uint64_t> sequence_number(const std::string& name);
+
 std::string manifest_key(const std::string& destination_directory);
 // <dst dir>/_reshard/journal/, and the key of segment `number` in it.
 std::string journal_directory(const std::string& destination_directory);

@@ -12,6 +12,8 @@
 #include <random>
 #include <sstream>
 
+#include "reshard/manifest.hpp"
+
 namespace reshard {
 namespace {
 
@@ -66,21 +68,13 @@ std::string utc_text(double unix_seconds) {
   return buffer;
 }
 
-std::string generation_name(std::uint64_t generation) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%020llu.json", static_cast<unsigned long long>(generation));
-  return buffer;
-}
-
 // The generations present, from the keys of the claims directory; temp
 // files and anything else are ignored.
 std::vector<std::uint64_t> generations_in(const std::vector<std::string>& keys, const std::string& directory) {
   std::vector<std::uint64_t> generations;
   for (const auto& key : keys) {
-    const std::string name = key.substr(directory.size());
-    if (name.size() != 25 || name.substr(20) != ".json") continue;
-    if (!std::all_of(name.begin(), name.begin() + 20, [](char c) { return c >= '0' && c <= '9'; })) continue;
-    generations.push_back(std::stoull(name.substr(0, 20)));
+    if (key.compare(0, directory.size(), directory) != 0) continue;
+    if (auto generation = sequence_number(key.substr(directory.size()))) generations.push_back(*generation);
   }
   std::sort(generations.begin(), generations.end());
   return generations;
@@ -179,7 +173,7 @@ Result<std::unique_ptr<DestinationClaim>> DestinationClaim::take(Store& store, c
     std::uint64_t next = 0;
     if (!generations.empty()) {
       const std::uint64_t current = generations.back();
-      const std::string current_key = claims + generation_name(current);
+      const std::string current_key = claims + sequence_name(current);
       auto bytes = store.read_all(current_key);
       if (!bytes.ok()) return bytes.status().with_context("reading the destination claim " + store.url(current_key));
       auto holder = ClaimHolder::decode(*bytes);
@@ -199,7 +193,7 @@ Result<std::unique_ptr<DestinationClaim>> DestinationClaim::take(Store& store, c
       next = current + 1;
     }
     ClaimHolder mine = ClaimHolder::of_this_process(job_id);
-    const std::string key = claims + generation_name(next);
+    const std::string key = claims + sequence_name(next);
     const std::string text = mine.encode();
     RESHARD_ASSIGN_OR_RETURN(
         bool created,
@@ -218,7 +212,7 @@ DestinationClaim::DestinationClaim(Store& store, std::string directory, std::uin
     : store_(store),
       directory_(std::move(directory)),
       generation_(generation),
-      key_(claims_directory(directory_) + generation_name(generation)),
+      key_(claims_directory(directory_) + sequence_name(generation)),
       holder_(std::move(holder)),
       timing_(timing),
       last_renewed_(holder_.renewed_at),
@@ -282,7 +276,7 @@ Result<std::string> DestinationClaim::find_successor() {
   const auto generations = generations_in(keys, claims);
   if (generations.empty() || generations.back() <= generation_) return std::string();
   return "the destination claim " + store_.url(key_) + " was taken over by " +
-         store_.url(claims + generation_name(generations.back())) +
+         store_.url(claims + sequence_name(generations.back())) +
          " while this job ran (it had not renewed its claim for a lease); nothing of this job was published";
 }
 

@@ -166,6 +166,15 @@ Result<StartingPoint> find_starting_point(Comm& comm, Store& store, const Plan& 
     if (success && success->job_id == fresh.job_id) {
       kind = "published";
       decision["success"] = json::parse(success->encode());
+      // The run that published could not commit its manifest afterwards
+      // (its disk filled, say): this run holds the claim, so it finishes that.
+      const bool unfinished = manifest && manifest->job_id == fresh.job_id && !manifest->committed;
+      if (unfinished && check == StartCheck::kFull) {
+        CommitLog log(store, dir, *manifest);
+        status = log.mark_committed().with_context("finishing the manifest of the published dataset " +
+                                                   store.url(success_key(dir)));
+      }
+      decision["finished_manifest"] = unfinished;
     } else if (manifest && manifest->job_id == fresh.job_id) {
       kind = "resume";
     } else if (!start_over && manifest) {
@@ -205,6 +214,7 @@ Result<StartingPoint> find_starting_point(Comm& comm, Store& store, const Plan& 
   if (kind == "published") {
     start.kind = StartingPoint::Kind::kAlreadyPublished;
     start.success = *SuccessMarker::decode(json_bytes(decision["success"]));
+    start.finished_manifest = decision["finished_manifest"].get<bool>();
     start.manifest = fresh;
     return start;
   }
@@ -314,9 +324,15 @@ void CommitLog::forget(const std::vector<std::uint64_t>& shards) {
 }
 
 Status CommitLog::publish(const SuccessMarker& success) {
-  RESHARD_RETURN_IF_ERROR(
-      store_.write_atomic(success_key(directory_), success.encode()).with_context("publishing _SUCCESS"));
+  return store_.write_atomic(success_key(directory_), success.encode()).with_context("publishing _SUCCESS");
+}
+
+Status CommitLog::mark_committed() {
   manifest_.committed = true;
+  if (fault::active("manifest-write-fails-after-publish")) {
+    return Status::Storage("writing the manifest " + store_.url(manifest_key(directory_)) +
+                           ": No space left on device (injected by RESHARD_FAULT)");
+  }
   return save();
 }
 

@@ -240,8 +240,11 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
                         {"nnz", start.success->nnz},
                         {"destination_fingerprint",
                          {{"nnz", start.success->fingerprint.count}, {"sum", start.success->fingerprint.sum_hex()}}}};
-      outcome.summary = "already published: " + config.dst_pattern + " holds job " + start.success->job_id + " (" +
-                        start.success->fingerprint.to_string() + "); nothing to do";
+      outcome.summary =
+          "already published: " + config.dst_pattern + " holds job " + start.success->job_id + " (" +
+          start.success->fingerprint.to_string() + "); " +
+          (start.finished_manifest ? "committed the manifest the publishing run left unfinished" : "nothing to do");
+      outcome.report["finished_manifest"] = start.finished_manifest;
     }
     return outcome;
   }
@@ -594,8 +597,19 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
       fault::point("before-publish");
       status = log.publish(success);
     }
-    for (const std::string& d : {plan.destination_directory, plan.destination_directory + "_reshard/"}) {
-      if (status.ok()) status = dst_store.clean_up_incomplete_writes(d).status();
+    // Published: the job has succeeded. What is left is housekeeping that a
+    // rerun of the same command finishes, so its failures are warnings.
+    if (status.ok()) {
+      Status committed = log.mark_committed();
+      if (!committed.ok()) {
+        outcome.warnings.push_back(committed.message() +
+                                   "; the dataset is published, and rerunning the same command commits the manifest");
+      }
+      for (const std::string& d : {plan.destination_directory, plan.destination_directory + "_reshard/"}) {
+        auto removed = dst_store.clean_up_incomplete_writes(d);
+        if (!removed.ok())
+          outcome.warnings.push_back("removing temp files after publishing: " + removed.status().message());
+      }
     }
   }
   RESHARD_RETURN_IF_ERROR(agree(comm, status));
@@ -666,6 +680,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   report["per_rank"] = per_rank;
   report["seconds"] = stats.seconds;
   report["wall_seconds"] = wall;
+  report["warnings"] = outcome.warnings;
   std::ostringstream summary;
   summary << "resharded " << plan.shape.nrows << "x" << plan.shape.ncols << " matrix, " << source_fingerprint.count
           << " stored entries\n"

@@ -165,6 +165,11 @@ bool may_contribute(const Plan& plan, const SourceShard& source, const Destinati
   return rows && cols;
 }
 
+std::string destination_key(const ShardPattern& pattern, const ShardMap& map, std::uint64_t index) {
+  const ShardBox box = map.box(index);
+  return pattern.render(index, box.row_block, box.col_block);
+}
+
 Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& source_pattern, Store& destination_store,
                        const ShardPattern& destination_pattern, const JobConfig& config) {
   const ShardingSpec& old_spec = config.old_spec;
@@ -344,7 +349,7 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
     auto& dst = plan.destinations[d];
     dst.index = d;
     dst.box = plan.destination_map.box(d);
-    dst.key = destination_pattern.render(d, dst.box.row_block, dst.box.col_block);
+    dst.key = destination_key(destination_pattern, plan.destination_map, d);
     if (!destination_keys.insert(dst.key).second) {
       return Status::Invalid("destination pattern " + destination_pattern.text() + " gives two shards the name " +
                              dst.key + "; use {i}, or both {row} and {col}");

@@ -55,14 +55,16 @@ Result<std::pair<Manifest, std::optional<SuccessMarker>>> read_control_files(Com
 
 // Checks one destination shard: present, the recorded size and CRC-32C, a
 // valid matrix in its place, and its fingerprint.
-void check_shard(Store& store, const ShardRecord& record, const ShardMap& map, std::vector<std::uint64_t> ids,
-                 Fingerprint& total, std::vector<std::string>& problems) {
-  const std::string url = store.url(record.key);
+// `key` is where the shard is now, which differs from record.key in a copy
+// of the dataset.
+void check_shard(Store& store, const std::string& key, const ShardRecord& record, const ShardMap& map,
+                 std::vector<std::uint64_t> ids, Fingerprint& total, std::vector<std::string>& problems) {
+  const std::string url = store.url(key);
   if (record.state != ShardState::kWritten) {
     problems.push_back("shard " + url + " was never recorded as written");
     return;
   }
-  auto info = store.stat(record.key);
+  auto info = store.stat(key);
   if (!info.ok() || !*info) {
     problems.push_back("missing shard " + url);
     return;
@@ -72,7 +74,7 @@ void check_shard(Store& store, const ShardRecord& record, const ShardMap& map, s
                        std::to_string((*info)->size) + " bytes, manifest says " + std::to_string(record.bytes));
     return;
   }
-  auto bytes = store.read(record.key, 0, record.bytes);
+  auto bytes = store.read(key, 0, record.bytes);
   if (!bytes.ok()) {
     problems.push_back("unreadable shard " + url + ": " + bytes.status().message());
     return;
@@ -83,7 +85,7 @@ void check_shard(Store& store, const ShardRecord& record, const ShardMap& map, s
   }
   SourceShard as_read;
   as_read.index = record.index;
-  as_read.key = record.key;
+  as_read.key = key;
   as_read.box = map.box(record.index);
   as_read.nrows = as_read.box.rows();
   as_read.ncols = as_read.box.cols();
@@ -124,7 +126,7 @@ Result<VerifyOutcome> run_verify(Comm& comm, const std::string& dst_pattern, boo
       problems.push_back("_SUCCESS names job " + success->job_id + " but the manifest is job " + manifest.job_id);
     }
     std::set<std::string> expected;
-    for (const auto& r : manifest.shards) expected.insert(r.key);
+    for (const auto& r : manifest.shards) expected.insert(destination_key(*pattern, map, r.index));
     auto listing = dst.store->list(dir);
     if (!listing.ok()) return listing.status();
     for (const auto& key : *listing) {
@@ -140,7 +142,9 @@ Result<VerifyOutcome> run_verify(Comm& comm, const std::string& dst_pattern, boo
   auto ids = map.hashed_ids(mine);
   Fingerprint local;
   for (std::size_t k = 0; k < mine.size(); ++k) {
-    check_shard(*dst.store, manifest.shards[mine[k]], map, std::move(ids[k]), local, problems);
+    const ShardRecord& record = manifest.shards[mine[k]];
+    check_shard(*dst.store, destination_key(*pattern, map, record.index), record, map, std::move(ids[k]), local,
+                problems);
   }
   const Fingerprint destination{comm.sum(local.count), comm.sum(local.sum)};
 
@@ -189,7 +193,8 @@ Result<VerifyOutcome> run_verify(Comm& comm, const std::string& dst_pattern, boo
   std::sort(outcome.problems.begin(), outcome.problems.end());
   outcome.summary = "verified " + std::to_string(manifest.shards.size()) + " shards of " + dst_pattern + " (job " +
                     manifest.job_id + "): " + destination.to_string() +
-                    (against_source ? ", equal to the source's fingerprint" : "");
+                    (against_source ? ", equal to the source's fingerprint" : "") +
+                    (manifest.dst_pattern != dst_pattern ? " (written as " + manifest.dst_pattern + ")" : "");
   return outcome;
 }
 

@@ -108,6 +108,37 @@ def test_rerun_of_published_job_is_a_no_op(source):
     assert os.stat(root / "noop" / "_SUCCESS").st_mtime_ns == stamp
 
 
+def test_a_manifest_lost_after_publish_is_a_warning_and_a_rerun_commits_it(source, tmp_path):
+    # The disk fills between _SUCCESS and the manifest's final write: the
+    # dataset is published, so the job succeeded; the uncommitted manifest
+    # (its journal segments still beside it) is finished by the next run.
+    root, src, clean = source
+    dst_dir = tmp_path / "full"
+    dst = str(dst_dir / "shard_{i}.npz")
+    report = tmp_path / "report.json"
+    run = run_reshard(src, OLD, dst, NEW, ranks=3, extra=[*BATCH, "--report", str(report)],
+                      env={"RESHARD_FAULT": "manifest-write-fails-after-publish"})
+    assert run.returncode == 0, run.stderr
+    assert len(run.error_lines) == 1, run.stderr
+    warning = run.error_lines[0]
+    assert warning.startswith("mpi_reshard: warning: writing the manifest ") and "No space left" in warning
+    assert "published" in warning and "rerunning the same command" in warning
+    assert json.loads(report.read_text())["warnings"] == [warning[len("mpi_reshard: warning: "):]]
+    assert (dst_dir / "_SUCCESS").exists()
+    assert json.loads((dst_dir / "_reshard" / "manifest.json").read_text())["committed"] is False
+    assert os.listdir(dst_dir / "_reshard" / "journal"), "the last rounds are only in the journal"
+    verified = subprocess.run([binary(), "verify", "--dst", dst], capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stderr
+
+    rerun = run_reshard(src, OLD, dst, NEW, ranks=2)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "already published" in rerun.stdout and "committed the manifest" in rerun.stdout
+    check_published(dst_dir, src, clean)
+    assert not (dst_dir / "_reshard" / "journal").exists(), "segments folded into the committed manifest"
+    again = run_reshard(src, OLD, dst, NEW, ranks=1)
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stderr
+
+
 def test_changed_source_is_refused_then_restart(source, tmp_path):
     root, _, _ = source
     src = str(tmp_path / "src" / "shard_{i}.npz")

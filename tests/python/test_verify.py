@@ -93,3 +93,29 @@ def test_changed_source_with_against_src(published):
     code, _, problems = verify(dst, "--against-src")
     assert code == 3
     assert any("now has fingerprint" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("ranks", [None, 3])
+def test_a_copied_dataset_verifies_where_it_now_is(published, ranks):
+    # `cp -r` of a published destination, the original then removed so that
+    # nothing can be read from the old place by mistake.
+    tmp, dst = published
+    shutil.copytree(tmp / "dst", tmp / "moved")
+    shutil.rmtree(tmp / "dst")
+    moved = str(tmp / "moved" / "part_{i}.npz")
+    code, out, problems = verify(moved, "--against-src", ranks=ranks)
+    assert code == 0, problems
+    assert "verified 6 shards" in out and "equal to the source" in out
+
+
+def test_tampering_in_a_copy_names_the_copy(published):
+    tmp, dst = published
+    shutil.copytree(tmp / "dst", tmp / "copy")
+    moved = str(tmp / "copy" / "part_{i}.npz")
+    os.remove(moved.format(i=3))
+    shutil.copy(moved.format(i=0), moved.format(i=6))
+    code, _, problems = verify(moved)
+    assert code == 3
+    assert any(p.endswith(f"missing shard {moved.format(i=3)}") for p in problems), problems
+    assert any(f"extra shard file {moved.format(i=6)}" in p for p in problems), problems
+    assert verify(dst)[0] == 0, "the original is untouched"

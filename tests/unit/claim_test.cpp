@@ -13,6 +13,7 @@
 #include <optional>
 #include <thread>
 
+#include "reshard/manifest.hpp"
 #include "reshard/store/posix_store.hpp"
 #include "support/temp_dir.hpp"
 
@@ -24,11 +25,7 @@ double unix_now() { return std::chrono::duration<double>(std::chrono::system_clo
 class ClaimTest : public ::testing::Test {
  protected:
   std::string dir() const { return temp_ / "dst/"; }
-  std::string claim_key(std::uint64_t generation) const {
-    char name[32];
-    std::snprintf(name, sizeof(name), "%020llu.json", static_cast<unsigned long long>(generation));
-    return claims_directory(dir()) + name;
-  }
+  std::string claim_key(std::uint64_t generation) const { return claims_directory(dir()) + sequence_name(generation); }
   void put_holder(std::uint64_t generation, const ClaimHolder& holder) {
     const std::string text = holder.encode();
     ASSERT_TRUE(store_->write_atomic(claim_key(generation), Bytes(text.begin(), text.end())).ok());
@@ -53,6 +50,18 @@ TEST_F(ClaimTest, SecondJobIsRefusedNamingTheFirst) {
   EXPECT_NE(second.status().message().find("claimed by job job-a"), std::string::npos) << second.status().message();
   EXPECT_NE(second.status().message().find("pid " + std::to_string(::getpid())), std::string::npos);
   EXPECT_TRUE((*first)->still_held().ok());
+}
+
+TEST_F(ClaimTest, NamesThatAreNotGenerationsAreIgnored) {
+  // 20 digits reach past 2^64: a stray file named so once threw out of the
+  // parse and ended the job with "internal error".
+  for (const char* stray : {"99999999999999999999.json", "0000000000000000000x.json", "00000000000000000007.txt"}) {
+    const std::string key = claims_directory(dir()) + stray;
+    ASSERT_TRUE(store_->write_atomic(key, Bytes{'{', '}'}).ok());
+  }
+  auto claim = DestinationClaim::take(*store_, dir(), "job-a");
+  ASSERT_TRUE(claim.ok()) << claim.status().message();
+  EXPECT_EQ((*claim)->generation(), 0u);
 }
 
 TEST_F(ClaimTest, ReleasedClaimIsTakenAtTheNextGeneration) {

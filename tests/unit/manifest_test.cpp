@@ -81,5 +81,18 @@ TEST(SuccessMarker, RoundTrip) {
   EXPECT_EQ(back->shard_count, 3u);
 }
 
+TEST(SequenceName, RoundTripsAndRefusesWhatIsNotOne) {
+  EXPECT_EQ(sequence_name(7), "00000000000000000007.json");
+  EXPECT_EQ(sequence_number(sequence_name(0)), std::optional<std::uint64_t>(0));
+  EXPECT_EQ(sequence_number(sequence_name(UINT64_MAX)), std::optional<std::uint64_t>(UINT64_MAX));
+  EXPECT_EQ(sequence_number("18446744073709551616.json"), std::nullopt);  // 2^64
+  EXPECT_EQ(sequence_number("99999999999999999999.json"), std::nullopt);
+  EXPECT_EQ(sequence_number("0000000000000000000a.json"), std::nullopt);
+  EXPECT_EQ(sequence_number("00000000000000000001.jsn"), std::nullopt);
+  EXPECT_EQ(sequence_number("1.json"), std::nullopt);
+  EXPECT_EQ(journal_segment_number(journal_segment_key("d/", 42), "d/"), std::optional<std::uint64_t>(42));
+  EXPECT_EQ(journal_segment_number("e/_reshard/journal/" + sequence_name(42), "d/"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace reshard

@@ -30,6 +30,9 @@ struct StartingPoint {
   Manifest manifest;
   std::vector<bool> keep;  // per destination shard: written earlier and intact
   std::optional<SuccessMarker> success;
+  // Already published, and this run committed the manifest the publishing
+  // run could not (disk full after _SUCCESS, say).
+  bool finished_manifest = false;
   std::uint64_t temporaries_removed = 0;
   // Starting over on a published dataset: _SUCCESS goes before the new
   // manifest is written (CommitLog::begin).
@@ -66,7 +69,12 @@ class CommitLog {
   Status record_round(Comm& comm, const std::vector<WrittenShard>& written_this_round);
   // Marks shards written in this run pending again (after a failed verify).
   void forget(const std::vector<std::uint64_t>& shards);
+  // Writes _SUCCESS: from here on the job has succeeded, whatever follows.
   Status publish(const SuccessMarker& success);
+  // After publish: the manifest marked committed, its journal folded in. A
+  // failure here leaves a published dataset and a manifest a rerun finishes
+  // (find_starting_point), so callers report it as a warning.
+  Status mark_committed();
 
  private:
   std::uint64_t next_segment() const { return manifest_.journal_from + segments_written_; }

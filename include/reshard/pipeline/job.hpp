@@ -3,6 +3,8 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "reshard/comm.hpp"
 #include "reshard/pipeline/job_config.hpp"
@@ -15,6 +17,9 @@ struct JobOutcome {
   nlohmann::json report;
   // One-paragraph human summary, rank 0 only.
   std::string summary;
+  // Problems after the dataset was published, which do not undo the
+  // success (rank 0 only): the app prints each as a warning.
+  std::vector<std::string> warnings;
 };
 
 // On failure every rank returns the same Status; exit with status.exit_code().

@@ -72,6 +72,11 @@ struct Plan {
 // boxes overlap (a hashed axis overlaps everything).
 bool may_contribute(const Plan& plan, const SourceShard& source, const DestinationShard& destination);
 
+// The key of destination shard `index` under `pattern`. The manifest records
+// keys too, but a dataset can be copied elsewhere (`cp -r`): `verify` names
+// the shards by where the dataset is now, not by where it was written.
+std::string destination_key(const ShardPattern& pattern, const ShardMap& map, std::uint64_t index);
+
 // Collective; every rank returns the same Plan or the same error.
 Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& source_pattern, Store& destination_store,
                        const ShardPattern& destination_pattern, const JobConfig& config);
