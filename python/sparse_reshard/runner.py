@@ -127,17 +127,44 @@ def _option_args(overwrite: bool, restart: bool, memory_limit: Union[int, str, N
     return args
 
 
+def _session_members(session: int) -> List[int]:
+    """PIDs in `session` (Linux /proc), the launcher included."""
+    members = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name: state ppid pgrp session.
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 3 and int(fields[3]) == session:
+            members.append(int(entry))
+    return members
+
+
+def _signal_session(proc: subprocess.Popen, sig: int) -> None:
+    # mpirun puts each rank in a process group of its own, so signalling
+    # mpirun's group alone leaves the ranks to mpirun's forwarding, which
+    # takes about a second: long enough for an interrupted job to publish.
+    # Every process of the session the launcher leads is signalled at once.
+    for pid in _session_members(proc.pid) or [proc.pid]:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     """Ends mpirun/srun and every rank it started: they share a session."""
+    _signal_session(proc, signal.SIGTERM)
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=_TERMINATE_GRACE_SECONDS)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+    except subprocess.TimeoutExpired:
         pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    _signal_session(proc, signal.SIGKILL)
     proc.wait()
 
 
