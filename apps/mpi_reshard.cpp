@@ -1,6 +1,5 @@
 // mpi_reshard: the CLI edge. Parses options, runs the collective job, turns
 // a Status into a one-line error and the documented exit code.
-#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +18,7 @@
 #include "reshard/pipeline/job.hpp"
 #include "reshard/pipeline/memory_budget.hpp"
 #include "reshard/pipeline/verify.hpp"
+#include "reshard/process_memory.hpp"
 
 namespace po = boost::program_options;
 using reshard::Status;
@@ -377,12 +377,7 @@ int run_on_world(int argc, char** argv, reshard::Comm& comm) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // glibc raises its mmap threshold after a large free, after which big
-  // buffers come from the heap and freeing them need not return memory to
-  // the OS. A fixed threshold keeps every large buffer an mmap that is
-  // unmapped on free, so the resident set follows --memory-limit's model.
-  mallopt(M_MMAP_THRESHOLD, 1 << 20);
-  mallopt(M_TRIM_THRESHOLD, 4 << 20);
+  reshard::configure_process_memory();
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {

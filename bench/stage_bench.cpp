@@ -17,6 +17,7 @@
 #include "reshard/format/npz.hpp"
 #include "reshard/pipeline/assemble.hpp"
 #include "reshard/pipeline/bucket.hpp"
+#include "reshard/process_memory.hpp"
 
 namespace {
 
@@ -99,6 +100,8 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As mpi_reshard does: large buffers are their own mappings, on huge pages.
+  configure_process_memory();
   const std::uint64_t wanted = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 8'000'000;
   const SourceArrays arrays = make_source(wanted);
   const std::uint64_t nnz = arrays.indices.size();
