@@ -9,6 +9,7 @@
 
 #include "reshard/bytes.hpp"
 #include "reshard/status.hpp"
+#include "reshard/work_array.hpp"
 
 namespace reshard {
 
@@ -29,9 +30,9 @@ class Comm {
   // rank sent here, in rank order, with `recv_counts` filled in. Messages are
   // split into rounds so no single message exceeds `max_message_bytes` (a
   // multiple of `element_size`, so elements never straddle rounds).
-  virtual Bytes alltoallv(ByteView send, const std::vector<std::uint64_t>& send_counts,
-                          std::vector<std::uint64_t>& recv_counts, std::uint64_t element_size,
-                          std::uint64_t max_message_bytes) = 0;
+  virtual ByteArray alltoallv(ByteView send, const std::vector<std::uint64_t>& send_counts,
+                              std::vector<std::uint64_t>& recv_counts, std::uint64_t element_size,
+                              std::uint64_t max_message_bytes) = 0;
   // Ends every rank of the job at once; used when one rank cannot go on.
   [[noreturn]] virtual void abort(int exit_code) = 0;
   // Rounds the last alltoallv took (for the report and the tests).

@@ -16,12 +16,13 @@ class SelfComm final : public Comm {
   std::uint64_t sum(std::uint64_t value) override { return value; }
   std::uint64_t max(std::uint64_t value) override { return value; }
   std::vector<Bytes> allgather(ByteView mine) override { return {Bytes(mine.begin(), mine.end())}; }
-  Bytes alltoallv(ByteView send, const std::vector<std::uint64_t>& send_counts, std::vector<std::uint64_t>& recv_counts,
-                  std::uint64_t element_size, std::uint64_t max_message_bytes) override {
+  ByteArray alltoallv(ByteView send, const std::vector<std::uint64_t>& send_counts,
+                      std::vector<std::uint64_t>& recv_counts, std::uint64_t element_size,
+                      std::uint64_t max_message_bytes) override {
     const std::uint64_t chunk = std::max<std::uint64_t>(element_size, max_message_bytes / element_size * element_size);
     rounds_ = send_counts.at(0) == 0 ? 0 : (send_counts[0] + chunk - 1) / chunk;
     recv_counts = send_counts;
-    return Bytes(send.begin(), send.end());
+    return ByteArray(send.begin(), send.end());
   }
   [[noreturn]] void abort(int exit_code) override { std::_Exit(exit_code); }
   std::uint64_t last_exchange_rounds() const override { return rounds_; }

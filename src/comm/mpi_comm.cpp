@@ -65,8 +65,9 @@ class MpiComm final : public Comm {
     return out;
   }
 
-  Bytes alltoallv(ByteView send, const std::vector<std::uint64_t>& send_counts, std::vector<std::uint64_t>& recv_counts,
-                  std::uint64_t element_size, std::uint64_t max_message_bytes) override {
+  ByteArray alltoallv(ByteView send, const std::vector<std::uint64_t>& send_counts,
+                      std::vector<std::uint64_t>& recv_counts, std::uint64_t element_size,
+                      std::uint64_t max_message_bytes) override {
     const auto n = static_cast<std::size_t>(size_);
     recv_counts.assign(n, 0);
     check_mpi(MPI_Alltoall(send_counts.data(), 1, MPI_UINT64_T, recv_counts.data(), 1, MPI_UINT64_T, comm_),
@@ -80,7 +81,7 @@ class MpiComm final : public Comm {
     std::exclusive_scan(send_counts.begin(), send_counts.end(), send_offsets.begin(), std::uint64_t{0});
     std::exclusive_scan(recv_counts.begin(), recv_counts.end(), recv_offsets.begin(), std::uint64_t{0});
     const std::uint64_t total_recv = recv_offsets.back() + recv_counts.back();
-    Bytes received(total_recv);
+    ByteArray received(total_recv);
     std::uint64_t my_rounds = 0;
     for (std::size_t p = 0; p < n; ++p) {
       my_rounds = std::max({my_rounds, (send_counts[p] + chunk - 1) / chunk, (recv_counts[p] + chunk - 1) / chunk});

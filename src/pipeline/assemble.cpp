@@ -209,7 +209,7 @@ void counting_sort(const std::vector<std::span<const Entry>>& parts, const AxisM
                    const AxisMapping& minor_axis, bool csr, std::uint64_t nmajor, AssembledShard& out) {
   std::uint64_t n = 0;
   for (const auto& part : parts) n += part.size();
-  std::vector<std::uint64_t> majors(n);
+  WorkArray<std::uint64_t> majors(n);
   out.indptr.assign(nmajor + 1, 0);
   std::uint64_t k = 0;
   for (const auto& part : parts) {
@@ -220,7 +220,7 @@ void counting_sort(const std::vector<std::span<const Entry>>& parts, const AxisM
     }
   }
   for (std::uint64_t i = 0; i < nmajor; ++i) out.indptr[i + 1] += out.indptr[i];
-  std::vector<MinorEntry> sorted(n);
+  WorkArray<MinorEntry> sorted(n);
   {
     std::vector<std::uint64_t> cursor(out.indptr.begin(), out.indptr.end() - 1);
     k = 0;
@@ -231,7 +231,7 @@ void counting_sort(const std::vector<std::span<const Entry>>& parts, const AxisM
       }
     }
   }
-  std::vector<std::uint64_t>().swap(majors);
+  WorkArray<std::uint64_t>().swap(majors);
   const std::uint32_t width = out.value_dtype.itemsize;
   out.indices.resize(sorted.size());
   out.values.resize(sorted.size() * width);

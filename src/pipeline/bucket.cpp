@@ -20,7 +20,7 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
   const std::uint64_t ranges = std::max<std::uint64_t>(
       1, std::min<std::uint64_t>(static_cast<std::uint64_t>(std::max(1, threads)), nnz / kMinEntriesPerBucketRange));
   auto range_begin = [&](std::uint64_t r) { return nnz / ranges * r + std::min(r, nnz % ranges); };
-  std::vector<std::uint32_t> destination(nnz);
+  WorkArray<std::uint32_t> destination(nnz);
   std::vector<std::vector<std::uint64_t>> counts(ranges, std::vector<std::uint64_t>(shards, 0));
   run_in_parallel(ranges, threads, [&](std::size_t r) {
     auto& mine = counts[r];
@@ -86,7 +86,7 @@ Status Buckets::spill(ScratchFile& scratch) {
     const auto* bytes = reinterpret_cast<const std::uint8_t*>(blocks_[b].data());
     RESHARD_ASSIGN_OR_RETURN(block_start[b], scratch.append(ByteView(bytes, blocks_[b].size() * sizeof(Entry))));
     spilled_entries_ += blocks_[b].size();
-    std::vector<Entry>().swap(blocks_[b]);
+    WorkArray<Entry>().swap(blocks_[b]);
   }
   for (auto& pieces : pieces_) {
     for (auto& piece : pieces) {

@@ -50,7 +50,7 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
     cursor[p] = total;
     total += send_counts[p];
   }
-  Bytes send(total);
+  ByteArray send(total);
   for (const auto d : wave) {
     const int p = owner.owner_of(d);
     if (p == me || p == DestinationOwner::kNobody || mine[d] == 0 || !status.ok()) continue;
@@ -67,7 +67,7 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
   fault::point("mid-exchange");
   std::vector<std::uint64_t> recv_counts;
   out.received = comm.alltoallv(send, send_counts, recv_counts, sizeof(Entry), max_message_bytes);
-  Bytes().swap(send);
+  ByteArray().swap(send);
   stats.rounds += comm.last_exchange_rounds();
   stats.waves += 1;
   stats.entries_received += out.received.size() / sizeof(Entry);

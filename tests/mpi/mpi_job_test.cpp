@@ -39,7 +39,7 @@ TEST(MpiComm, AlltoallvInManyRoundsDeliversEverything) {
   }
   std::vector<std::uint64_t> recv_counts;
   // 24-byte messages: three elements per round, many rounds.
-  Bytes got = comm->alltoallv(send, counts, recv_counts, 8, 24);
+  ByteArray got = comm->alltoallv(send, counts, recv_counts, 8, 24);
   EXPECT_GT(comm->last_exchange_rounds(), 1u);
   std::uint64_t offset = 0;
   for (std::uint64_t src = 0; src < ranks; ++src) {

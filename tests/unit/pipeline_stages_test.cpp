@@ -31,7 +31,7 @@ Plan plan_for(const std::string& new_scheme, GlobalShape shape, int ranks) {
 
 BucketBlock block_of(std::vector<Entry> entries, std::vector<BucketBlock::Segment> segments) {
   BucketBlock block;
-  block.entries = std::move(entries);
+  block.entries.assign(entries.begin(), entries.end());
   block.segments = std::move(segments);
   return block;
 }
@@ -204,7 +204,7 @@ TEST(Assemble, SortsByColumnKeepsDuplicatesInSourceOrder) {
   EXPECT_EQ(shard.nrows, 2u);
   EXPECT_EQ(shard.ncols, 5u);
   EXPECT_EQ(shard.indptr, (std::vector<std::uint64_t>{0, 1, 4}));
-  EXPECT_EQ(shard.indices, (std::vector<std::uint64_t>{3, 1, 1, 4}));
+  EXPECT_EQ(shard.indices, (WorkArray<std::uint64_t>{3, 1, 1, 4}));
   std::vector<std::int64_t> values(4);
   std::memcpy(values.data(), shard.values.data(), 32);
   EXPECT_EQ(values, (std::vector<std::int64_t>{101, 103, 102, 100}));
@@ -228,7 +228,7 @@ TEST(Assemble, CscLayoutAndHashedIds) {
   EXPECT_EQ(shard.layout, Layout::kCsc);
   EXPECT_EQ(shard.ncols, 3u);
   EXPECT_EQ(shard.indptr, (std::vector<std::uint64_t>{0, 1, 1, 3}));  // local cols of 1, 3, 5
-  EXPECT_EQ(shard.indices, (std::vector<std::uint64_t>{1, 0, 2}));    // rows, ascending within a column
+  EXPECT_EQ(shard.indices, (WorkArray<std::uint64_t>{1, 0, 2}));      // rows, ascending within a column
   ASSERT_TRUE(shard.col_ids.has_value());
   EXPECT_EQ(shard.values.size(), 12u);
   Fingerprint expected;

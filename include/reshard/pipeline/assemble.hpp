@@ -21,9 +21,9 @@ struct AssembledShard {
   std::uint64_t ncols = 0;
   Layout layout = Layout::kCsr;
   std::vector<std::uint64_t> indptr;
-  std::vector<std::uint64_t> indices;
+  WorkArray<std::uint64_t> indices;
   npy::DType value_dtype;
-  Bytes values;
+  ByteArray values;
   std::optional<std::vector<std::uint64_t>> row_ids;  // rows:hash destinations
   std::optional<std::vector<std::uint64_t>> col_ids;  // cols:hash destinations
   // Recomputed from the assembled arrays, mapping local indices back to

@@ -14,6 +14,7 @@
 #include "reshard/pipeline/plan.hpp"
 #include "reshard/pipeline/read.hpp"
 #include "reshard/scratch_file.hpp"
+#include "reshard/work_array.hpp"
 
 namespace reshard {
 
@@ -24,7 +25,7 @@ struct BucketBlock {
     std::uint64_t shard = 0;
     std::uint64_t count = 0;
   };
-  std::vector<Entry> entries;
+  WorkArray<Entry> entries;
   std::vector<Segment> segments;
   Fingerprint fingerprint;  // of the kept entries
 };
@@ -67,7 +68,7 @@ class Buckets {
   };
   std::vector<std::uint64_t> held_;
   std::vector<std::vector<Piece>> pieces_;
-  std::vector<std::vector<Entry>> blocks_;
+  std::vector<WorkArray<Entry>> blocks_;
   const ScratchFile* scratch_ = nullptr;
   std::uint64_t resident_entries_ = 0;
   std::uint64_t spilled_entries_ = 0;

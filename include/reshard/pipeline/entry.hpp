@@ -6,16 +6,18 @@
 
 namespace reshard {
 
+// No default member initializers: arrays of entries are WorkArrays, sized
+// without being zeroed (work_array.hpp).
 struct Entry {
-  std::uint64_t row = 0;
-  std::uint64_t col = 0;
-  std::uint64_t value_bits = 0;  // raw little-endian value, zero-extended
+  std::uint64_t row;
+  std::uint64_t col;
+  std::uint64_t value_bits;  // raw little-endian value, zero-extended
   // Source order: (source shard index << kOrderShardShift) | position in that
   // shard's data array. Breaks ties between duplicate (row, col) entries so
   // output bytes never depend on arrival order.
-  std::uint64_t order = 0;
+  std::uint64_t order;
 };
-static_assert(std::is_trivially_copyable_v<Entry> && sizeof(Entry) == 32);
+static_assert(std::is_trivial_v<Entry> && sizeof(Entry) == 32);
 
 inline constexpr unsigned kOrderShardShift = 40;
 

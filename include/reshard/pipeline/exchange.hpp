@@ -10,6 +10,7 @@
 
 #include "reshard/comm.hpp"
 #include "reshard/pipeline/bucket.hpp"
+#include "reshard/work_array.hpp"
 
 namespace reshard {
 
@@ -29,8 +30,8 @@ struct ExchangeStats {
 struct WaveEntries {
   std::vector<std::uint64_t> shards;
   std::vector<std::vector<std::span<const Entry>>> parts;  // parallel to `shards`
-  Bytes received;
-  std::vector<Entry> local;
+  ByteArray received;
+  WorkArray<Entry> local;
 };
 
 // Collective. `held[p][d]` is what rank p holds for shard d (every rank's
