@@ -89,6 +89,30 @@ def memory_run(work, limit_mib, nnz):
     return ok
 
 
+def reshard_run(out, tag, src, old, new, ranks, total_memory, options, mpi=()):
+    """One timed mpi_reshard job; each rank may use 80% of memory / ranks."""
+    dst = os.path.join(out, tag, "shard_{i}.npz")
+    report = os.path.join(out, f"{tag}.json")
+    limit = f"{int(0.8 * total_memory / ranks) >> 20}MiB"
+    wall, _ = timed(["mpirun", "-np", str(ranks), *mpi, BIN, "--src", src, "--old-scheme", old, "--dst", dst,
+                     "--new-scheme", new, *options, "--report", report, "--memory-limit", limit])
+    with open(report) as f:
+        r = json.load(f)
+    return {"wall": wall, "rss": max(p["peak_rss_bytes"] for p in r["per_rank"]), "report": r}
+
+
+def exchange_rate(report):
+    """Bytes both ranks sent over MPI per second of the slower rank's
+    exchange stage, or None when nothing was sent."""
+    sent = report["totals"]["bytes_sent"]
+    seconds = max(p["seconds"].get("exchange", 0.0) for p in report["per_rank"])
+    return {"bytes": sent, "seconds": seconds, "gb_per_s": sent / seconds / 1e9 if sent and seconds else None}
+
+
+def fmt_rate(rate):
+    return "-" if rate["gb_per_s"] is None else f"{rate['gb_per_s']:.2f} ({rate['bytes'] / 1e6:.0f} MB)"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="2M nonzeros instead of 100M")
@@ -124,9 +148,13 @@ def main():
         sys.exit(0 if memory_run(a.work, limit_mib, memory_nnz) else 1)
     print(f"bench: {nnz} nonzeros requested, shape {shape}, source {old} (8 shards), work dir {a.work}")
     results = []
-    for compressed in (1, 0):
-        label = "deflate:6" if compressed else "none"
-        src = os.path.join(a.work, f"src-{label}", "shard_{i}.npz")
+    exchanges = []
+    # Compressed sources are written by the default --compress (igzip:1) and,
+    # as the earlier figures were, deflate:6; scipy's script and the output
+    # size it gives are the baseline of both.
+    modes = {True: ["igzip:1", "deflate:6"], False: ["none"]}
+    for compressed in (True, False):
+        src = os.path.join(a.work, f"src-{'deflate:6' if compressed else 'none'}", "shard_{i}.npz")
         gen = [sys.executable, os.path.join(ROOT, "scripts", "demo_matrix.py"), "make", "--pattern", src,
                "--scheme", old, "--rows", str(rows), "--cols", str(cols), "--nnz", str(nnz), "--seed", "3"]
         if not compressed:
@@ -143,44 +171,59 @@ def main():
                 json.dump(wanted, f)
         src_dir = os.path.dirname(src)
         for name, new in targets.items():
-            out = os.path.join(a.work, f"out-{label}-{name.replace('->', '-')}")
+            out = os.path.join(a.work, f"out-{'deflate' if compressed else 'none'}-{name.replace('->', '-')}")
             scipy_wall, scipy_rss = timed([sys.executable, os.path.join(HERE, "scipy_reshard.py"), "--src", src,
                                            "--old", old, "--dst", os.path.join(out, "scipy", "shard_{i}.npz"),
-                                           "--new", new, "--shape", shape, "--compressed", str(compressed)])
-            row = {"case": f"{name} {label}", "scipy_s": scipy_wall, "scipy_rss": scipy_rss}
-            for ranks in (1, 2):
-                dst = os.path.join(out, f"np{ranks}", "shard_{i}.npz")
-                report = os.path.join(out, f"np{ranks}.json")
-                limit = f"{int(0.8 * total_memory / ranks) >> 20}MiB"
-                wall, _ = timed(["mpirun", "-np", str(ranks), BIN, "--src", src, "--old-scheme", old, "--dst", dst,
-                                 "--new-scheme", new, "--compress", label, "--report", report,
-                                 "--memory-limit", limit])
-                with open(report) as f:
-                    r = json.load(f)
-                row[f"np{ranks}_s"] = wall
-                row[f"np{ranks}_rss"] = max(p["peak_rss_bytes"] for p in r["per_rank"])
-            t0 = time.perf_counter()
-            subprocess.run(f"cat {src_dir}/* > /dev/null && cp -r {out}/np1 {out}/floor-copy", shell=True, check=True)
-            row["floor_s"] = time.perf_counter() - t0
-            # mpi_reshard fsyncs every shard before recording it; the same
-            # copy made durable is the fair floor for it.
-            t0 = time.perf_counter()
-            subprocess.run(f"cat {src_dir}/* > /dev/null && cp -r {out}/np1 {out}/floor-copy-synced && sync",
-                           shell=True, check=True)
-            row["floor_sync_s"] = time.perf_counter() - t0
-            row["bytes_in"], row["bytes_out"] = du(src_dir), du(os.path.join(out, "np1"))
-            results.append(row)
+                                           "--new", new, "--shape", shape, "--compressed", str(int(compressed))])
+            scipy_bytes = du(os.path.join(out, "scipy"))
+            for mode in modes[compressed]:
+                row = {"case": f"{name} {mode}", "scipy_s": scipy_wall, "scipy_rss": scipy_rss,
+                       "scipy_bytes": scipy_bytes}
+                runs = {}
+                for ranks in (1, 2):
+                    tag = f"{mode.replace(':', '')}-np{ranks}"
+                    runs[ranks] = reshard_run(out, tag, src, old, new, ranks, total_memory, ["--compress", mode])
+                    row[f"np{ranks}_s"], row[f"np{ranks}_rss"] = runs[ranks]["wall"], runs[ranks]["rss"]
+                np1_dir = os.path.join(out, f"{mode.replace(':', '')}-np1")
+                t0 = time.perf_counter()
+                subprocess.run(f"cat {src_dir}/* > /dev/null && cp -r {np1_dir} {out}/floor-copy", shell=True,
+                               check=True)
+                row["floor_s"] = time.perf_counter() - t0
+                # mpi_reshard fsyncs every shard before recording it; the same
+                # copy made durable is the fair floor for it.
+                t0 = time.perf_counter()
+                subprocess.run(f"cat {src_dir}/* > /dev/null && cp -r {np1_dir} {out}/floor-copy-synced && sync",
+                               shell=True, check=True)
+                row["floor_sync_s"] = time.perf_counter() - t0
+                shutil.rmtree(f"{out}/floor-copy")
+                shutil.rmtree(f"{out}/floor-copy-synced")
+                row["bytes_in"], row["bytes_out"] = du(src_dir), du(np1_dir)
+                results.append(row)
+                if not compressed:
+                    # The same 2-rank job with MPI over TCP loopback instead of
+                    # shared memory: what crosses a real network.
+                    tcp = reshard_run(out, "tcp-np2", src, old, new, 2, total_memory,
+                                      ["--compress", mode], mpi=["--mca", "btl", "self,tcp"])
+                    exchanges.append({"case": row["case"], "sm": exchange_rate(runs[2]["report"]),
+                                      "tcp": exchange_rate(tcp["report"]), "tcp_wall_s": tcp["wall"]})
     print()
     print(f"{'case':<22}{'scipy s':>9}{'np1 s':>8}{'np2 s':>8}{'floor s':>9}{'+sync s':>9}{'scipy/np1':>10}"
-          f"{'scipy/np2':>10}{'np2/floor':>10}{'np2/+sync':>10}{'RSS scipy':>11}{'RSS np1':>9}{'RSS np2/rank':>13}")
+          f"{'scipy/np2':>10}{'np2/floor':>10}{'np2/+sync':>10}{'bytes/scipy':>12}{'RSS scipy':>11}{'RSS np1':>9}"
+          f"{'RSS np2/rank':>13}")
     for r in results:
         mib = 1 << 20
         print(f"{r['case']:<22}{r['scipy_s']:>9.2f}{r['np1_s']:>8.2f}{r['np2_s']:>8.2f}{r['floor_s']:>9.2f}"
               f"{r['floor_sync_s']:>9.2f}{r['scipy_s'] / r['np1_s']:>9.1f}x{r['scipy_s'] / r['np2_s']:>9.1f}x"
               f"{r['np2_s'] / r['floor_s']:>9.1f}x{r['np2_s'] / r['floor_sync_s']:>9.1f}x"
+              f"{r['bytes_out'] / r['scipy_bytes']:>11.3f}x"
               f"{r['scipy_rss'] / mib:>8.0f}MiB{r['np1_rss'] / mib:>6.0f}MiB{r['np2_rss'] / mib:>10.0f}MiB")
+    print()
+    print("exchange, 2 ranks on one node: bytes sent by both ranks / the slower rank's exchange seconds")
+    print(f"{'case':<22}{'shared memory GB/s':>20}{'TCP loopback GB/s':>19}{'TCP job wall s':>16}")
+    for e in exchanges:
+        print(f"{e['case']:<22}{fmt_rate(e['sm']):>20}{fmt_rate(e['tcp']):>19}{e['tcp_wall_s']:>16.2f}")
     with open(os.path.join(a.work, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+        json.dump({"cases": results, "exchange": exchanges}, f, indent=1)
     print(f"\nbench: raw figures in {os.path.join(a.work, 'results.json')}")
     # Per-stage CPU cost on one rank at --threads 1 and 2 (target: each stage
     # that has work to split speeds up with a second thread).
