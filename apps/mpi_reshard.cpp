@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 
+#include "console.hpp"
 #include "reshard/json_text.hpp"
 #include "reshard/mpi_comm.hpp"
 #include "reshard/pipeline/job.hpp"
@@ -122,6 +123,7 @@ struct CommandLine {
   std::string report_path;
   bool progress = false;
   bool progress_json = false;
+  console::Verbosity verbosity = console::Verbosity::kNormal;
 };
 
 // Returns an exit code when the process should stop here (help, bad flags).
@@ -145,9 +147,16 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   add("old-scheme", po::value(&old_scheme)->required(), "scheme of the source, e.g. 'rows:block=250000'");
   add("new-scheme", po::value(&new_scheme)->required(), "scheme to write, e.g. 'cols:block=125000'");
   add("report", po::value(&out.report_path), "write a JSON report of the job to this file (rank 0)");
-  add("progress", po::bool_switch(&out.progress), "print progress lines on stderr while running");
+  bool quiet = false;
+  bool verbose = false;
+  add("quiet,q", po::bool_switch(&quiet), "print only errors and warnings (no closing summary)");
+  add("verbose,v", po::bool_switch(&verbose),
+      "also print progress lines on stderr and the seconds each stage took on rank 0");
+  add("progress", po::bool_switch(&out.progress),
+      "print progress lines on stderr: stage, detail, rank 0's entries/s, time elapsed and left");
   add("progress-json", po::bool_switch(&out.progress_json),
-      "print progress as JSON lines on stdout: {\"progress\": 0.42, \"stage\": \"read\", \"detail\": \"...\"}");
+      "print progress as JSON lines on stdout (keys: progress, stage, detail, elapsed_s, eta_s, entries, "
+      "entries_per_s; docs/operations.md)");
   add("overwrite", po::bool_switch(&out.config.overwrite),
       "replace what the destination holds (shard files, another job's published dataset)");
   add("restart", po::bool_switch(&out.config.restart),
@@ -189,6 +198,13 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
     if (rank == 0) std::cerr << "mpi_reshard: " << e.what() << " (see --help)\n";
     return 2;
   }
+  if (quiet && verbose) {
+    if (rank == 0) std::cerr << "mpi_reshard: --quiet and --verbose contradict each other\n";
+    return 2;
+  }
+  out.verbosity =
+      quiet ? console::Verbosity::kQuiet : (verbose ? console::Verbosity::kVerbose : console::Verbosity::kNormal);
+  if (verbose) out.progress = true;
   Status status;
   // The first failing check wins; later ones are skipped once status is set.
   auto check = [&status](Status next) {
@@ -334,20 +350,7 @@ int run_on_world(int argc, char** argv, reshard::Comm& comm) {
     return 2;
   }
   reshard::ProgressSink progress;
-  if (cli.progress || cli.progress_json) {
-    progress = [&cli](const std::string& stage, double fraction, const std::string& detail) {
-      if (cli.progress) {
-        std::fprintf(stderr, "progress %5.1f%% %-8s %s\n", fraction * 100.0, stage.c_str(), detail.c_str());
-        std::fflush(stderr);
-      }
-      if (cli.progress_json) {
-        nlohmann::json line = {{"progress", fraction}, {"stage", stage}, {"detail", detail}};
-        reshard::escape_strings(line);
-        std::fprintf(stdout, "%s\n", line.dump().c_str());
-        std::fflush(stdout);
-      }
-    };
-  }
+  if (cli.progress || cli.progress_json) progress = console::ProgressPrinter(cli.progress, cli.progress_json);
   auto outcome = reshard::run_reshard(comm, cli.config, progress);
   if (!outcome.ok()) {
     if (comm.rank() == 0) std::cerr << "mpi_reshard: " << reshard::printable(outcome.status().message()) << "\n";
@@ -369,7 +372,14 @@ int run_on_world(int argc, char** argv, reshard::Comm& comm) {
                   << " failed; the destination is published\n";
       }
     }
-    std::cout << outcome->summary << "\n";
+    if (cli.verbosity != console::Verbosity::kQuiet) std::cout << outcome->summary << "\n";
+    if (cli.verbosity == console::Verbosity::kVerbose && outcome->report.contains("seconds")) {
+      std::cout << "  seconds on rank 0:";
+      for (const auto& [stage, seconds] : outcome->report["seconds"].items()) {
+        std::cout << " " << stage << " " << reshard::format_seconds(seconds.get<double>());
+      }
+      std::cout << "\n";
+    }
   }
   return 0;
 }

@@ -8,7 +8,7 @@ PACKAGES=(
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
   libboost-program-options-dev libcurl4-openssl-dev
   libgtest-dev libdeflate-dev libisal-dev nlohmann-json3-dev
-  python3-numpy python3-scipy python3-pytest python3-pip python3-setuptools
+  python3-numpy python3-scipy python3-pytest python3-pip python3-setuptools python3-tqdm
   time libssl-dev
   slurm-wlm munge
 )

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 import shutil
@@ -12,10 +13,10 @@ import threading
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
+from .progress import Progress, ProgressBar, ProgressCallback, wants_progress_object
 from .report import JobReport
 from .spec import ShardingSpec
 
-ProgressCallback = Callable[[float], None]
 Scheme = Union[ShardingSpec, str]
 
 _STDERR_TAIL_LINES = 40
@@ -175,7 +176,7 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: Scheme, new_scheme
               num_ranks: Optional[int] = None, launcher: Optional[str] = None,
               mpi_args: Sequence[str] = (), report_path: Optional[str] = None,
               extra_args: Sequence[str] = (), env: Optional[Dict[str, str]] = None,
-              timeout: Optional[float] = None) -> JobReport:
+              timeout: Optional[float] = None, progress_object: Optional[bool] = None) -> JobReport:
     """Re-shards the matrix under ``src_pattern`` into ``dst_pattern``.
 
     Runs ``mpi_reshard`` under ``srun`` inside a Slurm allocation
@@ -200,8 +201,14 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: Scheme, new_scheme
 
     ``progress_cb(fraction)`` is called from the calling thread (this function
     reads the program's progress while it waits) with non-decreasing
-    fractions in [0, 1], the last one exactly 1.0 on success. If it raises, or
-    on KeyboardInterrupt, the whole MPI job is terminated and the exception
+    fractions in [0, 1], the last one exactly 1.0 on success. A callback whose
+    first parameter is annotated :class:`Progress` (``def cb(p: Progress)``),
+    or any callback with ``progress_object=True``, gets a :class:`Progress`
+    instead: fraction, stage, detail, seconds elapsed and left, and rank 0's
+    entries per second; it sees every event, the last one stage ``"done"``.
+    ``progress_cb="bar"`` shows a progress bar on stderr (tqdm when it is
+    installed, a plain line otherwise). If the callback raises, or on
+    KeyboardInterrupt, the whole MPI job is terminated and the exception
     propagates.
 
     ``max_concurrency`` bounds in-flight storage requests per rank (S3/GCS;
@@ -226,8 +233,8 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: Scheme, new_scheme
         raise ValueError("dst_pattern must differ from src_pattern")
     if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
         raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
-    if progress_cb is not None and not callable(progress_cb):
-        raise ValueError("progress_cb must be callable")
+    if progress_cb is not None and progress_cb != "bar" and not callable(progress_cb):
+        raise ValueError(f"progress_cb must be callable or 'bar', got {progress_cb!r}")
     ranks = num_ranks or new_scheme.num_workers or min(4, os.cpu_count() or 1)
     if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
         raise ValueError(f"num_ranks must be a positive integer, got {num_ranks!r}")
@@ -246,7 +253,14 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: Scheme, new_scheme
             binary, "--src", src_pattern, "--old-scheme", old_scheme.to_cli(),
             "--dst", dst_pattern, "--new-scheme", new_scheme.to_cli(), "--progress-json",
             "--max-concurrency", str(max_concurrency), *options, *extra_args, "--report", written_report]
-        _run(command, env, timeout, progress_cb)
+        bar = ProgressBar() if progress_cb == "bar" else None
+        try:
+            _run(command, env, timeout, bar or progress_cb,
+                 progress_object=bar is not None or bool(progress_object) or
+                 (progress_object is None and callable(progress_cb) and wants_progress_object(progress_cb)))
+        finally:
+            if bar is not None:
+                bar.close()
         with open(written_report) as f:
             text = f.read()
     if kept_report:
@@ -257,7 +271,7 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: Scheme, new_scheme
 
 
 def _run(command: List[str], env: Optional[Dict[str, str]], timeout: Optional[float],
-         progress_cb: Optional[ProgressCallback]) -> None:
+         progress_cb: Optional[Callable[..., None]], progress_object: bool = False) -> None:
     run_env = dict(os.environ)
     if os.geteuid() == 0:
         run_env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -282,16 +296,22 @@ def _run(command: List[str], env: Optional[Dict[str, str]], timeout: Optional[fl
     if timer:
         timer.start()
     last = 0.0
+    done: Optional[Progress] = None
     try:
         for line in proc.stdout:
             if not line.startswith('{"'):
                 continue
             try:
-                fraction = float(json.loads(line)["progress"])
+                event = Progress.from_json(json.loads(line))
             except (ValueError, KeyError, TypeError):
                 continue
-            fraction = min(1.0, max(last, fraction))
-            if progress_cb is not None and fraction < 1.0 and fraction > last:
+            fraction = min(1.0, max(last, event.fraction))
+            event = dataclasses.replace(event, fraction=fraction)
+            if fraction >= 1.0:
+                done = event  # delivered once the job is known to have succeeded
+            elif progress_cb is not None and progress_object:
+                progress_cb(event)
+            elif progress_cb is not None and fraction > last:
                 progress_cb(fraction)
             last = fraction
         proc.wait()
@@ -307,4 +327,4 @@ def _run(command: List[str], env: Optional[Dict[str, str]], timeout: Optional[fl
         message = error_lines[0] if error_lines else (tail[-1] if tail else "no output")
         raise ReshardError(proc.returncode, message, "\n".join(tail))
     if progress_cb is not None:
-        progress_cb(1.0)
+        progress_cb((done or Progress(1.0, "done")) if progress_object else 1.0)

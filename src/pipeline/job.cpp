@@ -182,6 +182,8 @@ struct RankStats {
   std::uint64_t shards_reused = 0;
   std::uint64_t bytes_reused = 0;
   std::uint64_t shards_copied_server_side = 0;
+  std::uint64_t entries_read = 0;
+  std::uint64_t entries_written = 0;
   ExchangeStats exchange;
   json seconds = json::object();
 };
@@ -192,8 +194,9 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   const auto started = Clock::now();
   const int rank = comm.rank();
   fault::configure(rank);
-  auto report_progress = [&](const std::string& stage, double fraction, const std::string& detail) {
-    if (rank == 0 && progress) progress(stage, fraction, detail);
+  auto report_progress = [&](const std::string& stage, double fraction, const std::string& detail,
+                             std::uint64_t entries = 0) {
+    if (rank == 0 && progress) progress(ProgressEvent{stage, fraction, detail, entries});
   };
   RankStats stats;
 
@@ -354,6 +357,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     stats.bytes_read += loaded->bytes_read;
     ++stats.source_shards_read;
     const auto& m = loaded->decoded.matrix;
+    stats.entries_read += m.nnz;
     dtypes.push_back({{"index", source.index},
                       {"value_dtype", m.value_dtype.name()},
                       {"value_dtype_descr", m.value_dtype.descr()},
@@ -391,7 +395,8 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
         "read",
         kPlanWeight + kReadWeight * static_cast<double>(stats.source_shards_read) / static_cast<double>(my_sources),
         "read " + std::to_string(stats.source_shards_read) + "/" + std::to_string(my_sources) +
-            " source shards on rank 0");
+            " source shards on rank 0",
+        stats.entries_read);
   }
   RESHARD_RETURN_IF_ERROR(agree(comm, status));
   // With every shard kept from an earlier run nothing is read or written,
@@ -496,12 +501,14 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
         fault::point("after-shard-write");
         written_fingerprint.merge(w->fingerprint);
         stats.bytes_written += w->bytes;
+        stats.entries_written += w->nnz;
         ++stats.shards_written;
         written_here.push_back(w->index);
         this_round.push_back(std::move(w).value());
         report_progress("write", write_fraction(),
                         "wrote " + std::to_string(stats.shards_written) + "/" + std::to_string(my_owned) +
-                            " destination shards on rank 0 (" + note + ")");
+                            " destination shards on rank 0 (" + note + ")",
+                        stats.entries_written);
       }
       RESHARD_RETURN_IF_ERROR(agree(comm, status));
       fault::point("before-report");
@@ -691,17 +698,17 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     summary << "; resumed: " << kept_count << " shards kept, " << totals["destination_shards_written"] << " written, "
             << totals["source_shards_read"] << " source shards read";
   }
-  summary << "\n  read " << totals["bytes_read"].get<std::uint64_t>() << " bytes, wrote "
-          << totals["bytes_written"].get<std::uint64_t>() << " bytes, sent "
-          << totals["bytes_sent"].get<std::uint64_t>() << " bytes between ranks ("
-          << totals["entries_kept_local"].get<std::uint64_t>() << " entries stayed local)\n"
-          << "  reused " << totals["destination_shards_reused"].get<std::uint64_t>()
-          << " destination shards unchanged from the source (" << totals["bytes_reused"].get<std::uint64_t>()
-          << " bytes, " << totals["shards_copied_server_side"].get<std::uint64_t>() << " copied by the store)\n"
+  const auto total = [&totals](const char* key) { return totals[key].get<std::uint64_t>(); };
+  summary << "\n  read " << format_bytes(total("bytes_read")) << ", wrote " << format_bytes(total("bytes_written"))
+          << ", sent " << format_bytes(total("bytes_sent")) << " between ranks ("
+          << format_count(static_cast<double>(total("entries_kept_local"))) << " entries stayed local)\n"
+          << "  reused " << total("destination_shards_reused") << " destination shards unchanged from the source ("
+          << format_bytes(total("bytes_reused")) << ", " << total("shards_copied_server_side")
+          << " copied by the store)\n"
           << "  fingerprint source " << source_fingerprint.to_string() << " = destination " << destination.to_string()
           << "\n  published " << dst_store.url(success_key(plan.destination_directory)) << " (job " << success.job_id
           << ")\n"
-          << "  wall time " << wall << " s, peak RSS of rank 0 " << peak_rss_bytes() / (1 << 20) << " MiB";
+          << "  wall time " << format_seconds(wall) << ", peak RSS of rank 0 " << format_bytes(peak_rss_bytes());
   outcome.summary = summary.str();
   return outcome;
 }

@@ -40,7 +40,15 @@ struct JobConfig {
   std::uint64_t max_message_bytes = (1ULL << 31) - 1;
 };
 
-// Called on rank 0 with a stage name and the fraction of the whole job done.
-using ProgressSink = std::function<void(const std::string& stage, double fraction, const std::string& detail)>;
+// What rank 0 reports as the job goes: the stage, the fraction of the whole
+// job done, a line of detail, and for the read and write stages the entries
+// rank 0 has read or written so far (for a rate; 0 elsewhere).
+struct ProgressEvent {
+  std::string stage;
+  double fraction = 0;
+  std::string detail;
+  std::uint64_t entries = 0;
+};
+using ProgressSink = std::function<void(const ProgressEvent&)>;
 
 }  // namespace reshard

@@ -11,13 +11,9 @@
 
 #include "reshard/pipeline/entry.hpp"
 #include "reshard/status.hpp"
+#include "reshard/units.hpp"
 
 namespace reshard {
-
-// "512MiB", "2GiB", "1.5G", "1048576" (bytes). K/M/G/T are powers of 1024
-// too: memory is counted in pages, not in decimal units.
-Result<std::uint64_t> parse_byte_size(const std::string& text);
-std::string format_bytes(std::uint64_t bytes);  // "12.3 MiB"
 
 std::uint64_t physical_memory_bytes();
 // Resident set size now (not the peak), from /proc/self/statm.
