@@ -96,6 +96,34 @@ Result<GlobalShape> derive_shape(const ShardingSpec& spec, const std::vector<Sou
   return Status::Internal("unknown axis");
 }
 
+// When the shards' own extents along a blocked axis agree on another block
+// size than the scheme's, the likely mistake is the block size: say which
+// one the data implies. The last block of an axis may be short, so it does
+// not vote.
+std::string implied_block_hint(const ShardMap& map, const std::vector<SourceShard>& shards) {
+  ShardingSpec implied = map.spec();
+  if (implied.hashed()) return "";
+  std::string said;
+  for (const bool rows : {true, false}) {
+    const bool blocked = rows ? implied.axis != Axis::kCols : implied.axis != Axis::kRows;
+    if (!blocked) continue;
+    std::vector<SourceShard> full_blocks;
+    for (const auto& s : shards) {
+      const ShardBox box = map.box(s.index);
+      const bool last = rows ? box.row_block + 1 == map.row_blocks() : box.col_block + 1 == map.col_blocks();
+      if (!last) full_blocks.push_back(s);
+    }
+    if (full_blocks.empty()) continue;
+    const std::uint64_t extent = shared_extent(full_blocks, !rows);
+    std::uint64_t& block = rows ? implied.block_rows : implied.block_cols;
+    if (extent == 0 || extent == block) continue;
+    block = extent;
+    said += (said.empty() ? "" : " and ") + std::to_string(extent) + (rows ? " rows" : " columns");
+  }
+  if (said.empty()) return "";
+  return "; the shards hold " + said + " each, as with --old-scheme " + implied.to_text();
+}
+
 // Every shard's header must match where the scheme puts it.
 Status check_source_shapes(const ShardMap& map, std::vector<SourceShard>& shards, const Store& store) {
   const auto& spec = map.spec();
@@ -117,7 +145,7 @@ Status check_source_shapes(const ShardMap& map, std::vector<SourceShard>& shards
                              shape_text(s.box.rows(), s.box.cols()) + " expected at block (" +
                              std::to_string(s.box.row_block) + ", " + std::to_string(s.box.col_block) + ") of " +
                              spec.to_text() + " over a " + shape_text(map.shape().nrows, map.shape().ncols) +
-                             " matrix");
+                             " matrix" + implied_block_hint(map, shards));
     }
   }
   return Status::Ok();

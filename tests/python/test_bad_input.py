@@ -240,6 +240,26 @@ def test_wrong_block_height(dataset, reshard):
     assert "rows:block=20" in line
 
 
+@pytest.mark.parametrize("wrong,implied,where", [
+    ("rows:block=25", "rows:block=20", "20 rows each"),
+    ("rows:block=16", "rows:block=20", "20 rows each"),
+])
+def test_a_wrong_block_size_names_the_one_the_data_implies(dataset, reshard, wrong, implied, where):
+    tmp, src = dataset
+    line = expect_refusal(tmp, reshard, src, "does not match", f"the shards hold {where}, as with --old-scheme {implied}",
+                          old=wrong)
+    assert line.count("as with") == 1
+
+
+def test_a_wrong_grid_block_names_both_sizes_the_data_implies(tmp_path, reshard):
+    src = str(tmp_path / "src" / "b_{row}_{col}.npz")
+    write_sharded(skewed_matrix(80, 30, 400, seed=9), Scheme.parse("grid:block=20x10"), src)
+    expect_refusal(tmp_path, reshard, src, "the shards hold 20 rows and 10 columns each, as with --old-scheme grid:block=20x10",
+                   old="grid:block=16x12")
+    expect_refusal(tmp_path, reshard, src, "the shards hold 10 columns each, as with --old-scheme grid:block=20x10",
+                   old="grid:block=20x12")
+
+
 def test_destination_is_source(dataset, reshard):
     tmp, src = dataset
     expect_refusal(tmp, reshard, src, "refusing to overwrite the source", dst=src)
