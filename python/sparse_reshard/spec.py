@@ -3,11 +3,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Literal, Optional, Tuple
 
-AXES = ("rows", "cols", "grid")
-HASHES = (None, "mod", "mix", "jump", "rendezvous")
-LAYOUTS = ("csr", "csc")
+#: How a scheme splits the matrix.
+Axis = Literal["rows", "cols", "grid"]
+#: Hash functions of hashed schemes (docs/schemes.md); ``jump`` and
+#: ``rendezvous`` are consistent: N -> N+1 shards moves ~1/(N+1) of the data.
+HashName = Literal["mod", "mix", "jump", "rendezvous"]
+#: Storage layout of each shard file: scipy's csr_matrix or csc_matrix.
+Layout = Literal["csr", "csc"]
+
+AXES: Tuple[Axis, ...] = ("rows", "cols", "grid")
+HASHES: Tuple[Optional[HashName], ...] = (None, "mod", "mix", "jump", "rendezvous")
+LAYOUTS: Tuple[Layout, ...] = ("csr", "csc")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -35,17 +43,19 @@ class ShardingSpec:
     50
     """
 
-    axis: str = "rows"
+    axis: Axis = "rows"
     block_rows: int = 0
     block_cols: int = 0
-    hash: Optional[str] = None
+    hash: Optional[HashName] = None
     num_shards: int = 0
     seed: int = 0
     num_workers: int = 0
     shape: Optional[Tuple[int, int]] = None
-    layout: str = "csr"
+    layout: Layout = "csr"
 
     def __post_init__(self) -> None:
+        # Checked here, at construction, so that a bad scheme fails where it
+        # is written rather than when the job starts.
         if self.axis not in AXES:
             raise ValueError(f"axis must be one of {AXES}, got {self.axis!r}")
         if self.hash not in HASHES:
@@ -81,7 +91,6 @@ class ShardingSpec:
         if self.axis == "cols" and self.block_rows:
             raise ValueError("a cols scheme takes no block_rows")
 
-    # ---- constructors ----
     @classmethod
     def row_blocks(cls, rows: int, **options: Any) -> "ShardingSpec":
         """Shards of ``rows`` consecutive rows each (``rows:block=R``); the last may be shorter."""
@@ -98,7 +107,7 @@ class ShardingSpec:
         return cls(axis="grid", block_rows=rows, block_cols=cols, **options)
 
     @classmethod
-    def hashed(cls, axis: str, hash: str, *, num_shards: int, **options: Any) -> "ShardingSpec":
+    def hashed(cls, axis: Axis, hash: HashName, *, num_shards: int, **options: Any) -> "ShardingSpec":
         """Rows or columns spread over ``num_shards`` shards by ``hash`` (``mod``, ``mix``,
         ``jump`` or ``rendezvous``; ``jump`` and ``rendezvous`` move only ~1/(N+1) of the
         data when N grows by one)."""
@@ -106,7 +115,6 @@ class ShardingSpec:
             raise ValueError("hashed() needs a hash function")
         return cls(axis=axis, hash=hash, num_shards=num_shards, **options)
 
-    # ---- text form (the CLI's) ----
     def to_cli(self) -> str:
         """The scheme as the CLI's ``--old-scheme``/``--new-scheme`` text."""
         if self.hash:
@@ -173,14 +181,19 @@ class ShardingSpec:
                 raise ValueError(f"scheme option {item!r}: workers must be >= 1 (leave it out for the default)")
         return cls(**fields)
 
-    # ---- JSON form (--old-scheme @file.json) ----
     def to_json(self) -> str:
+        """The scheme as JSON, the form the CLI reads from ``--old-scheme @file.json``.
+
+        >>> ShardingSpec.col_blocks(7).to_json()[:40]
+        '{"axis": "cols", "block_cols": 7, "block'
+        """
         data = asdict(self)
         data["shape"] = list(self.shape) if self.shape is not None else None
         return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ShardingSpec":
+        """Parses :meth:`to_json`'s form; unknown keys are a ``ValueError``."""
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("scheme JSON must be an object")

@@ -254,3 +254,20 @@ def test_version_is_one_number_for_the_program_and_the_package():
     cmake_version = re.search(r"project\(sparse_reshard VERSION (\S+)", (ROOT / "CMakeLists.txt").read_text())[1]
     assert proc.stdout == f"mpi_reshard {cmake_version}\n"
     assert sparse_reshard.__version__ == cmake_version
+
+
+def test_public_api_is_documented_and_typed():
+    import typing
+
+    import sparse_reshard
+    from sparse_reshard import spec
+
+    for name in ("row_blocks", "col_blocks", "grid", "hashed", "to_cli", "from_cli", "to_json", "from_json"):
+        assert (getattr(ShardingSpec, name).__doc__ or "").strip(), f"ShardingSpec.{name} has no docstring"
+    for name in sparse_reshard.__all__:
+        assert (getattr(sparse_reshard, name).__doc__ or "").strip(), f"sparse_reshard.{name} has no docstring"
+    hints = typing.get_type_hints(ShardingSpec)
+    assert hints["axis"] == spec.Axis and hints["layout"] == spec.Layout
+    assert hints["hash"] == typing.Optional[spec.HashName]
+    assert set(typing.get_args(spec.HashName)) == {h for h in spec.HASHES if h}
+    assert (ROOT / "python" / "sparse_reshard" / "py.typed").is_file()
