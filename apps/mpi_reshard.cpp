@@ -20,6 +20,7 @@
 #include "reshard/pipeline/memory_budget.hpp"
 #include "reshard/pipeline/verify.hpp"
 #include "reshard/process_memory.hpp"
+#include "reshard/store/store.hpp"
 
 namespace po = boost::program_options;
 using reshard::Status;
@@ -45,6 +46,7 @@ position). Schemes (docs/schemes.md):
 
 Subcommands:
   mpi_reshard verify --dst PATTERN [--against-src]   check a published destination (see verify --help)
+  mpi_reshard cat URL                                one object's bytes on stdout, from any store (no MPI)
 
 Exit codes: 0 success, 2 bad input or refused (nothing written),
 3 verification failed (nothing published), 4 storage failure, 1 anything else.
@@ -317,7 +319,47 @@ std::string report_path_problem(const std::string& path) {
 
 int run_on_world(int argc, char** argv, reshard::Comm& comm);
 
+// `mpi_reshard cat URL`: the object's bytes on stdout, read through the
+// job's own store drivers, so that the Python helpers read s3:// and gs://
+// datasets with the same credentials and endpoints. One process, no MPI.
+int run_cat_command(int argc, char** argv) {
+  const std::string first = argc > 2 ? argv[2] : "";
+  if (argc != 3 || first == "--help" || first == "-h") {
+    std::cerr << "usage: mpi_reshard cat URL   (a path, file://, s3:// or gs:// URL of one object)\n";
+    return argc == 3 ? 0 : 2;
+  }
+  auto opened = reshard::open_store(first);
+  if (!opened.ok()) {
+    std::cerr << "mpi_reshard cat: " << reshard::printable(opened.status().message()) << "\n";
+    return opened.status().exit_code();
+  }
+  reshard::Store& store = *opened->store;
+  const std::string& key = opened->key;
+  auto info = store.stat(key);
+  if (info.ok() && !*info) {
+    std::cerr << "mpi_reshard cat: no such object: " << reshard::printable(store.url(key)) << "\n";
+    return 2;
+  }
+  Status status = info.status();
+  constexpr std::uint64_t kChunk = 16 << 20;
+  for (std::uint64_t offset = 0; status.ok() && offset < (*info)->size; offset += kChunk) {
+    auto bytes = store.read(key, offset, std::min(kChunk, (*info)->size - offset));
+    status = bytes.status();
+    if (status.ok() && std::fwrite(bytes->data(), 1, bytes->size(), stdout) != bytes->size()) {
+      status = reshard::Status::Internal("writing to stdout failed");
+    }
+  }
+  if (status.ok() && std::fflush(stdout) != 0) status = reshard::Status::Internal("writing to stdout failed");
+  if (!status.ok()) {
+    std::cerr << "mpi_reshard cat: reading " << reshard::printable(store.url(key)) << ": "
+              << reshard::printable(status.message()) << "\n";
+    return status.exit_code();
+  }
+  return 0;
+}
+
 int run(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "cat") return run_cat_command(argc, argv);
   reshard::MpiSession mpi(&argc, &argv);
   auto comm = reshard::make_world_comm();
   try {

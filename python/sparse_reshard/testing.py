@@ -6,10 +6,11 @@ Needs numpy and scipy (Debian: python3-numpy, python3-scipy).
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -209,16 +210,20 @@ def write_sharded(matrix: sp.spmatrix, scheme: Scheme, pattern: str, *, compress
     return paths
 
 
-def read_sharded(pattern: str, scheme: Scheme, shape: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_sharded(pattern: str, scheme: Scheme, shape: Tuple[int, int],
+                 reader: Optional[Callable[[str], bytes]] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Loads every shard with scipy.sparse.load_npz and returns global COO
-    arrays (rows, cols, data) in file order."""
+    arrays (rows, cols, data) in file order. ``reader(name)`` returns a
+    shard's bytes where the shards are not local files (object stores)."""
     rows, cols, datas = [], [], []
     for s in range(scheme.shard_count(shape)):
         path = render(pattern, s, scheme.position(s, shape))
-        m = sp.load_npz(path).tocoo()
+        content = reader(path) if reader is not None else None
+        opened = (lambda: io.BytesIO(content)) if content is not None else (lambda: path)
+        m = sp.load_npz(opened()).tocoo()
         r, c = m.row.astype(np.int64), m.col.astype(np.int64)
         if scheme.hash:
-            with np.load(path) as z:
+            with np.load(opened()) as z:
                 if scheme.axis == "rows":
                     r = z["row_ids"][r]
                 else:

@@ -164,3 +164,33 @@ def test_unchanged_shards_are_copied_by_the_server(s3, local_reference, tmp_path
     assert totals["bytes_sent"] == 0
     for i in range(5):
         assert s3.object_bytes("dst", f"{prefix}/same/shard_{i}.npz") == s3.object_bytes("src", f"{prefix}/shard_{i}.npz")
+
+
+def test_python_helpers_read_a_dataset_on_s3(s3, local_reference, monkeypatch):
+    """is_published, read_report and load_matrix on s3:// patterns, through
+    `mpi_reshard cat` and the same signed requests as the job."""
+    import numpy as np
+
+    from sparse_reshard import ReshardError, ShardingSpec, is_published, load_matrix, read_report
+    from sparse_reshard.testing import read_sharded
+
+    root, local_src, _ = local_reference
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    prefix = uuid.uuid4().hex
+    dst = f"s3://dst/{prefix}/m/shard_{{i}}.npz"
+    assert not is_published(dst), "nothing there yet"
+    run = run_reshard(local_src, OLD, dst, NEW, ranks=2, env=s3.env())
+    assert run.returncode == 0, run.stderr
+    assert is_published(dst)
+    rows, cols, data = read_sharded(local_src, Scheme.parse(OLD), SHAPE)
+    report = read_report(dst)
+    assert report["nnz"] == len(data) and report["shard_count"] == 4
+    got = load_matrix(dst, ShardingSpec.from_cli(NEW))
+    want = np.zeros(SHAPE)
+    np.add.at(want, (rows, cols), data)
+    assert got.shape == SHAPE and got.nnz == len(data) and np.array_equal(got.toarray(), want)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    with pytest.raises(ReshardError) as failure:
+        is_published(dst)
+    assert failure.value.exit_code == 4 and "_SUCCESS" in failure.value.message

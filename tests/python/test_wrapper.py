@@ -271,3 +271,17 @@ def test_public_api_is_documented_and_typed():
     assert hints["hash"] == typing.Optional[spec.HashName]
     assert set(typing.get_args(spec.HashName)) == {h for h in spec.HASHES if h}
     assert (ROOT / "python" / "sparse_reshard" / "py.typed").is_file()
+
+
+def test_cat_prints_one_object_and_names_what_is_missing(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.bin").write_bytes(bytes(range(256)) * 1000)
+    ok = subprocess.run([binary(), "cat", str(tmp_path / "d" / "x.bin")], capture_output=True)
+    assert ok.returncode == 0 and ok.stdout == bytes(range(256)) * 1000
+    missing = subprocess.run([binary(), "cat", str(tmp_path / "d" / "y.bin")], capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr == f"mpi_reshard cat: no such object: {tmp_path}/d/y.bin\n"
+    folder = subprocess.run([binary(), "cat", str(tmp_path / "d")], capture_output=True, text=True)
+    assert folder.returncode == 2 and "is a directory" in folder.stderr
+    usage = subprocess.run([binary(), "cat"], capture_output=True, text=True)
+    assert usage.returncode == 2 and usage.stderr.startswith("usage: mpi_reshard cat URL")
+    assert not is_published(str(tmp_path / "d" / "s_{i}.npz"))
