@@ -192,6 +192,29 @@ def test_missing_source_raises_reshard_error(tmp_path):
     assert info.value.exit_code == 2
     assert info.value.message == f"missing source shard {src.format(i=1)}"
     assert "missing source shard" in info.value.stderr_tail
+    assert "----" not in info.value.stderr_tail and "mpirun" not in info.value.stderr_tail, "launcher banner kept"
+
+
+def test_mpirun_gets_no_kill_grace_period_unless_the_user_sets_one(tmp_path, monkeypatch):
+    # mpirun waited ~2 s before returning a failed job; the wrapper asks it
+    # not to. A user's own setting wins.
+    import sparse_reshard.runner as runner
+
+    seen = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(command, **kwargs):
+        seen.append(kwargs["env"].get("OMPI_MCA_odls_base_sigkill_timeout"))
+        return real_popen(command, **kwargs)
+
+    monkeypatch.setattr(runner.subprocess, "Popen", recording_popen)
+    src = str(tmp_path / "src" / "shard_{i}.npz")
+    for setting in (None, "3"):
+        if setting:
+            monkeypatch.setenv("OMPI_MCA_odls_base_sigkill_timeout", setting)
+        with pytest.raises(ReshardError):
+            reshuffle(src, str(tmp_path / "dst" / "s_{i}.npz"), "rows:block=20", "cols:block=10", num_ranks=2)
+    assert seen == ["0", "3"]
 
 
 def surviving_ranks(marker):
