@@ -38,6 +38,9 @@ class JobReport:
     wall_seconds: float
     seconds: Dict[str, float]
     per_rank: List[RankReport] = field(default_factory=list)
+    #: True when the destination was already published by this same job, so
+    #: this call read, sent and wrote nothing.
+    already_published: bool = False
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -59,4 +62,4 @@ class JobReport:
                    destination_shards_reused=int(totals.get("destination_shards_reused", 0)),
                    resumed=bool(data.get("resumed", False)), wall_seconds=float(data.get("wall_seconds", 0.0)),
                    seconds={k: float(v) for k, v in (data.get("seconds") or {}).items()}, per_rank=per_rank,
-                   raw=data)
+                   already_published=bool(data.get("already_published", False)), raw=data)

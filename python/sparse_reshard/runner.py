@@ -263,11 +263,14 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: Scheme, new_scheme
                 bar.close()
         with open(written_report) as f:
             text = f.read()
-    if kept_report:
+    job = JobReport.from_json(json.loads(text))
+    # A call that found the job already published did nothing: the report
+    # of the run that did the work stays.
+    if kept_report and not (job.already_published and os.path.exists(kept_report)):
         os.makedirs(os.path.dirname(os.path.abspath(kept_report)), exist_ok=True)
         with open(kept_report, "w") as f:
             f.write(text)
-    return JobReport.from_json(json.loads(text))
+    return job
 
 
 def _run(command: List[str], env: Optional[Dict[str, str]], timeout: Optional[float],

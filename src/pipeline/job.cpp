@@ -238,9 +238,26 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   if (start.kind == StartingPoint::Kind::kAlreadyPublished) {
     report_progress("done", 1.0, "already published");
     if (rank == 0) {
+      // The same keys as a full report where they have a meaning, so that
+      // readers of reports (the Python JobReport) need no second form; this
+      // run read, sent and wrote nothing.
       outcome.report = {{"already_published", true},
                         {"job_id", start.success->job_id},
+                        {"old_scheme", config.old_spec.to_text()},
+                        {"new_scheme", config.new_spec.to_text()},
+                        {"src", config.src_pattern},
+                        {"dst", config.dst_pattern},
+                        {"shape", {plan.shape.nrows, plan.shape.ncols}},
                         {"nnz", start.success->nnz},
+                        {"ranks", comm.size()},
+                        {"source_shards", plan.sources.size()},
+                        {"destination_shards", plan.destinations.size()},
+                        {"resumed", false},
+                        {"totals", json::object()},
+                        {"per_rank", json::array()},
+                        {"seconds", json::object()},
+                        {"wall_seconds", seconds_since(started)},
+                        {"warnings", json::array()},
                         {"destination_fingerprint",
                          {{"nnz", start.success->fingerprint.count}, {"sum", start.success->fingerprint.sum_hex()}}}};
       outcome.summary =

@@ -308,3 +308,19 @@ def test_cat_prints_one_object_and_names_what_is_missing(tmp_path):
     usage = subprocess.run([binary(), "cat"], capture_output=True, text=True)
     assert usage.returncode == 2 and usage.stderr.startswith("usage: mpi_reshard cat URL")
     assert not is_published(str(tmp_path / "d" / "s_{i}.npz"))
+
+
+def test_calling_again_on_a_published_destination_returns_a_report(tmp_path):
+    # It raised KeyError('shape'): the program's report of an already
+    # published job lacked the keys JobReport reads.
+    src = str(tmp_path / "src" / "shard_{i}.npz")
+    dst = str(tmp_path / "dst" / "s_{i}.npz")
+    write_sharded(skewed_matrix(60, 30, 300, seed=3), Scheme.parse("rows:block=20"), src)
+    first = reshuffle(src, dst, "rows:block=20", "cols:block=10", num_ranks=2)
+    again = reshuffle(src, dst, "rows:block=20", "cols:block=10", num_ranks=3)
+    assert not first.already_published and again.already_published
+    assert (again.nnz, again.shape, again.source_shards, again.destination_shards, again.ranks) == \
+        (first.nnz, first.shape, first.source_shards, first.destination_shards, 3)
+    assert again.bytes_written == 0 and again.bytes_read == 0 and again.per_rank == []
+    kept = read_report(dst)
+    assert "already_published" not in kept and kept == first.raw, "the working run's report is kept"
