@@ -181,6 +181,13 @@ def test_synopsis_flags_exist(doc, line):
     shown = set(re.findall(r"(?<![\w-])--?[a-z][\w-]*", line.split("mpi_reshard", 1)[-1]))
     assert shown, line
     assert shown <= known, f"{doc}: flags not in --help: {sorted(shown - known)}"
+    if doc == "docs/operations.md":
+        # The full usage line: every flag of --help is on it, by either name.
+        long_of = dict(re.findall(r"-(\w) \[ (--[\w-]+) \]", helptext))
+        named = {long_of.get(flag[1:], flag) for flag in shown}
+        options = re.findall(r"^\s+(?:-\w \[ )?(--[\w-]+)", helptext, re.M)
+        missing = {f for f in options if f not in ("--help", "--version")} - named
+        assert not missing, f"{doc}: the usage line leaves out {sorted(missing)}"
 
 
 @pytest.mark.parametrize("doc,code", PYTHONS, ids=[f"{d}:{i}" for i, (d, _) in enumerate(PYTHONS)])
