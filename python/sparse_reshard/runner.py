@@ -233,7 +233,8 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: Scheme, new_scheme
         raise ValueError("dst_pattern must differ from src_pattern")
     if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
         raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
-    if progress_cb is not None and progress_cb != "bar" and not callable(progress_cb):
+    wants_bar = isinstance(progress_cb, str) and progress_cb == "bar"
+    if progress_cb is not None and not wants_bar and not callable(progress_cb):
         raise ValueError(f"progress_cb must be callable or 'bar', got {progress_cb!r}")
     ranks = num_ranks or new_scheme.num_workers or min(4, os.cpu_count() or 1)
     if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
@@ -253,7 +254,7 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: Scheme, new_scheme
             binary, "--src", src_pattern, "--old-scheme", old_scheme.to_cli(),
             "--dst", dst_pattern, "--new-scheme", new_scheme.to_cli(), "--progress-json",
             "--max-concurrency", str(max_concurrency), *options, *extra_args, "--report", written_report]
-        bar = ProgressBar() if progress_cb == "bar" else None
+        bar = ProgressBar() if wants_bar else None
         try:
             _run(command, env, timeout, bar or progress_cb,
                  progress_object=bar is not None or bool(progress_object) or

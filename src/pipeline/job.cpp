@@ -188,6 +188,19 @@ struct RankStats {
   json seconds = json::object();
 };
 
+// The report's keys that describe the job rather than what a run did: the
+// same in a working run's report and in an already-published rerun's.
+json describe_job(const JobConfig& config, const Plan& plan, int ranks) {
+  return {{"old_scheme", config.old_spec.to_text()},
+          {"new_scheme", config.new_spec.to_text()},
+          {"src", config.src_pattern},
+          {"dst", config.dst_pattern},
+          {"shape", {plan.shape.nrows, plan.shape.ncols}},
+          {"ranks", ranks},
+          {"source_shards", plan.sources.size()},
+          {"destination_shards", plan.destinations.size()}};
+}
+
 }  // namespace
 
 Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const ProgressSink& progress) {
@@ -241,25 +254,19 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
       // The same keys as a full report where they have a meaning, so that
       // readers of reports (the Python JobReport) need no second form; this
       // run read, sent and wrote nothing.
-      outcome.report = {{"already_published", true},
-                        {"job_id", start.success->job_id},
-                        {"old_scheme", config.old_spec.to_text()},
-                        {"new_scheme", config.new_spec.to_text()},
-                        {"src", config.src_pattern},
-                        {"dst", config.dst_pattern},
-                        {"shape", {plan.shape.nrows, plan.shape.ncols}},
-                        {"nnz", start.success->nnz},
-                        {"ranks", comm.size()},
-                        {"source_shards", plan.sources.size()},
-                        {"destination_shards", plan.destinations.size()},
-                        {"resumed", false},
-                        {"totals", json::object()},
-                        {"per_rank", json::array()},
-                        {"seconds", json::object()},
-                        {"wall_seconds", seconds_since(started)},
-                        {"warnings", json::array()},
-                        {"destination_fingerprint",
-                         {{"nnz", start.success->fingerprint.count}, {"sum", start.success->fingerprint.sum_hex()}}}};
+      outcome.report = describe_job(config, plan, comm.size());
+      outcome.report.update(
+          {{"already_published", true},
+           {"job_id", start.success->job_id},
+           {"nnz", start.success->nnz},
+           {"resumed", false},
+           {"totals", json::object()},
+           {"per_rank", json::array()},
+           {"seconds", json::object()},
+           {"wall_seconds", seconds_since(started)},
+           {"warnings", json::array()},
+           {"destination_fingerprint",
+            {{"nnz", start.success->fingerprint.count}, {"sum", start.success->fingerprint.sum_hex()}}}});
       outcome.summary =
           "already published: " + config.dst_pattern + " holds job " + start.success->job_id + " (" +
           start.success->fingerprint.to_string() + "); " +
@@ -674,20 +681,13 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   }
   const double wall = seconds_since(started);
   json& report = outcome.report;
+  report = describe_job(config, plan, comm.size());
   report["job_id"] = success.job_id;
   report["resumed"] = start.kind == StartingPoint::Kind::kResume;
   report["destination_shards_kept"] = kept_count;
   report["temporaries_removed"] = start.temporaries_removed;
-  report["old_scheme"] = config.old_spec.to_text();
-  report["new_scheme"] = config.new_spec.to_text();
-  report["src"] = config.src_pattern;
-  report["dst"] = config.dst_pattern;
-  report["shape"] = {plan.shape.nrows, plan.shape.ncols};
   report["nnz"] = source_fingerprint.count;
   report["value_dtype"] = anything_to_write ? json(value_dtype.name()) : json(nullptr);
-  report["ranks"] = comm.size();
-  report["source_shards"] = plan.sources.size();
-  report["destination_shards"] = plan.destinations.size();
   report["source_fingerprint"] = {{"nnz", source_fingerprint.count}, {"sum", source_fingerprint.sum_hex()}};
   report["destination_fingerprint"] = {{"nnz", destination.count}, {"sum", destination.sum_hex()}};
   report["exchange_rounds"] = stats.exchange.rounds;
