@@ -4,6 +4,7 @@
 #include <charconv>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <tuple>
 #include <vector>
 
 #include "reshard/hash.hpp"
@@ -79,24 +80,64 @@ std::string hash_name(HashKind hash) {
   return "?";
 }
 
+namespace {
+
+Status check_starts(const std::vector<std::uint64_t>& starts, const char* key) {
+  if (starts.empty()) return Status::Ok();
+  if (starts.front() != 0) {
+    return Status::Invalid(std::string(key) + " must start at 0 (the first shard's first index), not " +
+                           std::to_string(starts.front()));
+  }
+  for (std::size_t i = 1; i < starts.size(); ++i) {
+    if (starts[i] <= starts[i - 1]) {
+      return Status::Invalid(std::string(key) + " must be strictly ascending: " + std::to_string(starts[i]) +
+                             " follows " + std::to_string(starts[i - 1]));
+    }
+  }
+  return Status::Ok();
+}
+
+// One axis of a block scheme is split by a block size or by ranges, never
+// both and never neither.
+Status check_split(std::uint64_t block, const std::vector<std::uint64_t>& starts, const char* block_key,
+                   const char* ranges_key, const char* scheme) {
+  if (block != 0 && !starts.empty()) {
+    return Status::Invalid(std::string(scheme) + " scheme takes " + block_key + " or " + ranges_key + ", not both");
+  }
+  if (block == 0 && starts.empty()) {
+    return Status::Invalid(std::string(scheme) + " scheme needs " + block_key + " with a size > 0, " + ranges_key +
+                           "=0,..." + (std::string(scheme) == "grid" ? "" : ", or hash=..."));
+  }
+  return check_starts(starts, ranges_key);
+}
+
+}  // namespace
+
 Status ShardingSpec::validate() const {
   if (hashed()) {
     if (axis == Axis::kGrid) return Status::Invalid("grid schemes take block=RxC, not hash");
     if (num_shards == 0) return Status::Invalid("hashed scheme needs shards=N with N > 0");
     if (num_shards > kMaxHashedShards) return Status::Invalid("shards must be at most 2^31-1");
+    if (ranged()) return Status::Invalid("hashed scheme takes no ranges");
     return Status::Ok();
   }
   if (num_shards != 0) return Status::Invalid("shards=N only goes with hash=...");
   switch (axis) {
     case Axis::kRows:
-      if (block_rows == 0) return Status::Invalid("rows scheme needs block=R with R > 0, or hash=...");
-      break;
+      if (!col_starts.empty()) return Status::Invalid("rows scheme takes no column ranges");
+      return check_split(block_rows, row_starts, "block=R", "ranges", "rows");
     case Axis::kCols:
-      if (block_cols == 0) return Status::Invalid("cols scheme needs block=C with C > 0, or hash=...");
-      break;
+      if (!row_starts.empty()) return Status::Invalid("cols scheme takes no row ranges");
+      return check_split(block_cols, col_starts, "block=C", "ranges", "cols");
     case Axis::kGrid:
-      if (block_rows == 0 || block_cols == 0) return Status::Invalid("grid scheme needs block=RxC with R, C > 0");
-      break;
+      if (block_rows == 0 && row_starts.empty() && block_cols == 0 && col_starts.empty()) {
+        return Status::Invalid("grid scheme needs block=RxC with R, C > 0, or row_ranges=0,... and col_ranges=0,...");
+      }
+      if (row_starts.empty() != col_starts.empty()) {
+        return Status::Invalid("grid scheme takes block=RxC, or both row_ranges=0,... and col_ranges=0,...");
+      }
+      RESHARD_RETURN_IF_ERROR(check_split(block_rows, row_starts, "block=RxC", "row_ranges", "grid"));
+      return check_split(block_cols, col_starts, "block=RxC", "col_ranges", "grid");
   }
   return Status::Ok();
 }
@@ -110,11 +151,21 @@ Result<ShardingSpec> ShardingSpec::parse_text(std::string_view text) {
   RESHARD_ASSIGN_OR_RETURN(spec.axis, parse_axis(text.substr(0, colon)));
   std::string_view rest = text.substr(colon + 1);
   std::vector<std::string_view> seen_keys;
+  // ranges=0,1000,5000: the items after a ranges key that have no '=' are
+  // more of its starts.
+  std::vector<std::uint64_t>* open_list = nullptr;
+  const char* open_key = "";
   while (!rest.empty()) {
     const auto comma = rest.find(',');
     const std::string_view item = rest.substr(0, comma);
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
     const auto eq = item.find('=');
+    if (eq == std::string_view::npos && open_list != nullptr) {
+      RESHARD_ASSIGN_OR_RETURN(std::uint64_t start, parse_uint(item, open_key));
+      open_list->push_back(start);
+      continue;
+    }
+    open_list = nullptr;
     if (eq == std::string_view::npos) return Status::Invalid("scheme option '" + std::string(item) + "' needs =value");
     const std::string_view key = item.substr(0, eq);
     const std::string_view value = item.substr(eq + 1);
@@ -134,6 +185,17 @@ Result<ShardingSpec> ShardingSpec::parse_text(std::string_view text) {
         if (block == 0) return Status::Invalid("block must be > 0");
         (spec.axis == Axis::kRows ? spec.block_rows : spec.block_cols) = block;
       }
+    } else if (key == "ranges" || key == "row_ranges" || key == "col_ranges") {
+      const bool rows = key == "row_ranges" || (key == "ranges" && spec.axis == Axis::kRows);
+      if ((key == "ranges") == (spec.axis == Axis::kGrid)) {
+        return Status::Invalid(spec.axis == Axis::kGrid
+                                   ? "grid scheme takes row_ranges=... and col_ranges=..."
+                                   : "scheme option '" + std::string(key) + "' is for grid schemes; use ranges=...");
+      }
+      open_list = rows ? &spec.row_starts : &spec.col_starts;
+      open_key = rows ? "row range start" : "column range start";
+      RESHARD_ASSIGN_OR_RETURN(std::uint64_t start, parse_uint(value, open_key));
+      open_list->push_back(start);
     } else if (key == "hash") {
       RESHARD_ASSIGN_OR_RETURN(spec.hash, parse_hash(value));
     } else if (key == "shards") {
@@ -168,8 +230,8 @@ Result<ShardingSpec> ShardingSpec::from_json(const nlohmann::json& json) {
     return Status::Ok();
   };
   for (const auto& [key, value] : json.items()) {
-    static const char* const kKnown[] = {"axis", "block_rows",  "block_cols", "hash",  "num_shards",
-                                         "seed", "num_workers", "shape",      "layout"};
+    static const char* const kKnown[] = {"axis",        "block_rows", "block_cols", "hash",       "num_shards", "seed",
+                                         "num_workers", "shape",      "layout",     "row_starts", "col_starts"};
     bool known = false;
     for (const char* k : kKnown) known = known || key == k;
     if (!known) return Status::Invalid("unknown scheme JSON key '" + key + "'");
@@ -192,6 +254,22 @@ Result<ShardingSpec> ShardingSpec::from_json(const nlohmann::json& json) {
     }
     spec.shape = GlobalShape{shape[0].get<std::uint64_t>(), shape[1].get<std::uint64_t>()};
   }
+  auto get_starts = [&](const char* key, std::vector<std::uint64_t>& target) -> Status {
+    if (!json.contains(key) || json[key].is_null()) return Status::Ok();
+    const auto& list = json[key];
+    if (!list.is_array() || list.empty()) {
+      return Status::Invalid(std::string("scheme JSON \"") + key + "\" must be a list of range starts");
+    }
+    for (const auto& start : list) {
+      if (!start.is_number_unsigned()) {
+        return Status::Invalid(std::string("scheme JSON \"") + key + "\" must hold non-negative integers");
+      }
+      target.push_back(start.get<std::uint64_t>());
+    }
+    return Status::Ok();
+  };
+  RESHARD_RETURN_IF_ERROR(get_starts("row_starts", spec.row_starts));
+  RESHARD_RETURN_IF_ERROR(get_starts("col_starts", spec.col_starts));
   if (json.contains("layout") && !json["layout"].is_null()) {
     if (!json["layout"].is_string()) return Status::Invalid("scheme JSON \"layout\" must be a string");
     RESHARD_ASSIGN_OR_RETURN(spec.layout, parse_layout(json["layout"].get<std::string>()));
@@ -212,6 +290,17 @@ std::string ShardingSpec::to_text() const {
   if (hashed()) {
     text += "hash=" + hash_name(hash) + ",shards=" + std::to_string(num_shards);
     if (seed != 0) text += ",seed=" + std::to_string(seed);
+  } else if (ranged()) {
+    auto list = [](const std::vector<std::uint64_t>& starts) {
+      std::string out;
+      for (const auto start : starts) out += (out.empty() ? "" : ",") + std::to_string(start);
+      return out;
+    };
+    if (axis == Axis::kGrid) {
+      text += "row_ranges=" + list(row_starts) + ",col_ranges=" + list(col_starts);
+    } else {
+      text += "ranges=" + list(axis == Axis::kRows ? row_starts : col_starts);
+    }
   } else if (axis == Axis::kGrid) {
     text += "block=" + std::to_string(block_rows) + "x" + std::to_string(block_cols);
   } else {
@@ -234,6 +323,10 @@ nlohmann::json ShardingSpec::to_json() const {
   json["num_workers"] = workers;
   json["shape"] = shape ? nlohmann::json::array({shape->nrows, shape->ncols}) : nlohmann::json(nullptr);
   json["layout"] = layout == Layout::kCsc ? "csc" : "csr";
+  // Only when used, so the JSON of block and hash schemes (in manifests
+  // written before ranges existed) is unchanged.
+  if (!row_starts.empty()) json["row_starts"] = row_starts;
+  if (!col_starts.empty()) json["col_starts"] = col_starts;
   return json;
 }
 
@@ -251,8 +344,22 @@ Result<ShardMap> ShardMap::bind(const ShardingSpec& spec, GlobalShape shape) {
     map.shard_count_ = spec.num_shards;
     (spec.axis == Axis::kRows ? map.row_blocks_ : map.col_blocks_) = spec.num_shards;
   } else {
-    map.row_blocks_ = spec.axis == Axis::kCols ? 1 : std::max<std::uint64_t>(1, ceil_div(shape.nrows, spec.block_rows));
-    map.col_blocks_ = spec.axis == Axis::kRows ? 1 : std::max<std::uint64_t>(1, ceil_div(shape.ncols, spec.block_cols));
+    // A range that starts at or past the end of its axis would be a shard
+    // no entry can reach: almost surely a list meant for another matrix.
+    for (const bool rows : {true, false}) {
+      const auto& starts = rows ? spec.row_starts : spec.col_starts;
+      const std::uint64_t extent = rows ? shape.nrows : shape.ncols;
+      if (!starts.empty() && starts.back() >= extent && starts.size() > 1) {
+        return Status::Invalid(std::string(rows ? "row" : "column") + " range start " + std::to_string(starts.back()) +
+                               " is not inside the matrix's " + std::to_string(extent) + (rows ? " rows" : " columns"));
+      }
+    }
+    auto blocks = [](std::uint64_t extent, std::uint64_t block, const std::vector<std::uint64_t>& starts) {
+      if (!starts.empty()) return static_cast<std::uint64_t>(starts.size());
+      return std::max<std::uint64_t>(1, ceil_div(extent, block));
+    };
+    map.row_blocks_ = spec.axis == Axis::kCols ? 1 : blocks(shape.nrows, spec.block_rows, spec.row_starts);
+    map.col_blocks_ = spec.axis == Axis::kRows ? 1 : blocks(shape.ncols, spec.block_cols, spec.col_starts);
     map.shard_count_ = map.row_blocks_ * map.col_blocks_;
   }
   return map;
@@ -284,17 +391,25 @@ ShardBox ShardMap::box(std::uint64_t shard) const {
   }
   b.row_block = shard / col_blocks_;
   b.col_block = shard % col_blocks_;
+  auto range = [](std::uint64_t position, std::uint64_t block, const std::vector<std::uint64_t>& starts,
+                  std::uint64_t extent) -> std::pair<std::uint64_t, std::uint64_t> {
+    if (!starts.empty()) {
+      const std::uint64_t begin = std::min(extent, starts[position]);
+      const std::uint64_t end = position + 1 < starts.size() ? std::min(extent, starts[position + 1]) : extent;
+      return {begin, end};
+    }
+    const std::uint64_t begin = std::min(extent, position * block);
+    return {begin, std::min(extent, begin + block)};
+  };
   if (spec_.axis == Axis::kCols) {
     b.row_end = shape_.nrows;
   } else {
-    b.row_begin = std::min(shape_.nrows, b.row_block * spec_.block_rows);
-    b.row_end = std::min(shape_.nrows, b.row_begin + spec_.block_rows);
+    std::tie(b.row_begin, b.row_end) = range(b.row_block, spec_.block_rows, spec_.row_starts, shape_.nrows);
   }
   if (spec_.axis == Axis::kRows) {
     b.col_end = shape_.ncols;
   } else {
-    b.col_begin = std::min(shape_.ncols, b.col_block * spec_.block_cols);
-    b.col_end = std::min(shape_.ncols, b.col_begin + spec_.block_cols);
+    std::tie(b.col_begin, b.col_end) = range(b.col_block, spec_.block_cols, spec_.col_starts, shape_.ncols);
   }
   return b;
 }

@@ -2,6 +2,7 @@
 // to local coordinates inside them. Text and JSON forms: docs/schemes.md.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
@@ -27,6 +28,11 @@ struct ShardingSpec {
   Axis axis = Axis::kRows;
   std::uint64_t block_rows = 0;  // rows:block and grid
   std::uint64_t block_cols = 0;  // cols:block and grid
+  // rows:ranges=0,1000,5000 (and cols:, grid:row_ranges=...,col_ranges=...):
+  // the first row (column) of each shard, ascending from 0; the last shard
+  // runs to the end of the axis. Empty when the axis is split by block.
+  std::vector<std::uint64_t> row_starts;
+  std::vector<std::uint64_t> col_starts;
   HashKind hash = HashKind::kNone;
   std::uint64_t num_shards = 0;  // hashed schemes
   std::uint64_t seed = 0;
@@ -43,6 +49,7 @@ struct ShardingSpec {
   bool hashed() const { return hash != HashKind::kNone; }
   // Hashing on rows puts whole rows in a shard, so the writer keeps row_ids.
   bool hashes_rows() const { return hashed() && axis == Axis::kRows; }
+  bool ranged() const { return !row_starts.empty() || !col_starts.empty(); }
   Status validate() const;
   bool operator==(const ShardingSpec&) const = default;
 };
@@ -74,12 +81,15 @@ class ShardMap {
 
   std::uint64_t shard_of(std::uint64_t row, std::uint64_t col) const {
     switch (spec_.axis) {
-      case Axis::kRows: return spec_.hashed() ? hashed_shard_of(row) : row / spec_.block_rows;
-      case Axis::kCols: return spec_.hashed() ? hashed_shard_of(col) : col / spec_.block_cols;
-      case Axis::kGrid: return (row / spec_.block_rows) * col_blocks_ + col / spec_.block_cols;
+      case Axis::kRows: return spec_.hashed() ? hashed_shard_of(row) : row_block_of(row);
+      case Axis::kCols: return spec_.hashed() ? hashed_shard_of(col) : col_block_of(col);
+      case Axis::kGrid: return row_block_of(row) * col_blocks_ + col_block_of(col);
     }
     return 0;
   }
+  // Block position of a row (column) under a block or ranges scheme.
+  std::uint64_t row_block_of(std::uint64_t row) const { return block_of(row, spec_.block_rows, spec_.row_starts); }
+  std::uint64_t col_block_of(std::uint64_t col) const { return block_of(col, spec_.block_cols, spec_.col_starts); }
   // The shard of a row (rows:hash) or column (cols:hash) id.
   std::uint64_t hashed_shard_of(std::uint64_t key) const;
 
@@ -95,6 +105,11 @@ class ShardMap {
   std::optional<std::uint64_t> shard_at(std::uint64_t row_block, std::uint64_t col_block) const;
 
  private:
+  static std::uint64_t block_of(std::uint64_t x, std::uint64_t block, const std::vector<std::uint64_t>& starts) {
+    if (starts.empty()) return x / block;
+    return static_cast<std::uint64_t>(std::upper_bound(starts.begin(), starts.end(), x) - starts.begin()) - 1;
+  }
+
   ShardingSpec spec_;
   GlobalShape shape_;
   std::uint64_t shard_count_ = 0;

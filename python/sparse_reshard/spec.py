@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Literal, Optional, Tuple
+from typing import Any, Dict, Literal, Optional, Sequence, Tuple
 
 #: How a scheme splits the matrix.
 Axis = Literal["rows", "cols", "grid"]
@@ -52,6 +52,11 @@ class ShardingSpec:
     num_workers: int = 0
     shape: Optional[Tuple[int, int]] = None
     layout: Layout = "csr"
+    #: First row (column) of each shard, ascending from 0 (``rows:ranges=``,
+    #: ``cols:ranges=``, ``grid:row_ranges=...,col_ranges=...``); the last
+    #: shard runs to the end of the axis. ``None`` when split by block.
+    row_starts: Optional[Tuple[int, ...]] = None
+    col_starts: Optional[Tuple[int, ...]] = None
 
     def __post_init__(self) -> None:
         # Checked here, at construction, so that a bad scheme fails where it
@@ -70,6 +75,23 @@ class ShardingSpec:
             for n in self.shape:
                 _check_int("shape", n, 0)
             object.__setattr__(self, "shape", (int(self.shape[0]), int(self.shape[1])))
+        for name in ("row_starts", "col_starts"):
+            starts = getattr(self, name)
+            if starts is None:
+                continue
+            starts = tuple(starts)
+            if not starts:
+                raise ValueError(f"{name} must hold at least one start (0)")
+            for n in starts:
+                _check_int(name, n, 0)
+            if starts[0] != 0:
+                raise ValueError(f"{name} must start at 0, not {starts[0]}")
+            for a, b in zip(starts, starts[1:]):
+                if b <= a:
+                    raise ValueError(f"{name} must be strictly ascending: {b} follows {a}")
+            object.__setattr__(self, name, tuple(int(n) for n in starts))
+        if self.hash is not None and (self.row_starts or self.col_starts):
+            raise ValueError("a hashed scheme takes no ranges")
         if self.hash is not None:
             if self.axis == "grid":
                 raise ValueError("grid schemes take block sizes, not a hash")
@@ -82,14 +104,18 @@ class ShardingSpec:
             return
         if self.num_shards:
             raise ValueError("num_shards goes with hash=...")
-        if self.axis in ("rows", "grid") and self.block_rows < 1:
-            raise ValueError(f"{self.axis} scheme needs block_rows >= 1")
-        if self.axis in ("cols", "grid") and self.block_cols < 1:
-            raise ValueError(f"{self.axis} scheme needs block_cols >= 1")
-        if self.axis == "rows" and self.block_cols:
-            raise ValueError("a rows scheme takes no block_cols")
-        if self.axis == "cols" and self.block_rows:
-            raise ValueError("a cols scheme takes no block_rows")
+        if self.axis == "grid" and (self.row_starts is None) != (self.col_starts is None):
+            raise ValueError("a grid scheme takes block sizes, or both row_starts and col_starts")
+        for axis, block, ranges in (("rows", "block_rows", "row_starts"), ("cols", "block_cols", "col_starts")):
+            if self.axis not in (axis, "grid"):
+                if getattr(self, block) or getattr(self, ranges) is not None:
+                    raise ValueError(f"a {self.axis} scheme takes no {block} or {ranges}")
+                continue
+            if getattr(self, ranges) is not None:
+                if getattr(self, block):
+                    raise ValueError(f"{self.axis} scheme takes {block} or {ranges}, not both")
+            elif getattr(self, block) < 1:
+                raise ValueError(f"{self.axis} scheme needs {block} >= 1 or {ranges}")
 
     @classmethod
     def row_blocks(cls, rows: int, **options: Any) -> "ShardingSpec":
@@ -107,6 +133,21 @@ class ShardingSpec:
         return cls(axis="grid", block_rows=rows, block_cols=cols, **options)
 
     @classmethod
+    def row_ranges(cls, starts: Sequence[int], **options: Any) -> "ShardingSpec":
+        """Shards starting at the given rows (``rows:ranges=0,1000,...``), e.g. the
+        boundaries :func:`sparse_reshard.plan` proposes.
+
+        >>> ShardingSpec.row_ranges([0, 10, 400]).to_cli()
+        'rows:ranges=0,10,400'
+        """
+        return cls(axis="rows", row_starts=tuple(starts), **options)
+
+    @classmethod
+    def col_ranges(cls, starts: Sequence[int], **options: Any) -> "ShardingSpec":
+        """Shards starting at the given columns (``cols:ranges=0,50,...``)."""
+        return cls(axis="cols", col_starts=tuple(starts), **options)
+
+    @classmethod
     def hashed(cls, axis: Axis, hash: HashName, *, num_shards: int, **options: Any) -> "ShardingSpec":
         """Rows or columns spread over ``num_shards`` shards by ``hash`` (``mod``, ``mix``,
         ``jump`` or ``rendezvous``; ``jump`` and ``rendezvous`` move only ~1/(N+1) of the
@@ -121,6 +162,14 @@ class ShardingSpec:
             text = f"{self.axis}:hash={self.hash},shards={self.num_shards}"
             if self.seed:
                 text += f",seed={self.seed}"
+        elif self.row_starts is not None or self.col_starts is not None:
+            def join(starts: Optional[Tuple[int, ...]]) -> str:
+                return ",".join(str(n) for n in starts or ())
+
+            if self.axis == "grid":
+                text = f"grid:row_ranges={join(self.row_starts)},col_ranges={join(self.col_starts)}"
+            else:
+                text = f"{self.axis}:ranges={join(self.row_starts if self.axis == 'rows' else self.col_starts)}"
         elif self.axis == "grid":
             text = f"grid:block={self.block_rows}x{self.block_cols}"
         else:
@@ -143,8 +192,16 @@ class ShardingSpec:
             raise ValueError(f"unknown scheme kind {axis!r} (expected rows, cols or grid)")
         fields: Dict[str, Any] = {"axis": axis}
         seen = set()
+        open_list: Optional[list] = None  # the starts after "ranges=" continue past commas
         for item in filter(None, rest.split(",")):
             key, eq, value = item.partition("=")
+            if not eq and open_list is not None:
+                try:
+                    open_list.append(int(item))
+                except ValueError:
+                    raise ValueError(f"range start {item!r} is not an integer") from None
+                continue
+            open_list = None
             if not eq:
                 raise ValueError(f"scheme option {item!r} needs =value")
             if key in seen:
@@ -157,8 +214,12 @@ class ShardingSpec:
                         fields["block_rows"], fields["block_cols"] = int(r), int(c)
                     else:
                         fields["block_rows" if axis == "rows" else "block_cols"] = int(value)
-                elif key == "hash":
-                    fields["hash"] = value
+                elif key in ("ranges", "row_ranges", "col_ranges"):
+                    if (key == "ranges") == (axis == "grid"):
+                        raise ValueError(f"unknown scheme option {key!r} for a {axis} scheme")
+                    rows = key == "row_ranges" or (key == "ranges" and axis == "rows")
+                    open_list = [int(value)]
+                    fields["row_starts" if rows else "col_starts"] = open_list
                 elif key == "shards":
                     fields["num_shards"] = int(value)
                 elif key == "seed":
@@ -179,6 +240,9 @@ class ShardingSpec:
             # 0 means "not given" in the dataclass; written out, it is a mistake.
             if key == "workers" and fields["num_workers"] < 1:
                 raise ValueError(f"scheme option {item!r}: workers must be >= 1 (leave it out for the default)")
+        for key in ("row_starts", "col_starts"):
+            if key in fields:
+                fields[key] = tuple(fields[key])
         return cls(**fields)
 
     def to_json(self) -> str:
@@ -189,6 +253,12 @@ class ShardingSpec:
         """
         data = asdict(self)
         data["shape"] = list(self.shape) if self.shape is not None else None
+        # Written only when used, as the CLI writes them.
+        for key in ("row_starts", "col_starts"):
+            if data[key] is None:
+                del data[key]
+            else:
+                data[key] = list(data[key])
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -200,8 +270,9 @@ class ShardingSpec:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown scheme JSON keys: {sorted(unknown)}")
-        if data.get("shape") is not None:
-            data["shape"] = tuple(data["shape"])
+        for key in ("shape", "row_starts", "col_starts"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def __repr__(self) -> str:

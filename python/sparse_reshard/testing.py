@@ -81,11 +81,20 @@ class Scheme:
     shards: int = 0
     seed: int = 0
     layout: str = "csr"
+    row_starts: Tuple[int, ...] = ()  # rows:ranges= / grid:row_ranges=
+    col_starts: Tuple[int, ...] = ()
 
     @staticmethod
     def parse(text: str) -> "Scheme":
         axis, _, rest = text.partition(":")
-        opts = dict(item.split("=", 1) for item in rest.split(",") if item)
+        opts: Dict[str, str] = {}
+        last = ""
+        for item in (i for i in rest.split(",") if i):
+            if "=" in item:
+                last, value = item.split("=", 1)
+                opts[last] = value
+            else:  # more starts of a ranges list
+                opts[last] += "," + item
         br = bc = 0
         if "block" in opts:
             if axis == "grid":
@@ -94,8 +103,24 @@ class Scheme:
                 br = int(opts["block"])
             else:
                 bc = int(opts["block"])
+        starts = {k: tuple(int(x) for x in v.split(",")) for k, v in opts.items() if k.endswith("ranges")}
+        rs = starts.get("row_ranges", starts.get("ranges", ()) if axis == "rows" else ())
+        cs = starts.get("col_ranges", starts.get("ranges", ()) if axis == "cols" else ())
         return Scheme(axis, br, bc, opts.get("hash"), int(opts.get("shards", 0)), int(opts.get("seed", 0)),
-                      opts.get("layout", "csr"))
+                      opts.get("layout", "csr"), rs, cs)
+
+    def _blocks(self, extent: int, block: int, starts: Tuple[int, ...]) -> int:
+        return len(starts) if starts else max(1, -(-extent // block))
+
+    def _index(self, x: np.ndarray, block: int, starts: Tuple[int, ...]) -> np.ndarray:
+        if starts:
+            return np.searchsorted(np.asarray(starts, dtype=np.int64), x, side="right") - 1
+        return x // block
+
+    def _range(self, i: int, extent: int, block: int, starts: Tuple[int, ...]) -> Tuple[int, int]:
+        if starts:
+            return min(extent, starts[i]), (min(extent, starts[i + 1]) if i + 1 < len(starts) else extent)
+        return min(extent, i * block), min(extent, (i + 1) * block)
 
     def hashed_shard(self, keys: np.ndarray) -> np.ndarray:
         keys = np.asarray(keys, dtype=U64)
@@ -115,8 +140,8 @@ class Scheme:
         nrows, ncols = shape
         if self.hash:
             return (self.shards, 1) if self.axis == "rows" else (1, self.shards)
-        rb = 1 if self.axis == "cols" else max(1, -(-nrows // self.block_rows))
-        cb = 1 if self.axis == "rows" else max(1, -(-ncols // self.block_cols))
+        rb = 1 if self.axis == "cols" else self._blocks(nrows, self.block_rows, self.row_starts)
+        cb = 1 if self.axis == "rows" else self._blocks(ncols, self.block_cols, self.col_starts)
         return rb, cb
 
     def shard_count(self, shape: Tuple[int, int]) -> int:
@@ -129,8 +154,8 @@ class Scheme:
         if self.hash:
             return self.hashed_shard(rows if self.axis == "rows" else cols)
         _, cb = self.grid(shape)
-        rb_idx = np.zeros_like(rows) if self.axis == "cols" else rows // self.block_rows
-        cb_idx = np.zeros_like(cols) if self.axis == "rows" else cols // self.block_cols
+        rb_idx = np.zeros_like(rows) if self.axis == "cols" else self._index(rows, self.block_rows, self.row_starts)
+        cb_idx = np.zeros_like(cols) if self.axis == "rows" else self._index(cols, self.block_cols, self.col_starts)
         return rb_idx * cb + cb_idx
 
     def box(self, shard: int, shape: Tuple[int, int]) -> Tuple[int, int, int, int]:
@@ -138,8 +163,8 @@ class Scheme:
         nrows, ncols = shape
         _, cb = self.grid(shape)
         bi, bj = divmod(shard, cb)
-        r0, r1 = (0, nrows) if self.axis == "cols" else (min(nrows, bi * self.block_rows), min(nrows, (bi + 1) * self.block_rows))
-        c0, c1 = (0, ncols) if self.axis == "rows" else (min(ncols, bj * self.block_cols), min(ncols, (bj + 1) * self.block_cols))
+        r0, r1 = (0, nrows) if self.axis == "cols" else self._range(bi, nrows, self.block_rows, self.row_starts)
+        c0, c1 = (0, ncols) if self.axis == "rows" else self._range(bj, ncols, self.block_cols, self.col_starts)
         return r0, r1, c0, c1
 
     def ids(self, shard: int, shape: Tuple[int, int]) -> np.ndarray:

@@ -69,6 +69,13 @@ std::uint64_t shared_extent(const std::vector<SourceShard>& shards, bool columns
   return best;
 }
 
+// First row (rows) or column of the block at `position` along that axis.
+std::uint64_t block_start(const ShardingSpec& spec, bool rows, std::uint64_t position) {
+  const auto& starts = rows ? spec.row_starts : spec.col_starts;
+  if (!starts.empty()) return starts[position];
+  return position * (rows ? spec.block_rows : spec.block_cols);
+}
+
 // Derives the global shape from the shard headers, per scheme.
 Result<GlobalShape> derive_shape(const ShardingSpec& spec, const std::vector<SourceShard>& shards,
                                  std::uint64_t row_blocks, std::uint64_t col_blocks) {
@@ -81,17 +88,17 @@ Result<GlobalShape> derive_shape(const ShardingSpec& spec, const std::vector<Sou
         for (const auto& s : shards) rows += s.nrows;
         return GlobalShape{rows, shared_extent(shards, true)};
       }
-      return GlobalShape{(row_blocks - 1) * spec.block_rows + shards.back().nrows, shared_extent(shards, true)};
+      return GlobalShape{block_start(spec, true, row_blocks - 1) + shards.back().nrows, shared_extent(shards, true)};
     case Axis::kCols:
       if (spec.hashed()) {
         std::uint64_t cols = 0;
         for (const auto& s : shards) cols += s.ncols;
         return GlobalShape{shared_extent(shards, false), cols};
       }
-      return GlobalShape{shared_extent(shards, false), (col_blocks - 1) * spec.block_cols + shards.back().ncols};
+      return GlobalShape{shared_extent(shards, false), block_start(spec, false, col_blocks - 1) + shards.back().ncols};
     case Axis::kGrid:
-      return GlobalShape{(row_blocks - 1) * spec.block_rows + at(row_blocks - 1, 0).nrows,
-                         (col_blocks - 1) * spec.block_cols + at(0, col_blocks - 1).ncols};
+      return GlobalShape{block_start(spec, true, row_blocks - 1) + at(row_blocks - 1, 0).nrows,
+                         block_start(spec, false, col_blocks - 1) + at(0, col_blocks - 1).ncols};
   }
   return Status::Internal("unknown axis");
 }
@@ -102,7 +109,7 @@ Result<GlobalShape> derive_shape(const ShardingSpec& spec, const std::vector<Sou
 // not vote.
 std::string implied_block_hint(const ShardMap& map, const std::vector<SourceShard>& shards) {
   ShardingSpec implied = map.spec();
-  if (implied.hashed()) return "";
+  if (implied.hashed() || implied.ranged()) return "";
   std::string said;
   for (const bool rows : {true, false}) {
     const bool blocked = rows ? implied.axis != Axis::kCols : implied.axis != Axis::kRows;
@@ -277,12 +284,17 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
     expected = map.shard_count();
     row_blocks = map.row_blocks();
     col_blocks = map.col_blocks();
+  } else if (old_spec.ranged()) {
+    // The ranges name every shard, present or not.
+    row_blocks = old_spec.axis == Axis::kCols ? 1 : old_spec.row_starts.size();
+    col_blocks = old_spec.axis == Axis::kRows ? 1 : old_spec.col_starts.size();
+    expected = row_blocks * col_blocks;
   } else if (by_position) {
     expected = row_blocks * col_blocks;
   } else {
     for (const auto& c : candidates) expected = std::max(expected, *c.name.index + 1);
   }
-  if (!old_spec.shape && !old_spec.hashed() && !by_position) {
+  if (!old_spec.shape && !old_spec.hashed() && !old_spec.ranged() && !by_position) {
     if (old_spec.axis == Axis::kRows) row_blocks = expected;
     if (old_spec.axis == Axis::kCols) col_blocks = expected;
   }

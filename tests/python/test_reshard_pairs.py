@@ -24,6 +24,11 @@ PAIRS = [
     ("rows:hash=jump,shards=7", "rows:block=50"),
     ("cols:hash=rendezvous,shards=5", "cols:block=100,layout=csc"),
     ("rows:block=100", "cols:hash=mod,shards=4,seed=3"),
+    # Explicit boundaries (what `plan --balance` proposes), as source and
+    # as destination, including a one-row range and a grid of ranges.
+    ("rows:block=50", "rows:ranges=0,1,7,300,301"),
+    ("rows:ranges=0,1,7,300,301", "cols:ranges=0,100,101,200"),
+    ("cols:ranges=0,100,101,200", "grid:row_ranges=0,250,col_ranges=0,3,150"),
 ]
 
 

@@ -65,6 +65,51 @@ TEST(ShardingSpec, OneLineErrors) {
   EXPECT_FALSE(ShardingSpec::from_json(nlohmann::json{{"axis", "rows"}, {"bogus", 1}}).ok());
 }
 
+TEST(ShardingSpec, RangesParseRoundTripAndRefuseWhatIsNotAList) {
+  auto rows = parse("rows:ranges=0,1000,5000,workers=2");
+  EXPECT_EQ(rows.row_starts, (std::vector<std::uint64_t>{0, 1000, 5000}));
+  EXPECT_EQ(rows.workers, 2u);
+  auto grid = parse("grid:row_ranges=0,3,col_ranges=0,1,4");
+  EXPECT_EQ(grid.row_starts, (std::vector<std::uint64_t>{0, 3}));
+  EXPECT_EQ(grid.col_starts, (std::vector<std::uint64_t>{0, 1, 4}));
+  for (const char* text : {"rows:ranges=0,1000,5000,workers=2", "cols:ranges=0,7,layout=csc",
+                           "grid:row_ranges=0,3,col_ranges=0,1,4,shape=10x10", "rows:ranges=0"}) {
+    const ShardingSpec spec = parse(text);
+    EXPECT_EQ(spec.to_text(), text);
+    auto back = ShardingSpec::from_json(spec.to_json());
+    ASSERT_TRUE(back.ok()) << back.status().message();
+    EXPECT_EQ(*back, spec) << text;
+  }
+  EXPECT_EQ(parse_error("rows:ranges=5,10"), "ranges must start at 0 (the first shard's first index), not 5");
+  EXPECT_EQ(parse_error("rows:ranges=0,10,10"), "ranges must be strictly ascending: 10 follows 10");
+  EXPECT_EQ(parse_error("rows:ranges=0,x"), "row range start 'x' is not a non-negative integer");
+  EXPECT_EQ(parse_error("rows:block=4,ranges=0,2"), "rows scheme takes block=R or ranges, not both");
+  EXPECT_EQ(parse_error("grid:row_ranges=0,2"),
+            "grid scheme takes block=RxC, or both row_ranges=0,... and col_ranges=0,...");
+  EXPECT_EQ(parse_error("rows:row_ranges=0,2"), "scheme option 'row_ranges' is for grid schemes; use ranges=...");
+  EXPECT_EQ(parse_error("rows:hash=jump,shards=2,ranges=0"), "hashed scheme takes no ranges");
+  EXPECT_FALSE(ShardingSpec::from_json(nlohmann::json{{"axis", "rows"}, {"row_starts", {0, -3}}}).ok());
+  EXPECT_FALSE(ShardingSpec::from_json(nlohmann::json{{"axis", "rows"}, {"row_starts", nlohmann::json::array()}}).ok());
+}
+
+TEST(ShardMap, RangesMapEveryIndexToTheRangeThatHoldsIt) {
+  auto rows = *ShardMap::bind(parse("rows:ranges=0,1,5"), {9, 3});
+  EXPECT_EQ(rows.shard_count(), 3u);
+  const std::uint64_t expected[9] = {0, 1, 1, 1, 1, 2, 2, 2, 2};
+  for (std::uint64_t r = 0; r < 9; ++r) EXPECT_EQ(rows.shard_of(r, 2), expected[r]) << r;
+  EXPECT_EQ(rows.box(1).row_begin, 1u);
+  EXPECT_EQ(rows.box(1).row_end, 5u);
+  EXPECT_EQ(rows.box(2).row_end, 9u) << "the last range runs to the end";
+  auto grid = *ShardMap::bind(parse("grid:row_ranges=0,6,col_ranges=0,1"), {9, 3});
+  EXPECT_EQ(grid.shard_count(), 4u);
+  EXPECT_EQ(grid.shard_of(7, 0), 2u);
+  EXPECT_EQ(grid.shard_of(5, 2), 1u);
+  EXPECT_EQ(grid.box(3).cols(), 2u);
+  auto beyond = ShardMap::bind(parse("rows:ranges=0,4,9"), {9, 3});
+  ASSERT_FALSE(beyond.ok());
+  EXPECT_EQ(beyond.status().message(), "row range start 9 is not inside the matrix's 9 rows");
+}
+
 TEST(ShardMap, BlockSchemesMapAndBox) {
   auto rows = *ShardMap::bind(parse("rows:block=4"), {10, 6});
   EXPECT_EQ(rows.shard_count(), 3u);
