@@ -23,6 +23,8 @@ class Comm {
   virtual void barrier() = 0;
   virtual std::uint64_t sum(std::uint64_t value) = 0;
   virtual std::uint64_t max(std::uint64_t value) = 0;
+  // Element-wise sum over all ranks, in place (per-shard and per-row counts).
+  virtual void sum_each(std::vector<std::uint64_t>& values) = 0;
   // Every rank's bytes, indexed by rank.
   virtual std::vector<Bytes> allgather(ByteView mine) = 0;
   // Personalized all-to-all: `send` holds the block for rank 0, then rank 1,

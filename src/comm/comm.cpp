@@ -15,6 +15,7 @@ class SelfComm final : public Comm {
   void barrier() override {}
   std::uint64_t sum(std::uint64_t value) override { return value; }
   std::uint64_t max(std::uint64_t value) override { return value; }
+  void sum_each(std::vector<std::uint64_t>&) override {}
   std::vector<Bytes> allgather(ByteView mine) override { return {Bytes(mine.begin(), mine.end())}; }
   ByteArray alltoallv(ByteView send, const std::vector<std::uint64_t>& send_counts,
                       std::vector<std::uint64_t>& recv_counts, std::uint64_t element_size,

@@ -46,6 +46,17 @@ class MpiComm final : public Comm {
     return out;
   }
 
+  void sum_each(std::vector<std::uint64_t>& values) override {
+    // In pieces: MPI counts are ints, and a per-row count vector can hold
+    // more than 2^31 elements.
+    constexpr std::size_t kPiece = std::size_t{1} << 26;
+    for (std::size_t begin = 0; begin < values.size(); begin += kPiece) {
+      const int count = static_cast<int>(std::min(kPiece, values.size() - begin));
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data() + begin, count, MPI_UINT64_T, MPI_SUM, comm_),
+                "MPI_Allreduce");
+    }
+  }
+
   std::vector<Bytes> allgather(ByteView mine) override {
     // Gathered payloads are small (headers, stats, errors); larger data moves
     // through alltoallv, which splits into rounds.

@@ -205,11 +205,8 @@ std::string destination_key(const ShardPattern& pattern, const ShardMap& map, st
   return pattern.render(index, box.row_block, box.col_block);
 }
 
-Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& source_pattern, Store& destination_store,
-                       const ShardPattern& destination_pattern, const JobConfig& config) {
-  const ShardingSpec& old_spec = config.old_spec;
-  RESHARD_RETURN_IF_ERROR(
-      check_destination_place(source_store, source_pattern, destination_store, destination_pattern));
+Result<Plan> plan_sources(Comm& comm, Store& source_store, const ShardPattern& source_pattern,
+                          const ShardingSpec& old_spec, const ShardingSpec& new_spec) {
   if (old_spec.axis == Axis::kGrid && !source_pattern.has_row() && !source_pattern.has_col() && !old_spec.shape) {
     return Status::Invalid("grid source pattern " + source_pattern.text() +
                            " uses {i} only; give shape=NxM in the old scheme or name files with {row} and {col}");
@@ -346,9 +343,8 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
   // 4. Global shape, checked shard by shard.
   Plan plan;
   RESHARD_ASSIGN_OR_RETURN(plan.shape, derive_shape(old_spec, shards, row_blocks, col_blocks));
-  if (config.new_spec.shape && *config.new_spec.shape != plan.shape) {
-    return Status::Invalid("new scheme says shape " +
-                           shape_text(config.new_spec.shape->nrows, config.new_spec.shape->ncols) +
+  if (new_spec.shape && *new_spec.shape != plan.shape) {
+    return Status::Invalid("new scheme says shape " + shape_text(new_spec.shape->nrows, new_spec.shape->ncols) +
                            " but the source matrix is " + shape_text(plan.shape.nrows, plan.shape.ncols));
   }
   {
@@ -370,18 +366,29 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
   for (auto& s : shards) s.reader = static_cast<int>(s.index % static_cast<std::uint64_t>(comm.size()));
   plan.sources = std::move(shards);
 
-  // 5. Destination shards and their owners.
+  // 5. The destination scheme over the source's shape.
   {
-    auto map = ShardMap::bind(config.new_spec, plan.shape);
+    auto map = ShardMap::bind(new_spec, plan.shape);
     if (!map.ok()) return map.status().with_context("new scheme");
     plan.destination_map = std::move(map).value();
   }
   const std::uint64_t dst_count = plan.destination_map.shard_count();
   // Buckets tag entries with a 32-bit destination id.
   if (dst_count >= (1ULL << 32) - 1) {
-    return Status::Invalid("new scheme " + config.new_spec.to_text() + " gives " + std::to_string(dst_count) +
+    return Status::Invalid("new scheme " + new_spec.to_text() + " gives " + std::to_string(dst_count) +
                            " destination shards; at most 4294967294 are supported");
   }
+  return plan;
+}
+
+Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& source_pattern, Store& destination_store,
+                       const ShardPattern& destination_pattern, const JobConfig& config) {
+  RESHARD_RETURN_IF_ERROR(
+      check_destination_place(source_store, source_pattern, destination_store, destination_pattern));
+  RESHARD_ASSIGN_OR_RETURN(Plan plan, plan_sources(comm, source_store, source_pattern, config.old_spec,
+                                                    config.new_spec));
+  const std::uint64_t dst_count = plan.destination_map.shard_count();
+  // 6. Destination shards and their owners.
   plan.owner = DestinationOwner(dst_count, comm.size());
   std::set<std::string> destination_keys;
   plan.destinations.resize(dst_count);
@@ -396,7 +403,7 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
     }
   }
 
-  // 6. What the destination already holds (the commit stage decides whether
+  // 7. What the destination already holds (the commit stage decides whether
   // that is an earlier run to resume or a dataset to refuse to clobber).
   plan.destination_directory = destination_pattern.directory();
   RESHARD_ASSIGN_OR_RETURN(auto existing,

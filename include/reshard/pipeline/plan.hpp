@@ -77,6 +77,12 @@ bool may_contribute(const Plan& plan, const SourceShard& source, const Destinati
 // the shards by where the dataset is now, not by where it was written.
 std::string destination_key(const ShardPattern& pattern, const ShardMap& map, std::uint64_t index);
 
+// Collective: steps 1-5 of planning, which need only the sources: the
+// shards, the global shape and both schemes bound to it (no destination
+// shards, owners or listing). `mpi_reshard plan` stops here.
+Result<Plan> plan_sources(Comm& comm, Store& source_store, const ShardPattern& source_pattern,
+                          const ShardingSpec& old_spec, const ShardingSpec& new_spec);
+
 // Collective; every rank returns the same Plan or the same error.
 Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& source_pattern, Store& destination_store,
                        const ShardPattern& destination_pattern, const JobConfig& config);
