@@ -13,7 +13,9 @@
 #include <sstream>
 #include <string>
 
+#include "cli_parsing.hpp"
 #include "console.hpp"
+#include "plan_command.hpp"
 #include "reshard/json_text.hpp"
 #include "reshard/mpi_comm.hpp"
 #include "reshard/pipeline/job.hpp"
@@ -23,6 +25,11 @@
 #include "reshard/store/store.hpp"
 
 namespace po = boost::program_options;
+using cli::fail;
+using cli::load_scheme;
+using cli::parse_compression;
+using cli::parse_count;
+using cli::parse_fraction;
 using reshard::Status;
 
 namespace {
@@ -41,10 +48,14 @@ Example:
 Patterns name shard files with {i} (shard number), or {row} and {col} (block
 position). Schemes (docs/schemes.md):
   rows:block=R   cols:block=C   grid:block=RxC
+  rows:ranges=0,R1,R2,...   cols:ranges=0,C1,...   grid:row_ranges=0,R1,...,col_ranges=0,C1,...
   rows:hash=H,shards=N[,seed=S]   cols:hash=H,shards=N[,seed=S]   H: mod|mix|jump|rendezvous
   extra options: workers=W, shape=NxM, layout=csr|csc;   or @scheme.json
 
 Subcommands:
+  mpi_reshard plan --src P --old-scheme S --new-scheme T [--balance nnz]
+                                                     see a reshard before running it: skew, movement,
+                                                     memory, balanced boundaries (see plan --help)
   mpi_reshard verify --dst PATTERN [--against-src]   check a published destination (see verify --help)
   mpi_reshard cat URL                                one object's bytes on stdout, from any store (no MPI)
 
@@ -52,73 +63,6 @@ Exit codes: 0 success, 2 bad input or refused (nothing written),
 3 verification failed (nothing published), 4 storage failure, 1 anything else.
 
 Options)";
-
-Status fail(const std::string& message) { return Status::Invalid(message); }
-
-reshard::Result<reshard::ShardingSpec> load_scheme(const std::string& text, const char* flag) {
-  if (!text.empty() && text[0] == '@') {
-    std::ifstream in(text.substr(1));
-    if (!in) return fail(std::string(flag) + ": cannot open " + text.substr(1));
-    nlohmann::json json = nlohmann::json::parse(in, nullptr, false);
-    if (json.is_discarded()) return fail(std::string(flag) + ": " + text.substr(1) + " is not valid JSON");
-    auto spec = reshard::ShardingSpec::from_json(json);
-    if (!spec.ok()) return spec.status().with_context(std::string(flag) + " " + text.substr(1));
-    return spec;
-  }
-  auto spec = reshard::ShardingSpec::parse_text(text);
-  if (!spec.ok()) return spec.status().with_context(flag);
-  return spec;
-}
-
-reshard::Result<reshard::zip::WriteOptions> parse_compression(const std::string& text) {
-  reshard::zip::WriteOptions options;
-  if (text == "none") {
-    options.method = reshard::zip::Method::kStored;
-    return options;
-  }
-  // "deflate[:L]" is libdeflate (L 0..12), "igzip[:L]" ISA-L (L 0..3).
-  const bool igzip = text.rfind("igzip", 0) == 0;
-  const std::string engine = igzip ? "igzip" : "deflate";
-  const int max_level = igzip ? 3 : 12;
-  options.deflater = igzip ? reshard::zip::Deflater::kIgzip : reshard::zip::Deflater::kLibdeflate;
-  if (text == engine) return options;
-  if (text.rfind(engine + ":", 0) == 0) {
-    const std::string level = text.substr(engine.size() + 1);
-    try {
-      std::size_t used = 0;
-      options.level = std::stoi(level, &used);
-      if (used == level.size() && options.level >= 0 && options.level <= max_level) return options;
-    } catch (const std::exception&) {
-    }
-  }
-  return fail("--compress '" + text + "': expected none, igzip, igzip:LEVEL (0..3), deflate or deflate:LEVEL (0..12)");
-}
-
-// Numeric flags are read as text and checked here: Boost's lexical_cast
-// turns "-1" into 2^64-1 for an unsigned option and takes "nan" for a
-// double, both of which would be accepted silently.
-Status parse_count(const std::string& text, const char* flag, std::uint64_t minimum, std::uint64_t& out) {
-  std::uint64_t value = 0;
-  const char* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (text.empty() || ec != std::errc() || ptr != end) {
-    return fail(std::string(flag) + " '" + text + "': expected a whole number of at least " + std::to_string(minimum));
-  }
-  if (value < minimum) return fail(std::string(flag) + " must be at least " + std::to_string(minimum));
-  out = value;
-  return Status::Ok();
-}
-
-Status parse_fraction(const std::string& text, const char* flag, double& out) {
-  double value = 0;
-  const char* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (text.empty() || ec != std::errc() || ptr != end || !std::isfinite(value) || value < 0) {
-    return fail(std::string(flag) + " '" + text + "': expected a finite number >= 0");
-  }
-  out = value;
-  return Status::Ok();
-}
 
 struct CommandLine {
   reshard::JobConfig config;
@@ -375,6 +319,7 @@ int run(int argc, char** argv) {
 
 int run_on_world(int argc, char** argv, reshard::Comm& comm) {
   if (argc > 1 && std::string(argv[1]) == "verify") return run_verify_command(argc, argv, comm);
+  if (argc > 1 && std::string(argv[1]) == "plan") return run_plan_command(argc, argv, comm);
   if (argc > 1 && argv[1][0] != '-') {
     if (comm.rank() == 0) {
       std::cerr << "mpi_reshard: unknown subcommand '" << argv[1] << "' (see --help)\n";

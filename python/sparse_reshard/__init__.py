@@ -7,11 +7,12 @@
 True
 """
 from .datasets import is_published, load_matrix, read_report
+from .planning import PlanReport, Proposal, Skew, plan
 from .progress import Progress
 from .report import JobReport, RankReport
 from .runner import ReshardError, find_binary, reshuffle
 from .spec import ShardingSpec
 
-__all__ = ["ShardingSpec", "reshuffle", "Progress", "ReshardError", "JobReport", "RankReport", "find_binary", "is_published", "read_report",
+__all__ = ["ShardingSpec", "reshuffle", "plan", "PlanReport", "Proposal", "Skew", "Progress", "ReshardError", "JobReport", "RankReport", "find_binary", "is_published", "read_report",
            "load_matrix"]
 __version__ = "0.1.0"

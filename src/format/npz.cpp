@@ -242,6 +242,64 @@ Result<DecodedShard> decode(Bytes&& file_bytes, int threads) {
   return shard;
 }
 
+Result<SparseStructure> decode_structure(const ShapeAndFormat& shape, const std::map<std::string, ByteView>& arrays) {
+  SparseStructure out;
+  out.format = shape.format;
+  out.nrows = shape.nrows;
+  out.ncols = shape.ncols;
+  const bool coo = out.format == SparseFormat::kCoo;
+  const std::string major_name = coo ? "row" : "indptr";
+  const std::string minor_name = coo ? "col" : "indices";
+  auto parse_named = [&](const std::string& name) -> Result<std::optional<npy::ArrayView>> {
+    auto it = arrays.find(name);
+    if (it == arrays.end()) return std::optional<npy::ArrayView>();
+    auto parsed = npy::parse(it->second);
+    if (!parsed.ok()) return parsed.status().with_context("array '" + name + "'");
+    return std::optional<npy::ArrayView>(*parsed);
+  };
+  RESHARD_ASSIGN_OR_RETURN(auto major, parse_named(major_name));
+  if (!major) return Status::Invalid("missing array '" + major_name + "' (not a scipy.sparse .npz?)");
+  out.major = *major;
+  RESHARD_RETURN_IF_ERROR(check_index_array(out.major, major_name));
+  RESHARD_ASSIGN_OR_RETURN(out.minor, parse_named(minor_name));
+  if (out.minor) RESHARD_RETURN_IF_ERROR(check_index_array(*out.minor, minor_name));
+  if (coo) {
+    out.nnz = out.major.element_count();
+    RESHARD_RETURN_IF_ERROR(check_range_any(out.major, out.nrows, "row"));
+    if (out.minor) {
+      if (out.minor->element_count() != out.nnz) {
+        return Status::Invalid("col length " + std::to_string(out.minor->element_count()) +
+                               " does not match row length " + std::to_string(out.nnz));
+      }
+      RESHARD_RETURN_IF_ERROR(check_range_any(*out.minor, out.ncols, "col"));
+    }
+  } else {
+    const bool csr = out.format == SparseFormat::kCsr;
+    const std::uint64_t nmajor = csr ? out.nrows : out.ncols;
+    if (out.major.element_count() != nmajor + 1) {
+      return Status::Invalid("indptr length " + std::to_string(out.major.element_count()) + " does not match " +
+                             std::to_string(nmajor) + (csr ? " rows" : " columns"));
+    }
+    const auto last = npy::integer_at(out.major, nmajor);
+    if (last < 0) return Status::Invalid("indptr ends at " + std::to_string(last));
+    out.nnz = static_cast<std::uint64_t>(last);
+    RESHARD_RETURN_IF_ERROR(out.major.dtype.itemsize == 8 ? check_indptr<std::int64_t>(out.major, out.nnz)
+                                                          : check_indptr<std::int32_t>(out.major, out.nnz));
+    if (out.minor) {
+      if (out.minor->element_count() != out.nnz) {
+        return Status::Invalid("indices length " + std::to_string(out.minor->element_count()) +
+                               " does not match indptr's " + std::to_string(out.nnz) + " entries");
+      }
+      RESHARD_RETURN_IF_ERROR(check_range_any(*out.minor, csr ? out.ncols : out.nrows, "indices"));
+    }
+  }
+  RESHARD_ASSIGN_OR_RETURN(out.row_ids, parse_named("row_ids"));
+  if (out.row_ids) RESHARD_RETURN_IF_ERROR(check_ids(*out.row_ids, out.nrows, "row_ids", "rows"));
+  RESHARD_ASSIGN_OR_RETURN(out.col_ids, parse_named("col_ids"));
+  if (out.col_ids) RESHARD_RETURN_IF_ERROR(check_ids(*out.col_ids, out.ncols, "col_ids", "columns"));
+  return out;
+}
+
 namespace {
 
 // The npy header, then the values narrowed to Index, written in place.

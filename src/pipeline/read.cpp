@@ -12,8 +12,10 @@ constexpr std::uint64_t kTailGuess = 64 * 1024;
 // A local header plus numpy's tiny shape/format arrays fit in this.
 constexpr std::uint64_t kSmallMemberGuess = 4096;
 
-Result<Bytes> read_small_member(Store& store, const std::string& key, const zip::MemberInfo& member,
-                                std::uint64_t file_size) {
+// One ranged read of the member's local header and data, then extracted.
+Result<Bytes> read_member(Store& store, const std::string& key, const zip::MemberInfo& member,
+                          std::uint64_t file_size) {
+  if (member.local_header_offset >= file_size) return Status::Invalid("zip member " + member.name + " is truncated");
   const std::uint64_t want =
       std::min(file_size - member.local_header_offset, kSmallMemberGuess + member.compressed_size);
   RESHARD_ASSIGN_OR_RETURN(Bytes head, store.read(key, member.local_header_offset, want));
@@ -50,20 +52,56 @@ Status check_ids(const npy::ArrayView& ids, const ShardMap& map, std::uint64_t s
 
 }  // namespace
 
+namespace {
+
+struct Directory {
+  std::uint64_t size = 0;
+  Bytes tail;
+  std::vector<zip::MemberInfo> members;
+};
+
+// The zip directory from the file's tail: one read, two when it is large.
+Result<Directory> read_zip_directory(Store& store, const std::string& key, std::uint64_t size) {
+  Directory directory;
+  directory.size = size;
+  std::uint64_t tail_size = std::min(size, kTailGuess);
+  RESHARD_ASSIGN_OR_RETURN(directory.tail, store.read(key, size - tail_size, tail_size));
+  if (const std::uint64_t need = zip::directory_bytes_needed(directory.tail, size); need > tail_size) {
+    tail_size = need;
+    RESHARD_ASSIGN_OR_RETURN(directory.tail, store.read(key, size - tail_size, tail_size));
+  }
+  RESHARD_ASSIGN_OR_RETURN(directory.members, zip::read_directory(directory.tail, size, size - tail_size));
+  return directory;
+}
+
+}  // namespace
+
+Result<SourceMembers> read_source_members(Store& store, const std::string& key, std::uint64_t size,
+                                          const std::vector<std::string>& names) {
+  RESHARD_ASSIGN_OR_RETURN(Directory directory, read_zip_directory(store, key, size));
+  SourceMembers out;
+  for (const auto& member : directory.members) {
+    const std::string name = member.name.size() > 4 && member.name.ends_with(".npy")
+                                 ? member.name.substr(0, member.name.size() - 4)
+                                 : member.name;
+    out.members[name] = member;
+    if (std::find(names.begin(), names.end(), name) == names.end()) continue;
+    auto bytes = read_member(store, key, member, size);
+    if (!bytes.ok()) return bytes.status().with_context("array '" + name + "'");
+    out.arrays[name] = std::move(bytes).value();
+  }
+  return out;
+}
+
 Result<SourceHeader> read_source_header(Store& store, const std::string& key) {
   RESHARD_ASSIGN_OR_RETURN(auto info, store.stat(key));
   if (!info) return Status::Invalid("source shard does not exist");
   SourceHeader header;
   header.info = *info;
   const std::uint64_t size = info->size;
-  std::uint64_t tail_size = std::min(size, kTailGuess);
-  RESHARD_ASSIGN_OR_RETURN(Bytes tail, store.read(key, size - tail_size, tail_size));
-  if (const std::uint64_t need = zip::directory_bytes_needed(tail, size); need > tail_size) {
-    tail_size = need;
-    RESHARD_ASSIGN_OR_RETURN(tail, store.read(key, size - tail_size, tail_size));
-  }
-  header.tail_crc = zip::crc32(tail);
-  RESHARD_ASSIGN_OR_RETURN(auto members, zip::read_directory(tail, size, size - tail_size));
+  RESHARD_ASSIGN_OR_RETURN(Directory directory, read_zip_directory(store, key, size));
+  header.tail_crc = zip::crc32(directory.tail);
+  const auto& members = directory.members;
   const zip::MemberInfo* shape = nullptr;
   const zip::MemberInfo* format = nullptr;
   bool any_stored = false;
@@ -79,8 +117,8 @@ Result<SourceHeader> read_source_header(Store& store, const std::string& key) {
   header.compression = any_stored && any_deflated ? "mixed" : (any_deflated ? "deflate" : "none");
   if (shape == nullptr) return Status::Invalid("missing array 'shape' (not a scipy.sparse .npz?)");
   if (format == nullptr) return Status::Invalid("missing array 'format' (not a scipy.sparse .npz?)");
-  RESHARD_ASSIGN_OR_RETURN(Bytes shape_npy, read_small_member(store, key, *shape, size));
-  RESHARD_ASSIGN_OR_RETURN(Bytes format_npy, read_small_member(store, key, *format, size));
+  RESHARD_ASSIGN_OR_RETURN(Bytes shape_npy, read_member(store, key, *shape, size));
+  RESHARD_ASSIGN_OR_RETURN(Bytes format_npy, read_member(store, key, *format, size));
   RESHARD_ASSIGN_OR_RETURN(header.shape_and_format, npz::decode_shape_and_format(shape_npy, format_npy));
   return header;
 }

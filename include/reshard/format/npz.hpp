@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -67,6 +68,24 @@ Result<DecodedShard> decode(Bytes&& file, int threads);
 // Decodes just the `shape` and `format` members; used when planning, before
 // shards are read in full.
 Result<ShapeAndFormat> decode_shape_and_format(ByteView shape_npy, ByteView format_npy);
+
+// Where a shard's entries are, without their values: what `mpi_reshard plan`
+// reads. Views point into the buffers given to decode_structure.
+struct SparseStructure {
+  SparseFormat format = SparseFormat::kCsr;
+  std::uint64_t nrows = 0;
+  std::uint64_t ncols = 0;
+  std::uint64_t nnz = 0;
+  npy::ArrayView major;                 // indptr (csr/csc) or row (coo)
+  std::optional<npy::ArrayView> minor;  // indices or col, when read
+  std::optional<npy::ArrayView> row_ids;
+  std::optional<npy::ArrayView> col_ids;
+};
+
+// `arrays` maps member names without ".npy" ("indptr", "indices", "row",
+// "col", "row_ids", "col_ids") to their npy bytes. The major array is
+// required; the minor one may be left out. Checked as decode() checks them.
+Result<SparseStructure> decode_structure(const ShapeAndFormat& shape, const std::map<std::string, ByteView>& arrays);
 
 struct EncodeInput {
   SparseFormat format = SparseFormat::kCsr;  // csr or csc

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,15 @@ struct SourceHeader {
 
 // Reads only the zip directory and the tiny `shape` and `format` members.
 Result<SourceHeader> read_source_header(Store& store, const std::string& key);
+
+// Chosen arrays of a shard, each read with one ranged request, and every
+// member's directory entry (its sizes), keyed by name without ".npy".
+struct SourceMembers {
+  std::map<std::string, zip::MemberInfo> members;
+  std::map<std::string, Bytes> arrays;  // extracted npy bytes of `names`
+};
+Result<SourceMembers> read_source_members(Store& store, const std::string& key, std::uint64_t size,
+                                          const std::vector<std::string>& names);
 
 struct LoadedSource {
   const SourceShard* shard = nullptr;
