@@ -88,15 +88,15 @@ void print_text(std::ostream& out, const json& f) {
                                        std::to_string(line["first_id"].get<std::uint64_t>()) + ")"
                                  : " " + std::to_string(line["id"].get<std::uint64_t>()))
         << ": " << reshard::format_count(line["entries"].get<double>()) << " entries"
-        << (line["exceeds_mean_shard"].get<bool>() ? ", more than a mean shard holds: no split of this axis can balance it"
-                                                   : "")
+        << (line["exceeds_mean_shard"].get<bool>()
+                ? ", more than a mean shard holds: no split of this axis can balance it"
+                : "")
         << "\n";
   }
   const auto& move = f["movement"];
   out << "movement: " << percent(move["fraction_changing_shard"].get<double>()) << " of entries change shard; on "
       << move["ranks"].get<int>() << " rank(s) " << reshard::format_count(move["entries_crossing_ranks"].get<double>())
-      << " entries (" << reshard::format_bytes(move["bytes_crossing_ranks"].get<std::uint64_t>())
-      << ") cross ranks\n";
+      << " entries (" << reshard::format_bytes(move["bytes_crossing_ranks"].get<std::uint64_t>()) << ") cross ranks\n";
   const auto& memory = f["memory"];
   out << "memory per rank: at least " << reshard::format_bytes(memory["least_bytes_per_rank"].get<std::uint64_t>())
       << ", " << reshard::format_bytes(memory["in_memory_bytes_per_rank"].get<std::uint64_t>())

@@ -220,6 +220,8 @@ class ShardingSpec:
                     rows = key == "row_ranges" or (key == "ranges" and axis == "rows")
                     open_list = [int(value)]
                     fields["row_starts" if rows else "col_starts"] = open_list
+                elif key == "hash":
+                    fields["hash"] = value
                 elif key == "shards":
                     fields["num_shards"] = int(value)
                 elif key == "seed":

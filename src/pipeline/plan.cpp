@@ -385,8 +385,8 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
                        const ShardPattern& destination_pattern, const JobConfig& config) {
   RESHARD_RETURN_IF_ERROR(
       check_destination_place(source_store, source_pattern, destination_store, destination_pattern));
-  RESHARD_ASSIGN_OR_RETURN(Plan plan, plan_sources(comm, source_store, source_pattern, config.old_spec,
-                                                    config.new_spec));
+  RESHARD_ASSIGN_OR_RETURN(Plan plan,
+                           plan_sources(comm, source_store, source_pattern, config.old_spec, config.new_spec));
   const std::uint64_t dst_count = plan.destination_map.shard_count();
   // 6. Destination shards and their owners.
   plan.owner = DestinationOwner(dst_count, comm.size());

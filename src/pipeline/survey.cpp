@@ -44,9 +44,11 @@ void for_each_index(const npy::ArrayView& array, F&& f) {
   const std::uint64_t n = array.element_count();
   const std::uint8_t* base = array.data.data();
   if (array.dtype.itemsize == 8) {
-    for (std::uint64_t i = 0; i < n; ++i) f(i, static_cast<std::uint64_t>(npz::detail::load_index<std::int64_t>(base, i)));
+    for (std::uint64_t i = 0; i < n; ++i)
+      f(i, static_cast<std::uint64_t>(npz::detail::load_index<std::int64_t>(base, i)));
   } else {
-    for (std::uint64_t i = 0; i < n; ++i) f(i, static_cast<std::uint64_t>(npz::detail::load_index<std::int32_t>(base, i)));
+    for (std::uint64_t i = 0; i < n; ++i)
+      f(i, static_cast<std::uint64_t>(npz::detail::load_index<std::int32_t>(base, i)));
   }
 }
 
@@ -105,8 +107,8 @@ std::optional<std::uint64_t> same_shard(const Plan& plan, const SourceShard& s) 
   const auto& from = plan.source_map.spec();
   const auto& to = plan.destination_map.spec();
   if (from.hashed() || to.hashed()) {
-    const bool same_hashing = from.hashed() && to.hashed() && from.axis == to.axis && from.hash == to.hash &&
-                              from.seed == to.seed;
+    const bool same_hashing =
+        from.hashed() && to.hashed() && from.axis == to.axis && from.hash == to.hash && from.seed == to.seed;
     if (same_hashing && s.index < plan.destination_map.shard_count()) return s.index;
     return std::nullopt;
   }
@@ -274,7 +276,8 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
                              (line_axis_rows ? "rows" : "columns") + "; weights are supported up to " +
                              std::to_string(kMaxSurveyLines));
     }
-    auto parsed = parse_weights(*request.weights_file, request.weights_name, extent, line_axis_rows ? "rows" : "columns");
+    auto parsed =
+        parse_weights(*request.weights_file, request.weights_name, extent, line_axis_rows ? "rows" : "columns");
     if (!parsed.ok()) return parsed.status();
     weights = std::move(parsed).value();
   }
@@ -410,10 +413,12 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
       read += counts.held[static_cast<std::size_t>(r) * shards + d];
       if (owners.owner.owner_of(d) != r) continue;
       received += entries[d] - counts.held[static_cast<std::size_t>(r) * shards + d];
-      assemble = std::max(assemble, memory_cost::assemble(entries[d], majors[d], hashed_ids.empty() ? 0 : hashed_ids[d]));
+      assemble =
+          std::max(assemble, memory_cost::assemble(entries[d], majors[d], hashed_ids.empty() ? 0 : hashed_ids[d]));
     }
     const auto rr = static_cast<std::size_t>(r);
-    least = std::max(least, std::max(counts.decode_peak[rr] + memory_cost::bucket(counts.largest_source[rr]), assemble));
+    least =
+        std::max(least, std::max(counts.decode_peak[rr] + memory_cost::bucket(counts.largest_source[rr]), assemble));
     in_memory = std::max(in_memory, std::max(counts.decode_peak[rr], received * memory_cost::kEntryBytes + assemble) +
                                         memory_cost::bucket(read));
   }
@@ -437,20 +442,22 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
   destination["bytes_total"] = std::accumulate(bytes.begin(), bytes.end(), std::uint64_t{0});
   const bool source_compressed = scalars[1] < scalars[2];
   destination["bytes_estimate"] =
-      !compressing ? "uncompressed layout, headers approximate"
-      : source_compressed
-          ? "uncompressed layout scaled by the source's compression ratio " + std::to_string(ratio).substr(0, 4) +
-                ": a rough guide, layouts compress differently"
-          : "uncompressed layout: an upper bound, the source is not compressed so no ratio is known";
+      !compressing        ? "uncompressed layout, headers approximate"
+      : source_compressed ? "uncompressed layout scaled by the source's compression ratio " +
+                                std::to_string(ratio).substr(0, 4) + ": a rough guide, layouts compress differently"
+                          : "uncompressed layout: an upper bound, the source is not compressed so no ratio is known";
   std::vector<std::uint64_t> order(shards);
   std::iota(order.begin(), order.end(), 0);
   const std::size_t top = std::min<std::size_t>(5, shards);
-  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(top), order.end(),
-                    [&](std::uint64_t a, std::uint64_t b) { return entries[a] > entries[b] || (entries[a] == entries[b] && a < b); });
+  std::partial_sort(
+      order.begin(), order.begin() + static_cast<std::ptrdiff_t>(top), order.end(),
+      [&](std::uint64_t a, std::uint64_t b) { return entries[a] > entries[b] || (entries[a] == entries[b] && a < b); });
   json largest = json::array();
   for (std::size_t i = 0; i < top; ++i) {
     const std::uint64_t d = order[i];
-    largest.push_back({{"shard", d}, {"name", shard_name(request, dst_pattern, dst_map, d)}, {"entries", entries[d]},
+    largest.push_back({{"shard", d},
+                       {"name", shard_name(request, dst_pattern, dst_map, d)},
+                       {"entries", entries[d]},
                        {"bytes", bytes[d]}});
   }
   destination["largest"] = largest;

@@ -24,8 +24,8 @@ std::vector<std::uint64_t> greedy_starts(const std::vector<std::uint64_t>& prefi
     if (starts.size() == parts) return {};
     starts.push_back(begin);
     // The last end with prefix[end] - prefix[begin] <= limit.
-    const auto it = std::upper_bound(prefix.begin() + static_cast<std::ptrdiff_t>(begin) + 1, prefix.end(),
-                                     prefix[begin] + limit);
+    const auto it =
+        std::upper_bound(prefix.begin() + static_cast<std::ptrdiff_t>(begin) + 1, prefix.end(), prefix[begin] + limit);
     const auto end = static_cast<std::uint64_t>(it - prefix.begin()) - 1;
     if (end == begin) return {};  // one item costs more than the limit
     begin = end;
@@ -79,7 +79,8 @@ std::uint64_t bottleneck_of(const std::vector<std::uint64_t>& costs, const std::
   std::uint64_t worst = 0;
   for (std::size_t r = 0; r < starts.size(); ++r) {
     const std::uint64_t begin = std::min<std::uint64_t>(starts[r], costs.size());
-    const std::uint64_t end = r + 1 < starts.size() ? std::min<std::uint64_t>(starts[r + 1], costs.size()) : costs.size();
+    const std::uint64_t end =
+        r + 1 < starts.size() ? std::min<std::uint64_t>(starts[r + 1], costs.size()) : costs.size();
     worst = std::max(worst, std::accumulate(costs.begin() + static_cast<std::ptrdiff_t>(begin),
                                             costs.begin() + static_cast<std::ptrdiff_t>(end), std::uint64_t{0}));
   }

@@ -67,8 +67,8 @@ Result<std::vector<double>> parse_csv_weights(ByteView file, const std::string& 
   bool first = true;
   for (std::uint64_t line_number = 1; line_start < text.size(); ++line_number) {
     const std::size_t newline = text.find('\n', line_start);
-    const std::string_view line =
-        trim(text.substr(line_start, newline == std::string_view::npos ? std::string_view::npos : newline - line_start));
+    const std::string_view line = trim(
+        text.substr(line_start, newline == std::string_view::npos ? std::string_view::npos : newline - line_start));
     line_start = newline == std::string_view::npos ? text.size() : newline + 1;
     if (line.empty() || line.front() == '#') continue;
     const std::string where = name + " line " + std::to_string(line_number);
@@ -120,7 +120,8 @@ std::vector<std::uint64_t> integer_costs(const std::vector<double>& values) {
   std::vector<std::uint64_t> costs(values.size(), 0);
   if (total <= 0) return costs;
   const double scale = std::ldexp(1.0, 50) / total;
-  for (std::size_t i = 0; i < values.size(); ++i) costs[i] = static_cast<std::uint64_t>(std::llround(values[i] * scale));
+  for (std::size_t i = 0; i < values.size(); ++i)
+    costs[i] = static_cast<std::uint64_t>(std::llround(values[i] * scale));
   return costs;
 }
 

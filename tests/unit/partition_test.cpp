@@ -96,8 +96,9 @@ TEST(Weights, NpyVectorsOfFloatsAndIntegers) {
   auto too_long = parse_weights(npy_bytes, "w.npy", 2, "columns");
   EXPECT_EQ(too_long.status().message(), "weights w.npy: 3 weights but the matrix has 2 columns");
   const std::int32_t ints[2] = {3, 4};
-  auto from_ints = parse_weights(npy::encode(npy::int32_dtype(), {2}, ByteView(reinterpret_cast<const std::uint8_t*>(ints), 8)),
-                                 "w.npy", 2, "rows");
+  auto from_ints =
+      parse_weights(npy::encode(npy::int32_dtype(), {2}, ByteView(reinterpret_cast<const std::uint8_t*>(ints), 8)),
+                    "w.npy", 2, "rows");
   ASSERT_TRUE(from_ints.ok());
   EXPECT_EQ(*from_ints, (std::vector<double>{3, 4}));
 }

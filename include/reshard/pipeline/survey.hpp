@@ -26,12 +26,12 @@ struct SurveyRequest {
   std::string src_pattern;
   ShardingSpec old_spec;
   ShardingSpec new_spec;
-  std::string dst_pattern;  // optional: names the shards in the figures
-  int ranks = 0;            // the -np to model (0: this job's)
+  std::string dst_pattern;         // optional: names the shards in the figures
+  int ranks = 0;                   // the -np to model (0: this job's)
   std::uint64_t memory_limit = 0;  // per rank (0: the job's default)
   zip::WriteOptions compression;   // the job's --compress, for byte estimates
   Balance balance = Balance::kNone;
-  std::uint64_t balance_shards = 0;  // 0: as many as the new scheme has
+  std::uint64_t balance_shards = 0;   // 0: as many as the new scheme has
   std::optional<Bytes> weights_file;  // a forecast of load per row or column
   std::string weights_name;
 };
