@@ -10,11 +10,13 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 
 #include "cli_parsing.hpp"
 #include "console.hpp"
+#include "job_metrics.hpp"
 #include "plan_command.hpp"
 #include "reshard/json_text.hpp"
 #include "reshard/mpi_comm.hpp"
@@ -67,6 +69,8 @@ Options)";
 struct CommandLine {
   reshard::JobConfig config;
   std::string report_path;
+  std::string metrics_file;
+  std::string pushgateway;
   bool progress = false;
   bool progress_json = false;
   console::Verbosity verbosity = console::Verbosity::kNormal;
@@ -93,6 +97,11 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   add("old-scheme", po::value(&old_scheme)->required(), "scheme of the source, e.g. 'rows:block=250000'");
   add("new-scheme", po::value(&new_scheme)->required(), "scheme to write, e.g. 'cols:block=125000'");
   add("report", po::value(&out.report_path), "write a JSON report of the job to this file (rank 0)");
+  add("metrics-file", po::value(&out.metrics_file),
+      "write Prometheus metrics to this file at each progress step and at the end (a node_exporter textfile "
+      "collector's .prom file; replaced atomically)");
+  add("pushgateway", po::value(&out.pushgateway),
+      "push the final metrics to this Prometheus Pushgateway (http://host:9091), job=mpi_reshard");
   bool quiet = false;
   bool verbose = false;
   add("quiet,q", po::bool_switch(&quiet), "print only errors and warnings (no closing summary)");
@@ -183,6 +192,10 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
     auto limit = reshard::parse_byte_size(memory_limit);
     check(limit.status().with_context("--memory-limit"));
     if (limit.ok()) out.config.memory_limit = *limit;
+  }
+  if (!out.pushgateway.empty() && out.pushgateway.rfind("http://", 0) != 0 &&
+      out.pushgateway.rfind("https://", 0) != 0) {
+    check(fail("--pushgateway '" + out.pushgateway + "': expected an http:// or https:// URL"));
   }
   if (!status.ok()) {
     if (rank == 0) std::cerr << "mpi_reshard: " << status.message() << "\n";
@@ -331,19 +344,40 @@ int run_on_world(int argc, char** argv, reshard::Comm& comm) {
   // Checked on rank 0 (the one that writes it) and agreed on by all ranks
   // before any work: a report that cannot be written is bad input, found
   // while nothing is written, not after the dataset is published.
-  std::string report_problem = comm.rank() == 0 ? report_path_problem(cli.report_path) : "";
-  if (comm.max(report_problem.empty() ? 0 : 1) != 0) {
-    if (comm.rank() == 0) std::cerr << "mpi_reshard: --report " << cli.report_path << ": " << report_problem << "\n";
+  std::string path_problem;
+  if (comm.rank() == 0) {
+    for (const auto& [flag, path] : {std::pair<const char*, const std::string&>{"--report", cli.report_path},
+                                     std::pair<const char*, const std::string&>{"--metrics-file", cli.metrics_file}}) {
+      const std::string problem = report_path_problem(path);
+      if (!problem.empty() && path_problem.empty()) path_problem = std::string(flag) + " " + path + ": " + problem;
+    }
+  }
+  if (comm.max(path_problem.empty() ? 0 : 1) != 0) {
+    if (comm.rank() == 0) std::cerr << "mpi_reshard: " << path_problem << "\n";
     return 2;
   }
+  console::JobMetrics metrics(comm.rank() == 0 ? cli.metrics_file : "", comm.rank() == 0 ? cli.pushgateway : "");
   reshard::ProgressSink progress;
-  if (cli.progress || cli.progress_json) progress = console::ProgressPrinter(cli.progress, cli.progress_json);
+  if (cli.progress || cli.progress_json || metrics.enabled()) {
+    std::optional<console::ProgressPrinter> printer;
+    if (cli.progress || cli.progress_json) printer.emplace(cli.progress, cli.progress_json);
+    progress = [printer, &metrics](const reshard::ProgressEvent& event) mutable {
+      if (printer) (*printer)(event);
+      metrics.progress(event);
+    };
+  }
   auto outcome = reshard::run_reshard(comm, cli.config, progress);
   if (!outcome.ok()) {
-    if (comm.rank() == 0) std::cerr << "mpi_reshard: " << reshard::printable(outcome.status().message()) << "\n";
+    if (comm.rank() == 0) {
+      std::cerr << "mpi_reshard: " << reshard::printable(outcome.status().message()) << "\n";
+      for (const auto& warning : metrics.finish(nullptr, outcome.status().exit_code())) {
+        std::cerr << "mpi_reshard: warning: " << reshard::printable(warning) << "\n";
+      }
+    }
     return outcome.status().exit_code();
   }
   if (comm.rank() == 0) {
+    for (const auto& warning : metrics.finish(&outcome->report, 0)) outcome->warnings.push_back(warning);
     for (const auto& warning : outcome->warnings) {
       std::cerr << "mpi_reshard: warning: " << reshard::printable(warning) << "\n";
     }

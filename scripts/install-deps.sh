@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libdeflate-dev libisal-dev nlohmann-json3-dev
   python3-numpy python3-scipy python3-pytest python3-pip python3-setuptools python3-tqdm
   time libssl-dev
+  prometheus prometheus-pushgateway
   slurm-wlm munge
 )
 

@@ -24,6 +24,7 @@
 #include "reshard/pipeline/plan.hpp"
 #include "reshard/pipeline/read.hpp"
 #include "reshard/pipeline/reuse.hpp"
+#include "reshard/pipeline/survey.hpp"
 #include "reshard/pipeline/write.hpp"
 #include "reshard/scratch_file.hpp"
 #include "reshard/store/s3_store.hpp"
@@ -452,6 +453,14 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   Holdings holdings = gather_holdings(comm, buckets);
   const Ownership ownership = choose_owners(holdings, plan, exchange_skip, config.ownership_epsilon);
   plan.owner = ownership.owner;
+  // Entries per shard this run writes, for the report's skew figures.
+  std::vector<std::uint64_t> written_shard_entries;
+  for (std::uint64_t d = 0; d < plan.destinations.size(); ++d) {
+    if (exchange_skip[d]) continue;
+    std::uint64_t n = 0;
+    for (const auto& row : holdings.held) n += row[d];
+    written_shard_entries.push_back(n);
+  }
   WaveProblem waves_problem;
   waves_problem.ranks = comm.size();
   waves_problem.held = std::move(holdings.held);
@@ -700,6 +709,8 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
                       {"scratch_dir", scratch_dir}};
   report["ownership_epsilon"] = config.ownership_epsilon;
   report["bytes_sent_lower_bound"] = ownership.entries_lower_bound * sizeof(Entry);
+  // As `mpi_reshard plan` reports them, over the shards this run wrote.
+  report["skew"] = skew_figures(written_shard_entries);
   report["totals"] = totals;
   report["per_rank"] = per_rank;
   report["seconds"] = stats.seconds;

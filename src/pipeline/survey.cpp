@@ -157,8 +157,7 @@ struct SourceCounts {
   std::uint64_t bytes_read = 0;
 };
 
-std::string shard_name(const SurveyRequest& request, const std::optional<ShardPattern>& pattern, const ShardMap& map,
-                       std::uint64_t d) {
+std::string shard_name(const std::optional<ShardPattern>& pattern, const ShardMap& map, std::uint64_t d) {
   if (pattern) return destination_key(*pattern, map, d);
   return "shard " + std::to_string(d);
 }
@@ -369,7 +368,8 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
   // Estimated bytes per shard, as the writer lays it out.
   const bool csc_out = new_spec.layout == Layout::kCsc;
   const bool compressing = request.compression.method != zip::Method::kStored;
-  const double ratio = compressing && scalars[2] > 0 ? static_cast<double>(scalars[1]) / scalars[2] : 1.0;
+  const double ratio =
+      compressing && scalars[2] > 0 ? static_cast<double>(scalars[1]) / static_cast<double>(scalars[2]) : 1.0;
   std::vector<std::uint64_t> bytes(shards, 0);
   std::vector<std::uint64_t> majors(shards, 0);
   for (std::uint64_t d = 0; d < shards; ++d) {
@@ -455,10 +455,8 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
   json largest = json::array();
   for (std::size_t i = 0; i < top; ++i) {
     const std::uint64_t d = order[i];
-    largest.push_back({{"shard", d},
-                       {"name", shard_name(request, dst_pattern, dst_map, d)},
-                       {"entries", entries[d]},
-                       {"bytes", bytes[d]}});
+    largest.push_back(
+        {{"shard", d}, {"name", shard_name(dst_pattern, dst_map, d)}, {"entries", entries[d]}, {"bytes", bytes[d]}});
   }
   destination["largest"] = largest;
   out["destination"] = destination;
@@ -535,9 +533,9 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
     std::vector<double> line_entries(groups);
     for (std::uint64_t g = 0; g < groups; ++g) line_entries[g] = static_cast<double>(counts.lines[g]);
     auto as_counts = [](const std::vector<double>& sums) {
-      std::vector<std::uint64_t> out(sums.size());
-      for (std::size_t i = 0; i < sums.size(); ++i) out[i] = static_cast<std::uint64_t>(std::llround(sums[i]));
-      return out;
+      std::vector<std::uint64_t> rounded(sums.size());
+      for (std::size_t i = 0; i < sums.size(); ++i) rounded[i] = static_cast<std::uint64_t>(std::llround(sums[i]));
+      return rounded;
     };
     const auto after_entries = as_counts(per_shard(proposed_map, line_entries));
     json proposal = skew_figures(after_entries);
