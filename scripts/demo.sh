@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The newcomer's tour: installs what is missing, builds, makes a sample
 # sharded matrix (~10M nonzeros, skewed rows) with scipy, reshards row blocks
-# into column blocks with MPI on 2 ranks, verifies the result with scipy and
-# prints a summary. DEMO_DIR (default: ./demo-data) holds the files.
+# into column ranges with MPI on 2 ranks (first planning it: the skew of
+# plain column blocks and a balanced proposal, which is what it writes),
+# verifies the result with scipy and prints a summary. DEMO_DIR (default:
+# ./demo-data) holds the files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -21,7 +23,19 @@ echo "== making a sample matrix with scipy in $DEMO_DIR/m"
 /usr/bin/python3 scripts/demo_matrix.py make --pattern "$DEMO_DIR/m/shard_{i}.npz" --scheme "$OLD" \
   --rows "$ROWS" --cols "$COLS" --nnz "$NNZ" --seed 1
 
-echo "== resharding $OLD -> $NEW with mpirun -np $RANKS"
+echo "== planning $OLD -> $NEW: skew of the plain scheme, and a balanced proposal"
+# Reads only the index arrays; the proposal is an optimal split into as many
+# column ranges as the plain scheme has shards.
+mpirun -np "$RANKS" --oversubscribe build/bin/mpi_reshard plan \
+  --src "$DEMO_DIR/m/shard_{i}.npz" --old-scheme "$OLD" --new-scheme "$NEW" --balance nnz \
+  --dst "$DEMO_DIR/m_cols/shard_{i}.npz" --format json > "$DEMO_DIR/plan.json"
+mpirun -np "$RANKS" --oversubscribe build/bin/mpi_reshard plan \
+  --src "$DEMO_DIR/m/shard_{i}.npz" --old-scheme "$OLD" --new-scheme "$NEW" --balance nnz \
+  --dst "$DEMO_DIR/m_cols/shard_{i}.npz"
+NEW="$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["proposal"]["scheme"])' \
+  "$DEMO_DIR/plan.json")"
+
+echo "== resharding $OLD -> $NEW (the balanced proposal) with mpirun -np $RANKS"
 /usr/bin/time -v -o "$DEMO_DIR/time.txt" \
   mpirun -np "$RANKS" --oversubscribe build/bin/mpi_reshard \
     --src "$DEMO_DIR/m/shard_{i}.npz" --old-scheme "$OLD" \

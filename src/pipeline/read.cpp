@@ -12,9 +12,10 @@ constexpr std::uint64_t kTailGuess = 64 * 1024;
 // A local header plus numpy's tiny shape/format arrays fit in this.
 constexpr std::uint64_t kSmallMemberGuess = 4096;
 
-// One ranged read of the member's local header and data, then extracted.
-Result<Bytes> read_member(Store& store, const std::string& key, const zip::MemberInfo& member,
-                          std::uint64_t file_size) {
+// One ranged read of the member's local header and data; `content` is set
+// to the member's bytes inside the returned buffer.
+Result<Bytes> read_member_raw(Store& store, const std::string& key, const zip::MemberInfo& member,
+                              std::uint64_t file_size, ByteView& content) {
   if (member.local_header_offset >= file_size) return Status::Invalid("zip member " + member.name + " is truncated");
   const std::uint64_t want =
       std::min(file_size - member.local_header_offset, kSmallMemberGuess + member.compressed_size);
@@ -24,7 +25,16 @@ Result<Bytes> read_member(Store& store, const std::string& key, const zip::Membe
   if (begin + member.compressed_size > head.size()) {
     return Status::Invalid("zip member " + member.name + " is truncated");
   }
-  return zip::extract(ByteView(head).subspan(begin, member.compressed_size), member);
+  content = ByteView(head).subspan(begin, member.compressed_size);
+  return head;
+}
+
+// The member's bytes, extracted.
+Result<Bytes> read_member(Store& store, const std::string& key, const zip::MemberInfo& member,
+                          std::uint64_t file_size) {
+  ByteView content;
+  RESHARD_ASSIGN_OR_RETURN(Bytes head, read_member_raw(store, key, member, file_size, content));
+  return zip::extract(content, member);
 }
 
 // Hashed shards: ids ascending, inside the matrix, and hashing to this shard.
@@ -86,9 +96,23 @@ Result<SourceMembers> read_source_members(Store& store, const std::string& key, 
                                  : member.name;
     out.members[name] = member;
     if (std::find(names.begin(), names.end(), name) == names.end()) continue;
-    auto bytes = read_member(store, key, member, size);
-    if (!bytes.ok()) return bytes.status().with_context("array '" + name + "'");
-    out.arrays[name] = std::move(bytes).value();
+    // A stored member is used where it was read, not copied.
+    ByteView content;
+    auto head = read_member_raw(store, key, member, size, content);
+    Status status = head.status();
+    if (status.ok() && member.method == zip::Method::kStored) {
+      status = zip::check_stored(content, member);
+      if (status.ok()) out.buffers.push_back(std::move(head).value());
+    } else if (status.ok()) {
+      auto inflated = zip::extract(content, member);
+      status = inflated.status();
+      if (status.ok()) {
+        out.buffers.push_back(std::move(inflated).value());
+        content = out.buffers.back();
+      }
+    }
+    if (!status.ok()) return status.with_context("array '" + name + "'");
+    out.arrays[name] = content;
   }
   return out;
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <type_traits>
 
 #include "reshard/format/npz.hpp"
 #include "reshard/pipeline/entry.hpp"
@@ -74,6 +75,29 @@ void for_each_located(const npz::SparseStructure& st, const ShardBox& box, Needs
     return;
   }
   const bool csr = st.format == npz::SparseFormat::kCsr;
+  if (st.minor && !(csr ? needs.rows : needs.cols) && !(csr ? st.col_ids : st.row_ids)) {
+    // Only the minor axis matters (row blocks -> column blocks): the
+    // indices alone, in one tight pass, without indptr.
+    const std::uint64_t offset = csr ? box.col_begin : box.row_begin;
+    auto walk = [&](auto index_tag) {
+      using Index = decltype(index_tag);
+      const std::uint8_t* base = st.minor->data.data();
+      for (std::uint64_t k = 0; k < st.nnz; ++k) {
+        const auto minor = static_cast<std::uint64_t>(npz::detail::load_index<Index>(base, k)) + offset;
+        if (csr) {
+          f(0, minor, 1);
+        } else {
+          f(minor, 0, 1);
+        }
+      }
+    };
+    if (st.minor->dtype.itemsize == 8) {
+      walk(std::int64_t{});
+    } else {
+      walk(std::int32_t{});
+    }
+    return;
+  }
   std::vector<std::uint64_t> indptr(st.major.element_count());
   for_each_index(st.major, [&](std::uint64_t i, std::uint64_t v) { indptr[i] = v; });
   const bool need_minor = csr ? needs.cols : needs.rows;
@@ -286,10 +310,23 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
   if (count_lines) (line_axis_rows ? needs.rows : needs.cols) = true;
   SourceCounts counts;
   counts.held.assign(static_cast<std::size_t>(ranks) * shards, 0);
-  counts.lines.assign(groups, 0);
+  // The hottest line (row or column): when the source is split along the
+  // same axis, every line lies in one source, so each rank's own maximum is
+  // exact and, unless a proposal needs them, per-line counts are neither
+  // kept nor summed across ranks (for 20M rows, 160 MB each way).
+  const bool lines_in_one_source = request.old_spec.axis == (line_axis_rows ? Axis::kRows : Axis::kCols) && group == 1;
+  const bool hottest_only = count_lines && !balancing && lines_in_one_source;
+  std::vector<std::uint64_t> hottest_line = {0, 0};  // entries, line group
+  auto track_hottest = [&hottest_line](std::uint64_t id, std::uint64_t n) {
+    if (n > hottest_line[0] || (n == hottest_line[0] && id < hottest_line[1])) hottest_line = {n, id};
+  };
+  if (!hottest_only) counts.lines.assign(groups, 0);
   counts.decode_peak.assign(static_cast<std::size_t>(ranks), 0);
   counts.largest_source.assign(static_cast<std::size_t>(ranks), 0);
   Status local;
+  std::vector<std::uint32_t> line_shard;      // built on first use
+  std::vector<std::uint64_t> source_lines;    // one source's entries per line
+  std::vector<std::uint32_t> source_lines32;  // the same, for sources under 2^32 entries
   for (const auto& s : plan.sources) {
     if (s.reader != comm.rank()) continue;
     const bool coo = s.format == npz::SparseFormat::kCoo;
@@ -303,12 +340,8 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
       local = members.status().with_context("reading " + store.url(s.key));
       break;
     }
-    std::map<std::string, ByteView> arrays;
-    for (const auto& [name, bytes] : members->arrays) {
-      arrays[name] = bytes;
-      counts.bytes_read += bytes.size();
-    }
-    auto st = npz::decode_structure({s.format, s.nrows, s.ncols}, arrays);
+    for (const auto& [name, bytes] : members->arrays) counts.bytes_read += bytes.size();
+    auto st = npz::decode_structure({s.format, s.nrows, s.ncols}, members->arrays);
     if (!st.ok()) {
       local = st.status().with_context("reading " + store.url(s.key));
       break;
@@ -327,19 +360,91 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
       counts.value_width = std::max(counts.value_width, value_itemsize(data->second, st->nnz));
     }
     const std::optional<std::uint64_t> stay = same_shard(plan, s);
+    const std::uint64_t stay_shard = stay.value_or(UINT64_MAX);
     std::uint64_t* held = counts.held.data() + model_rank * shards;
     std::uint64_t staying = 0;
-    for_each_located(*st, s.box, needs, [&](std::uint64_t row, std::uint64_t col, std::uint64_t n) {
-      const std::uint64_t d = dst_map.shard_of(row, col);
-      held[d] += n;
-      staying += (stay && *stay == d) ? n : 0;
-      if (count_lines) counts.lines[(line_axis_rows ? row : col) / group] += n;
-    });
+    const bool entry_by_entry = coo || (csr ? needs.cols : needs.rows);
+    if (entry_by_entry && new_spec.axis != Axis::kGrid && group == 1) {
+      // Entry by entry along the destination's axis (rows -> cols): count
+      // per line first, then fold the lines into shards. Per entry that is
+      // one increment, with no division or hash and no chain of increments
+      // on one hot shard's counter, which made up most of plan's time on
+      // the 100M benchmark.
+      if (line_shard.empty()) {
+        line_shard.resize(extent);
+        for (std::uint64_t id = 0; id < extent; ++id) {
+          line_shard[id] =
+              static_cast<std::uint32_t>(dst_map.shard_of(line_axis_rows ? id : 0, line_axis_rows ? 0 : id));
+        }
+      }
+      // 32-bit counters halve the array the increments land in at random
+      // (5M columns: 20 MiB instead of 40), which is what the pass waits on.
+      auto count_into = [&](auto* per_line) {
+        using Counter = std::remove_pointer_t<decltype(per_line)>;
+        if (line_axis_rows) {
+          for_each_located(*st, s.box, needs, [per_line](std::uint64_t row, std::uint64_t, std::uint64_t n) {
+            per_line[row] += static_cast<Counter>(n);
+          });
+        } else {
+          for_each_located(*st, s.box, needs, [per_line](std::uint64_t, std::uint64_t col, std::uint64_t n) {
+            per_line[col] += static_cast<Counter>(n);
+          });
+        }
+        for (std::uint64_t id = 0; id < extent; ++id) {
+          const std::uint64_t n = per_line[id];
+          if (n == 0) continue;
+          per_line[id] = 0;
+          const std::uint32_t d = line_shard[id];
+          held[d] += n;
+          staying += d == stay_shard ? n : 0;
+          if (hottest_only) {
+            track_hottest(id, n);
+          } else if (count_lines) {
+            counts.lines[id] += n;
+          }
+        }
+      };
+      if (st->nnz <= UINT32_MAX) {
+        if (source_lines32.empty()) source_lines32.assign(extent, 0);
+        count_into(source_lines32.data());
+      } else {
+        if (source_lines.empty()) source_lines.assign(extent, 0);
+        count_into(source_lines.data());
+      }
+    } else {
+      for_each_located(*st, s.box, needs, [&](std::uint64_t row, std::uint64_t col, std::uint64_t n) {
+        const std::uint64_t d = dst_map.shard_of(row, col);
+        held[d] += n;
+        staying += d == stay_shard ? n : 0;
+        if (hottest_only) {
+          track_hottest(line_axis_rows ? row : col, n);  // whole lines here: one call per line
+        } else if (count_lines) {
+          counts.lines[(line_axis_rows ? row : col) / group] += n;
+        }
+      });
+    }
     counts.staying += staying;
   }
   RESHARD_RETURN_IF_ERROR(agree(comm, local));
   comm.sum_each(counts.held);
-  comm.sum_each(counts.lines);
+  if (!hottest_only) {
+    comm.sum_each(counts.lines);
+    for (std::uint64_t g = 0; g < counts.lines.size(); ++g) track_hottest(g, counts.lines[g]);
+  }
+  if (hottest_only) {
+    std::uint64_t best = 0;
+    std::uint64_t best_group = 0;
+    for (const auto& bytes : comm.allgather(
+             ByteView(reinterpret_cast<const std::uint8_t*>(hottest_line.data()), 2 * sizeof(std::uint64_t)))) {
+      std::uint64_t theirs[2];
+      std::memcpy(theirs, bytes.data(), sizeof(theirs));
+      if (theirs[0] > best || (theirs[0] == best && theirs[1] < best_group)) {
+        best = theirs[0];
+        best_group = theirs[1];
+      }
+    }
+    hottest_line = {best, best_group};
+  }
   max_each(comm, counts.decode_peak);
   max_each(comm, counts.largest_source);
   std::vector<std::uint64_t> scalars = {counts.staying, counts.payload_stored, counts.payload_decoded,
@@ -473,45 +578,45 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
                    {"in_memory_bytes_per_rank", in_memory + baseline},
                    {"fits", least + baseline <= limit},
                    {"spills", in_memory + baseline > limit}};
-  if (new_spec.hashed() || count_lines) {
-    std::uint64_t hottest = 0;
-    for (std::uint64_t g = 0; g < groups; ++g) {
-      if (counts.lines[g] > counts.lines[hottest]) hottest = g;
-    }
+  if (count_lines) {
     if (groups > 0) {
       const double mean = mean_of(entries);
       json line = {{"axis", line_axis_rows ? "rows" : "cols"},
-                   {group == 1 ? "id" : "first_id", hottest * group},
-                   {"entries", counts.lines[hottest]},
-                   {"exceeds_mean_shard", static_cast<double>(counts.lines[hottest]) > mean}};
+                   {group == 1 ? "id" : "first_id", hottest_line[1] * group},
+                   {"entries", hottest_line[0]},
+                   {"exceeds_mean_shard", static_cast<double>(hottest_line[0]) > mean}};
       if (group > 1) line["ids"] = group;
       out["largest_line"] = line;
     }
   }
 
   if (balancing) {
-    std::vector<std::uint64_t> costs(groups, 0);
-    std::vector<double> load(groups, 0);
+    // What the partition balances, per line group, as integers; weighted
+    // modes also keep the predicted load as the forecast gave it.
+    std::vector<std::uint64_t> costs;
+    std::vector<double> load;
     const std::uint64_t index_width = npz::fits_int32(plan.shape.nrows, plan.shape.ncols, nnz) ? 4 : 8;
-    for (std::uint64_t g = 0; g < groups; ++g) {
-      switch (request.balance) {
-        case Balance::kNnz: load[g] = static_cast<double>(counts.lines[g]); break;
-        case Balance::kBytes:
-          load[g] = static_cast<double>(counts.lines[g] * (index_width + value_width) +
-                                        ((line_axis_rows != csc_out) ? group * index_width : 0));
-          break;
-        case Balance::kWeight: load[g] = (*weights)[g]; break;
-        case Balance::kWeightedNnz: load[g] = (*weights)[g] * static_cast<double>(counts.lines[g]); break;
-        case Balance::kNone: break;
-      }
+    switch (request.balance) {
+      case Balance::kNnz: break;  // the line counts themselves
+      case Balance::kBytes:
+        costs.resize(groups);
+        for (std::uint64_t g = 0; g < groups; ++g) {
+          costs[g] =
+              counts.lines[g] * (index_width + value_width) + ((line_axis_rows != csc_out) ? group * index_width : 0);
+        }
+        break;
+      case Balance::kWeight: load = *weights; break;
+      case Balance::kWeightedNnz:
+        load.resize(groups);
+        for (std::uint64_t g = 0; g < groups; ++g) load[g] = (*weights)[g] * static_cast<double>(counts.lines[g]);
+        break;
+      case Balance::kNone: break;
     }
-    if (weighted) {
-      costs = integer_costs(load);
-    } else {
-      for (std::uint64_t g = 0; g < groups; ++g) costs[g] = static_cast<std::uint64_t>(load[g]);
-    }
+    if (weighted) costs = integer_costs(load);
+    const std::vector<std::uint64_t>& line_costs = request.balance == Balance::kNnz ? counts.lines : costs;
+    auto load_of = [&](std::uint64_t g) { return weighted ? load[g] : static_cast<double>(line_costs[g]); };
     const std::uint64_t parts = request.balance_shards > 0 ? request.balance_shards : shards;
-    const Partition partition = balanced_partition(costs, parts);
+    const Partition partition = balanced_partition(line_costs, parts);
     ShardingSpec proposed;
     proposed.axis = new_spec.axis;
     proposed.layout = new_spec.layout;
@@ -521,23 +626,24 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
     survey.proposed_scheme = proposed.to_text();
     RESHARD_ASSIGN_OR_RETURN(ShardMap proposed_map, ShardMap::bind(proposed, plan.shape));
     // Per-shard load and entries before (the new scheme) and after.
-    auto per_shard = [&](const ShardMap& map, const std::vector<double>& values) {
-      std::vector<double> sums(map.shard_count(), 0);
+    auto per_shard = [&](const ShardMap& map, auto value_of) {
+      std::vector<decltype(value_of(0))> sums(map.shard_count(), 0);
+      if (group == 1 && !map.spec().hashed()) {
+        // Block and ranges shards are runs of lines: sum each run.
+        for (std::uint64_t d = 0; d < sums.size(); ++d) {
+          const ShardBox box = map.box(d);
+          const std::uint64_t end = line_axis_rows ? box.row_end : box.col_end;
+          for (std::uint64_t g = line_axis_rows ? box.row_begin : box.col_begin; g < end; ++g) sums[d] += value_of(g);
+        }
+        return sums;
+      }
       for (std::uint64_t g = 0; g < groups; ++g) {
         const std::uint64_t id = g * group;
-        const std::uint64_t d = map.shard_of(line_axis_rows ? id : 0, line_axis_rows ? 0 : id);
-        sums[d] += values[g];
+        sums[map.shard_of(line_axis_rows ? id : 0, line_axis_rows ? 0 : id)] += value_of(g);
       }
       return sums;
     };
-    std::vector<double> line_entries(groups);
-    for (std::uint64_t g = 0; g < groups; ++g) line_entries[g] = static_cast<double>(counts.lines[g]);
-    auto as_counts = [](const std::vector<double>& sums) {
-      std::vector<std::uint64_t> rounded(sums.size());
-      for (std::size_t i = 0; i < sums.size(); ++i) rounded[i] = static_cast<std::uint64_t>(std::llround(sums[i]));
-      return rounded;
-    };
-    const auto after_entries = as_counts(per_shard(proposed_map, line_entries));
+    const auto after_entries = per_shard(proposed_map, [&](std::uint64_t g) { return counts.lines[g]; });
     json proposal = skew_figures(after_entries);
     proposal["scheme"] = survey.proposed_scheme;
     proposal["balance"] = balance_name(request.balance);
@@ -545,8 +651,8 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
         "optimal contiguous partition: bisection on the largest shard's cost, greedy probes through prefix sums";
     proposal["entries"] = after_entries;
     if (group > 1) proposal["granularity"] = group;
-    const auto before = per_shard(dst_map, load);
-    const auto after = per_shard(proposed_map, load);
+    const auto before = per_shard(dst_map, load_of);
+    const auto after = per_shard(proposed_map, load_of);
     auto load_figures = [](const std::vector<double>& sums) {
       const double total = std::accumulate(sums.begin(), sums.end(), 0.0);
       const double max = sums.empty() ? 0 : *std::max_element(sums.begin(), sums.end());
@@ -556,7 +662,8 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
     proposal["load_before"] = load_figures(before);
     proposal["load_after"] = load_figures(after);
     // No cut can split a line: the heaviest one bounds any proposal.
-    const double heaviest = load.empty() ? 0 : *std::max_element(load.begin(), load.end());
+    double heaviest = 0;
+    for (std::uint64_t g = 0; g < groups; ++g) heaviest = std::max(heaviest, load_of(g));
     proposal["heaviest_line_load"] = heaviest;
     out["proposal"] = proposal;
   }

@@ -55,6 +55,7 @@ CASES = [
     ("rows:hash=jump,shards=6", "rows:hash=jump,shards=7"),
     ("rows:block=400", "rows:ranges=0,10,400,1500"),
     ("rows:block=400", "rows:block=400,layout=csc"),
+    ("rows:block=400", "cols:hash=mix,shards=3"),
 ]
 
 
@@ -74,6 +75,14 @@ def test_entries_per_shard_and_movement_match_numpy_on_1_and_3_ranks(tmp_path, m
         assert report.skew.max == max(want)
         assert report.skew.imbalance == pytest.approx(max(want) / mean - 1)
         assert report.skew.hot_over_2x_mean == [d for d, n in enumerate(want) if n > 2 * mean]
+    new = Scheme.parse(new_text)
+    if new.hash:
+        # The hottest line of the hashed axis: no bucket can be smaller.
+        rows, cols = coords(matrix)
+        counts = np.bincount(rows if new.axis == "rows" else cols, minlength=SHAPE[0 if new.axis == "rows" else 1])
+        for report in reports:
+            line = report.raw["largest_line"]
+            assert (line["axis"], line["id"], line["entries"]) == (new.axis, int(counts.argmax()), int(counts.max()))
     # The same figures whichever ranks read the sources.
     one, three = (r.raw for r in reports)
     for key in ("destination", "movement"):

@@ -35,7 +35,8 @@ Result<SourceHeader> read_source_header(Store& store, const std::string& key);
 // member's directory entry (its sizes), keyed by name without ".npy".
 struct SourceMembers {
   std::map<std::string, zip::MemberInfo> members;
-  std::map<std::string, Bytes> arrays;  // extracted npy bytes of `names`
+  std::vector<Bytes> buffers;              // what `arrays` point into
+  std::map<std::string, ByteView> arrays;  // npy bytes of `names`
 };
 Result<SourceMembers> read_source_members(Store& store, const std::string& key, std::uint64_t size,
                                           const std::vector<std::string>& names);
