@@ -340,7 +340,8 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
       local = members.status().with_context("reading " + store.url(s.key));
       break;
     }
-    for (const auto& [name, bytes] : members->arrays) counts.bytes_read += bytes.size();
+    // What was fetched: the arrays as stored (compressed or not).
+    for (const auto& [name, bytes] : members->arrays) counts.bytes_read += members->members.at(name).compressed_size;
     auto st = npz::decode_structure({s.format, s.nrows, s.ncols}, members->arrays);
     if (!st.ok()) {
       local = st.status().with_context("reading " + store.url(s.key));

@@ -194,3 +194,24 @@ def test_python_helpers_read_a_dataset_on_s3(s3, local_reference, monkeypatch):
     with pytest.raises(ReshardError) as failure:
         is_published(dst)
     assert failure.value.exit_code == 4 and "_SUCCESS" in failure.value.message
+
+
+def test_plan_reads_index_arrays_through_s3(s3, local_reference):
+    """`mpi_reshard plan` on an s3:// source gives the local figures, from
+    signed ranged reads of the index arrays only."""
+    from sparse_reshard import plan
+
+    _, local_src, _ = local_reference
+    src = upload_source(s3, local_src, uuid.uuid4().hex)
+    before = s3.stats()
+    local = plan(local_src, OLD, NEW, balance="nnz")
+    remote = plan(src, OLD, NEW, balance="nnz", num_ranks=2, ranks=1, env=s3.env())
+    assert remote.entries == local.entries
+    assert remote.proposal.scheme == local.proposal.scheme
+    assert remote.fraction_changing_shard == local.fraction_changing_shard
+    source_bytes = sum(os.path.getsize(os.path.join(os.path.dirname(local_src), n))
+                       for n in os.listdir(os.path.dirname(local_src)))
+    read = remote.raw["source"]["bytes_read_by_plan"]
+    assert 0 < read < source_bytes / 2, (read, source_bytes)
+    after = s3.stats()
+    assert after["verified"] > before["verified"] and after["rejected"] == before["rejected"]
