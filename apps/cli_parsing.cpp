@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 namespace cli {
@@ -74,6 +75,24 @@ Status parse_fraction(const std::string& text, const char* flag, double& out) {
   }
   out = value;
   return Status::Ok();
+}
+
+std::optional<int> parse_subcommand(int argc, char** argv, int rank, const char* name,
+                                    const boost::program_options::options_description& options,
+                                    boost::program_options::variables_map& vm) {
+  namespace po = boost::program_options;
+  try {
+    po::store(po::parse_command_line(argc - 1, argv + 1, options), vm);
+    if (vm.count("help")) {
+      if (rank == 0) std::cout << options << "\n";
+      return 0;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    if (rank == 0) std::cerr << "mpi_reshard " << name << ": " << e.what() << " (see " << name << " --help)\n";
+    return 2;
+  }
+  return std::nullopt;
 }
 
 }  // namespace cli

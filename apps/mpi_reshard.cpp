@@ -229,17 +229,7 @@ int run_verify_command(int argc, char** argv, reshard::Comm& comm) {
   add("dst", po::value(&dst)->required(), "destination shard pattern, as given to the job");
   add("against-src", po::bool_switch(&against_src), "also re-read the source and compare fingerprints");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc - 1, argv + 1, options), vm);
-    if (vm.count("help")) {
-      if (comm.rank() == 0) std::cout << options << "\n";
-      return 0;
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    if (comm.rank() == 0) std::cerr << "mpi_reshard verify: " << e.what() << " (see verify --help)\n";
-    return 2;
-  }
+  if (auto code = cli::parse_subcommand(argc, argv, comm.rank(), "verify", options, vm)) return *code;
   auto outcome = reshard::run_verify(comm, dst, against_src);
   if (!outcome.ok()) {
     if (comm.rank() == 0) std::cerr << "mpi_reshard verify: " << reshard::printable(outcome.status().message()) << "\n";

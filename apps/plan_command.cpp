@@ -149,17 +149,7 @@ int run_plan_command(int argc, char** argv, reshard::Comm& comm) {
   add("fail-on-skew", po::value(&fail_on_skew),
       "exit 2 when the new scheme's imbalance (max/mean - 1) exceeds this, e.g. 0.2");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc - 1, argv + 1, options), vm);
-    if (vm.count("help")) {
-      if (comm.rank() == 0) std::cout << options << "\n";
-      return 0;
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    if (comm.rank() == 0) std::cerr << "mpi_reshard plan: " << e.what() << " (see plan --help)\n";
-    return 2;
-  }
+  if (auto code = cli::parse_subcommand(argc, argv, comm.rank(), "plan", options, vm)) return *code;
   reshard::Status status;
   auto check = [&status](reshard::Status next) {
     if (status.ok()) status = std::move(next);

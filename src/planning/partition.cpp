@@ -36,15 +36,29 @@ std::vector<std::uint64_t> greedy_starts(const std::vector<std::uint64_t>& prefi
 }  // namespace
 
 Partition balanced_partition(const std::vector<std::uint64_t>& costs, std::uint64_t parts) {
+  return balanced_partition_of_prefix(prefix_sums(costs), parts);
+}
+
+void make_prefix_sums(std::vector<std::uint64_t>& costs) {
+  std::uint64_t total = 0;
+  for (auto& cost : costs) {
+    const std::uint64_t here = cost;
+    cost = total;
+    total += here;
+  }
+  costs.push_back(total);
+}
+
+Partition balanced_partition_of_prefix(const std::vector<std::uint64_t>& prefix, std::uint64_t parts) {
   Partition out;
-  const std::uint64_t n = costs.size();
+  const std::uint64_t n = prefix.empty() ? 0 : prefix.size() - 1;
   if (n == 0 || parts == 0) {
     out.starts = {0};
     return out;
   }
   parts = std::min(parts, n);
-  const auto prefix = prefix_sums(costs);
-  std::uint64_t low = *std::max_element(costs.begin(), costs.end());
+  std::uint64_t low = 0;
+  for (std::uint64_t i = 0; i < n; ++i) low = std::max(low, prefix[i + 1] - prefix[i]);
   std::uint64_t high = prefix.back();
   // Invariant: `high` is feasible; everything below `low` is not.
   while (low < high) {

@@ -38,10 +38,12 @@ struct SurveyRequest {
 
 struct Survey {
   // The whole answer, as `plan --format json` prints it (docs/operations.md).
+  // Complete on rank 0 only: the per-line figures (largest line, proposal)
+  // are summed there alone, since only rank 0 prints.
   nlohmann::json figures;
   // max/mean - 1 of the new scheme's entries per shard (0 when empty).
   double imbalance = 0;
-  // The proposal's scheme text when a balance was asked for.
+  // The proposal's scheme text when a balance was asked for (rank 0).
   std::string proposed_scheme;
 };
 

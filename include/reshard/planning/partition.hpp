@@ -26,6 +26,12 @@ struct Partition {
 // fewer) are made by splitting the longest ranges, which cannot raise the
 // bottleneck.
 Partition balanced_partition(const std::vector<std::uint64_t>& costs, std::uint64_t parts);
+// The same from prefix sums (prefix[0] = 0, prefix[i + 1] = prefix[i] +
+// cost i), for callers that keep them: no second array of n costs.
+Partition balanced_partition_of_prefix(const std::vector<std::uint64_t>& prefix, std::uint64_t parts);
+
+// Turns costs into their prefix sums in place (one element longer).
+void make_prefix_sums(std::vector<std::uint64_t>& costs);
 
 // The costliest range's cost under the given starts (for "before" figures).
 std::uint64_t bottleneck_of(const std::vector<std::uint64_t>& costs, const std::vector<std::uint64_t>& starts);
