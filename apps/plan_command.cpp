@@ -24,7 +24,8 @@ shard, imbalance (max/mean - 1), hot shards (over 2x the mean, over 5x the
 median), the entries that change shard and that would cross ranks on -np
 ranks, and the memory a rank needs. With --balance it proposes boundaries
 (an optimal contiguous partition) printed as a scheme for --new-scheme.
-Runs as one process or under mpirun; with mpirun the ranks share the reading.
+Run as a plain command it is one process without MPI; under mpirun or srun
+the ranks share the reading.
 
 Usage:
   mpi_reshard plan --src 'data/m/shard_{i}.npz' --old-scheme rows:block=250000 \

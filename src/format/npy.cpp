@@ -111,7 +111,7 @@ std::uint64_t ArrayView::element_count() const {
   return n;
 }
 
-Result<ArrayView> parse(ByteView npy) {
+Result<ArrayHeader> parse_header(ByteView npy) {
   if (npy.size() < 10 || std::string_view(reinterpret_cast<const char*>(npy.data()), 6) != kMagic) {
     return Status::Invalid("not an npy array (bad magic)");
   }
@@ -151,9 +151,21 @@ Result<ArrayView> parse(ByteView npy) {
                              "-byte items is larger than any file");
     }
   }
-  const std::size_t data_start = header_start + header_len;
-  if (npy.size() - data_start < payload) return Status::Invalid("npy payload is truncated");
-  view.data = npy.subspan(data_start, payload);
+  ArrayHeader out;
+  out.dtype = view.dtype;
+  out.shape = std::move(view.shape);
+  out.data_offset = header_start + header_len;
+  out.payload_bytes = payload;
+  return out;
+}
+
+Result<ArrayView> parse(ByteView npy) {
+  RESHARD_ASSIGN_OR_RETURN(ArrayHeader header, parse_header(npy));
+  if (npy.size() - header.data_offset < header.payload_bytes) return Status::Invalid("npy payload is truncated");
+  ArrayView view;
+  view.dtype = header.dtype;
+  view.shape = std::move(header.shape);
+  view.data = npy.subspan(header.data_offset, header.payload_bytes);
   return view;
 }
 

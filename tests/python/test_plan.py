@@ -234,3 +234,26 @@ def test_row_ranges_spec_round_trips_through_the_cli():
     assert ShardingSpec.from_json(spec.to_json()) == spec
     with pytest.raises(ValueError):
         ShardingSpec.row_ranges([1, 5])
+
+
+def test_uncompressed_indices_are_streamed_and_checked(tmp_path, matrix):
+    """Stored (uncompressed) indices are counted in pieces: the same figures
+    as numpy, on 1 and 3 ranks, and a flipped byte is caught by the CRC."""
+    src = tmp_path / "src"
+    write_sharded(matrix, Scheme.parse("rows:block=400"), str(src / "shard_{i}.npz"), compressed=False)
+    want = expected_entries(matrix, "cols:block=100")
+    for n in (1, 3):
+        assert plan(str(src / "shard_{i}.npz"), "rows:block=400", "cols:block=100", num_ranks=n).entries == want
+    victim = src / "shard_5.npz"
+    raw = bytearray(victim.read_bytes())
+    with zipfile.ZipFile(victim) as z:
+        info = z.getinfo("indices.npy")
+    # The low bit of the last index (int32, little-endian): the value moves
+    # by one and stays in range, so only the CRC can tell.
+    header_len = 30 + len(info.filename) + len(info.extra)
+    raw[info.header_offset + header_len + info.compress_size - 4] ^= 0x01
+    victim.write_bytes(bytes(raw))
+    run = run_plan("--src", str(src / "shard_{i}.npz"), "--old-scheme", "rows:block=400", "--new-scheme",
+                   "cols:block=100")
+    assert run.returncode == 2, run.stderr
+    assert f"reading {victim}: array 'indices': CRC-32 mismatch in member indices.npy" in run.stderr

@@ -35,6 +35,16 @@ struct ArrayView {
   std::uint64_t element_count() const;
 };
 
+// The header alone, from a prefix of the array's bytes that holds it: for
+// callers that read the payload in pieces.
+struct ArrayHeader {
+  DType dtype;
+  std::vector<std::uint64_t> shape;
+  std::uint64_t data_offset = 0;
+  std::uint64_t payload_bytes = 0;
+};
+Result<ArrayHeader> parse_header(ByteView npy_prefix);
+
 // Parses the header and returns a view of the payload. Rejects object
 // (pickled) arrays, big-endian multi-byte dtypes and Fortran order.
 Result<ArrayView> parse(ByteView npy);
