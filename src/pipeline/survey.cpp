@@ -4,7 +4,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <deque>
+#include <future>
 #include <numeric>
+#include <thread>
 #include <type_traits>
 
 #include "reshard/format/npz.hpp"
@@ -442,35 +445,67 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
   std::vector<std::uint32_t> line_shard;      // built on first use
   std::vector<std::uint64_t> source_lines;    // one source's entries per line
   std::vector<std::uint32_t> source_lines32;  // the same, for sources under 2^32 entries
-  for (const auto& s : plan.sources) {
-    if (s.reader != comm.rank()) continue;
+  // Fetching a source (reading and inflating its index arrays) runs on
+  // worker threads, a few sources ahead of the counting: inflating is most
+  // of the work on compressed sources and takes one core per source.
+  struct Fetched {
+    Result<SourceMembers> members = Status::Internal("not fetched");
+    bool streamed = false;  // `indices` is stored: counted in pieces, not fetched
+  };
+  auto fetch = [&](const SourceShard& s) {
     const bool coo = s.format == npz::SparseFormat::kCoo;
     const bool csr = s.format == npz::SparseFormat::kCsr;
     std::vector<std::string> names = {coo ? "row" : "indptr"};
     const bool need_minor = coo ? needs.cols : (csr ? needs.cols : needs.rows);
     // Only the minor axis matters and no ids map it (row blocks -> column
-    // blocks): a stored `indices` on a local filesystem is streamed below.
+    // blocks): a stored `indices` on a local filesystem is streamed.
     const bool minor_only = !coo && need_minor && !(csr ? needs.rows : needs.cols) &&
                             !(request.old_spec.hashed() && (request.old_spec.axis == Axis::kCols) == csr) &&
                             new_spec.axis != Axis::kGrid && group == 1;
     const bool may_stream = minor_only && local_store;
     if (need_minor && !may_stream) names.push_back(coo ? "col" : "indices");
     if (request.old_spec.hashed()) names.push_back(request.old_spec.axis == Axis::kRows ? "row_ids" : "col_ids");
-    auto members = read_source_members(store, s.key, s.bytes, names);
-    const zip::MemberInfo* streamed = nullptr;
-    if (members.ok() && may_stream) {
-      auto it = members->members.find("indices");
-      if (it != members->members.end() && it->second.method == zip::Method::kStored) {
-        streamed = &it->second;
+    Fetched out;
+    out.members = read_source_members(store, s.key, s.bytes, names);
+    if (out.members.ok() && may_stream) {
+      auto it = out.members->members.find("indices");
+      if (it != out.members->members.end() && it->second.method == zip::Method::kStored) {
+        out.streamed = true;
       } else {
         names.push_back("indices");  // deflated: inflated whole, as usual
-        members = read_source_members(store, s.key, s.bytes, names);
+        out.members = read_source_members(store, s.key, s.bytes, names);
       }
     }
+    return out;
+  };
+  std::vector<const SourceShard*> mine;
+  for (const auto& s : plan.sources) {
+    if (s.reader == comm.rank()) mine.push_back(&s);
+  }
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const std::size_t ahead = std::max<std::size_t>(1, cores / static_cast<unsigned>(std::max(1, comm.ranks_on_node())));
+  std::deque<std::future<Fetched>> in_flight;
+  std::size_t next_fetch = 0;
+  auto top_up = [&] {
+    while (next_fetch < mine.size() && in_flight.size() < ahead) {
+      const SourceShard* source = mine[next_fetch++];
+      in_flight.push_back(std::async(std::launch::async, [&fetch, source] { return fetch(*source); }));
+    }
+  };
+  for (std::size_t position = 0; position < mine.size(); ++position) {
+    top_up();
+    Fetched fetched = in_flight.front().get();
+    in_flight.pop_front();
+    top_up();
+    const SourceShard& s = *mine[position];
+    const bool coo = s.format == npz::SparseFormat::kCoo;
+    const bool csr = s.format == npz::SparseFormat::kCsr;
+    auto& members = fetched.members;
     if (!members.ok()) {
       local = members.status().with_context("reading " + store.url(s.key));
       break;
     }
+    const zip::MemberInfo* streamed = fetched.streamed ? &members->members.at("indices") : nullptr;
     if (streamed != nullptr) counts.bytes_read += streamed->compressed_size;
     // What was fetched: the arrays as stored (compressed or not).
     for (const auto& [name, bytes] : members->arrays) counts.bytes_read += members->members.at(name).compressed_size;

@@ -205,10 +205,12 @@ def test_plan_reads_index_arrays_through_s3(s3, local_reference):
     src = upload_source(s3, local_src, uuid.uuid4().hex)
     before = s3.stats()
     local = plan(local_src, OLD, NEW, balance="nnz")
-    remote = plan(src, OLD, NEW, balance="nnz", num_ranks=2, ranks=1, env=s3.env())
-    assert remote.entries == local.entries
-    assert remote.proposal.scheme == local.proposal.scheme
-    assert remote.fraction_changing_shard == local.fraction_changing_shard
+    # One process fetches several sources at once; two ranks share them.
+    for num_ranks in (1, 2):
+        remote = plan(src, OLD, NEW, balance="nnz", num_ranks=num_ranks, ranks=1, env=s3.env())
+        assert remote.entries == local.entries
+        assert remote.proposal.scheme == local.proposal.scheme
+        assert remote.fraction_changing_shard == local.fraction_changing_shard
     source_bytes = sum(os.path.getsize(os.path.join(os.path.dirname(local_src), n))
                        for n in os.listdir(os.path.dirname(local_src)))
     read = remote.raw["source"]["bytes_read_by_plan"]
