@@ -62,6 +62,10 @@ Subcommands:
   mpi_reshard verify --dst PATTERN [--against-src]   check a published destination (see verify --help)
   mpi_reshard cat URL                                one object's bytes on stdout, from any store (no MPI)
 
+S3 credentials, as the AWS SDKs find them: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
+then the profile AWS_PROFILE names (default 'default') in ~/.aws/credentials and
+~/.aws/config, keys or credential_process (docs/operations.md, "Object stores").
+
 Exit codes: 0 success, 2 bad input or refused (nothing written),
 3 verification failed (nothing published), 4 storage failure, 1 anything else.
 

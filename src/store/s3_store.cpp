@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "reshard/store/aws_config.hpp"
 #include "reshard/store/http_client.hpp"
 #include "reshard/store/sigv4.hpp"
 
@@ -107,7 +108,8 @@ struct Config {
   bool path_style = true;
   std::string region = "us-east-1";
   sigv4::Credentials credentials;
-  std::string bearer_token;  // GCS OAuth, instead of signing
+  std::vector<std::string> credentials_tried;  // when none were found: where we looked
+  std::string bearer_token;                    // GCS OAuth, instead of signing
   int max_concurrency = 32;
   int max_attempts = 6;
   std::uint64_t backoff_base_ms = 100;
@@ -117,7 +119,7 @@ struct Config {
   std::uint64_t read_chunk = 16ULL << 20;
 };
 
-Config config_from_environment(const std::string& scheme, const StoreOptions& options) {
+Result<Config> config_from_environment(const std::string& scheme, const StoreOptions& options) {
   Config c;
   c.scheme = scheme;
   c.max_concurrency = options.max_concurrency;
@@ -129,11 +131,15 @@ Config config_from_environment(const std::string& scheme, const StoreOptions& op
     c.credentials = {env_or("GCS_HMAC_ACCESS_ID", ""), env_or("GCS_HMAC_SECRET", ""), ""};
     c.bearer_token = env_or("GOOGLE_OAUTH_ACCESS_TOKEN", "");
   } else {
-    c.region = env_or("AWS_REGION", env_or("AWS_DEFAULT_REGION", "us-east-1"));
-    c.endpoint = env_or("AWS_ENDPOINT_URL_S3", env_or("AWS_ENDPOINT_URL", ""));
+    // The SDKs' chain: environment, shared files (profiles,
+    // credential_process); region and endpoint from the same places.
+    auto settings = aws::resolve(aws::process_environment());
+    if (!settings.ok()) return settings.status().with_context("s3:// credentials");
+    c.region = settings->region;
+    c.endpoint = settings->endpoint;
     c.path_style = !c.endpoint.empty();
-    c.credentials = {env_or("AWS_ACCESS_KEY_ID", ""), env_or("AWS_SECRET_ACCESS_KEY", ""),
-                     env_or("AWS_SESSION_TOKEN", "")};
+    c.credentials = settings->credentials;
+    c.credentials_tried = settings->tried;
   }
   while (!c.endpoint.empty() && c.endpoint.back() == '/') c.endpoint.pop_back();
   c.max_attempts = static_cast<int>(env_size("RESHARD_S3_MAX_ATTEMPTS", 6));
@@ -496,11 +502,14 @@ Result<StoreAndKey> open_s3_store(const std::string& url, const StoreOptions& op
   if (slash == std::string::npos || slash == 0) {
     return Status::Invalid("'" + url + "' must look like " + scheme + "://bucket/key");
   }
-  Config config = config_from_environment(scheme, options);
+  RESHARD_ASSIGN_OR_RETURN(Config config, config_from_environment(scheme, options));
   if (config.bearer_token.empty() && (config.credentials.access_key.empty() || config.credentials.secret_key.empty())) {
-    return Status::Invalid(scheme == "gs"
-                               ? "gs:// needs GCS_HMAC_ACCESS_ID and GCS_HMAC_SECRET, or GOOGLE_OAUTH_ACCESS_TOKEN"
-                               : "s3:// needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+    if (scheme == "gs") {
+      return Status::Invalid("gs:// needs GCS_HMAC_ACCESS_ID and GCS_HMAC_SECRET, or GOOGLE_OAUTH_ACCESS_TOKEN");
+    }
+    std::string tried;
+    for (const auto& step : config.credentials_tried) tried += (tried.empty() ? "" : "; ") + step;
+    return Status::Storage("s3:// found no credentials; tried " + tried);
   }
   return StoreAndKey{std::make_shared<S3Store>(std::move(config), rest.substr(0, slash)), rest.substr(slash + 1)};
 }

@@ -217,3 +217,48 @@ def test_plan_reads_index_arrays_through_s3(s3, local_reference):
     assert 0 < read < source_bytes / 2, (read, source_bytes)
     after = s3.stats()
     assert after["verified"] > before["verified"] and after["rejected"] == before["rejected"]
+
+
+def test_aws_profiles_credential_process_and_where_it_looked(s3, local_reference, tmp_path):
+    """The SDKs' shared files, through the signature-verifying front: the
+    profile AWS_PROFILE names, its region and endpoint_url, a
+    credential_process, and one-line errors that never show a secret."""
+    _, local_src, reference = local_reference
+    aws = tmp_path / "aws"
+    aws.mkdir()
+    (aws / "credentials").write_text("[default]\naws_access_key_id = WRONG\naws_secret_access_key = WRONGSECRET\n"
+                                     "[other]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n")
+    (aws / "config").write_text(
+        f"[profile other]\nregion = us-east-1\nendpoint_url = {s3.endpoint}\n"
+        "[profile proc]\nregion = us-east-1\nendpoint_url = " + s3.endpoint + "\n"
+        "credential_process = printf '{\"Version\": 1, \"AccessKeyId\": \"S3RVER\", \"SecretAccessKey\": \"S3RVER\"}'\n")
+    base = {k: v for k, v in s3.env().items() if not k.startswith(("AWS_ACCESS", "AWS_SECRET", "AWS_ENDPOINT"))}
+    base.update(HOME=str(tmp_path), AWS_SHARED_CREDENTIALS_FILE=str(aws / "credentials"),
+                AWS_CONFIG_FILE=str(aws / "config"))
+    for profile in ("other", "proc"):
+        prefix = uuid.uuid4().hex
+        run = run_reshard(local_src, OLD, f"s3://dst/{prefix}/shard_{{i}}.npz", NEW, ranks=2,
+                          env=dict(base, AWS_PROFILE=profile))
+        assert run.returncode == 0, (profile, run.stderr)
+        assert s3_outputs(s3, "dst", prefix) == reference
+    # The default profile's keys are wrong: the front refuses them (exit 4).
+    wrong = run_reshard(local_src, OLD, f"s3://dst/{uuid.uuid4().hex}/shard_{{i}}.npz", NEW, ranks=1,
+                        env=dict(base, AWS_ENDPOINT_URL=s3.endpoint))
+    assert wrong.returncode == 4, wrong.stderr
+    assert "WRONGSECRET" not in wrong.stderr
+    # A malformed file is a one-line error naming the file and line.
+    (aws / "credentials").write_text("[default]\naws_access_key_id WRONG\n")
+    bad = run_reshard(local_src, OLD, f"s3://dst/{uuid.uuid4().hex}/shard_{{i}}.npz", NEW, ranks=1, env=base)
+    assert bad.returncode == 2
+    assert len(bad.error_lines) == 1, bad.stderr
+    assert bad.error_lines[0].endswith(f"s3:// credentials: {aws / 'credentials'} line 2: "
+                                       "expected [section] or key = value"), bad.stderr
+    # Nothing anywhere: exit 4, naming every link tried.
+    (aws / "credentials").unlink()
+    (aws / "config").unlink()
+    none = run_reshard(local_src, OLD, f"s3://dst/{uuid.uuid4().hex}/shard_{{i}}.npz", NEW, ranks=1,
+                       env=dict(base, AWS_ENDPOINT_URL=s3.endpoint))
+    assert none.returncode == 4, none.stderr
+    assert ("s3:// found no credentials; tried environment (AWS_ACCESS_KEY_ID not set); "
+            f"config file {aws / 'config'} (not found); shared credentials file {aws / 'credentials'} (not found); "
+            "instance metadata (not supported by this build yet)") in none.stderr, none.stderr

@@ -1,0 +1,199 @@
+#include "reshard/store/aws_config.hpp"
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace reshard::aws {
+namespace {
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r')) text.remove_suffix(1);
+  return text;
+}
+
+// The file's text, or nullopt when it does not exist.
+Result<std::optional<std::string>> read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::optional<std::string>();
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return Status::Invalid("reading " + path + " failed");
+  return std::optional<std::string>(text.str());
+}
+
+// Runs a profile's credential_process and reads the JSON it prints, as the
+// SDKs document it: {"Version": 1, "AccessKeyId", "SecretAccessKey",
+// "SessionToken"?, "Expiration"?}. Its stderr goes to ours.
+Result<sigv4::Credentials> run_credential_process(const std::string& command, const std::string& profile) {
+  const std::string what = "credential_process of profile '" + profile + "'";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return Status::Invalid(what + ": cannot start it");
+  std::string output;
+  char buffer[4096];
+  for (std::size_t n; (n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0;) output.append(buffer, n);
+  const int status = ::pclose(pipe);
+  if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return Status::Invalid(what + " failed (exit status " +
+                           std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")");
+  }
+  const auto json = nlohmann::json::parse(output, nullptr, false);
+  if (json.is_discarded() || !json.is_object()) return Status::Invalid(what + " did not print a JSON object");
+  if (!json.contains("Version") || json["Version"] != 1) return Status::Invalid(what + ": \"Version\" must be 1");
+  auto text = [&](const char* key) -> std::string {
+    return json.contains(key) && json[key].is_string() ? json[key].get<std::string>() : "";
+  };
+  sigv4::Credentials credentials{text("AccessKeyId"), text("SecretAccessKey"), text("SessionToken")};
+  if (credentials.access_key.empty() || credentials.secret_key.empty()) {
+    return Status::Invalid(what + " printed no AccessKeyId or SecretAccessKey");
+  }
+  return credentials;
+}
+
+}  // namespace
+
+Result<ProfileSections> parse_shared_file(std::string_view text, const std::string& path, bool config_file) {
+  ProfileSections sections;
+  std::map<std::string, std::string>* section = nullptr;
+  bool skipping = false;           // a config section that is not a profile
+  bool in_sub_properties = false;  // "s3 =" followed by indented lines
+  std::size_t start = 0;
+  for (std::uint64_t number = 1; start < text.size() || start == 0; ++number) {
+    if (start >= text.size()) break;
+    const std::size_t newline = text.find('\n', start);
+    const std::string_view raw =
+        text.substr(start, newline == std::string_view::npos ? std::string_view::npos : newline - start);
+    start = newline == std::string_view::npos ? text.size() : newline + 1;
+    const std::string_view line = trim(raw);
+    if (line.empty() || line.front() == '#' || line.front() == ';') continue;
+    const std::string where = path + " line " + std::to_string(number);
+    const bool indented = raw.front() == ' ' || raw.front() == '\t';
+    if (indented && in_sub_properties) continue;  // nested settings such as s3.addressing_style
+    in_sub_properties = false;
+    if (line.front() == '[') {
+      if (line.back() != ']') return Status::Invalid(where + ": section header without ']'");
+      std::string name(trim(line.substr(1, line.size() - 2)));
+      if (name.empty()) return Status::Invalid(where + ": empty section name");
+      skipping = false;
+      if (config_file) {
+        if (name.rfind("profile ", 0) == 0) {
+          name = std::string(trim(std::string_view(name).substr(8)));
+        } else if (name != "default") {
+          skipping = true;  // sso-session, services, ...
+        }
+      }
+      section = skipping ? nullptr : &sections[name];
+      continue;
+    }
+    const std::size_t equals = line.find('=');
+    if (equals == std::string_view::npos) return Status::Invalid(where + ": expected [section] or key = value");
+    const std::string key(trim(line.substr(0, equals)));
+    const std::string value(trim(line.substr(equals + 1)));
+    if (key.empty()) return Status::Invalid(where + ": a value without a key");
+    if (section == nullptr && !skipping) return Status::Invalid(where + ": '" + key + "' comes before any [section]");
+    if (value.empty()) in_sub_properties = true;
+    if (section != nullptr) (*section)[key] = value;
+  }
+  return sections;
+}
+
+Environment process_environment() {
+  return [](const char* name) -> std::optional<std::string> {
+    const char* value = std::getenv(name);
+    if (value == nullptr || *value == '\0') return std::nullopt;
+    return std::string(value);
+  };
+}
+
+Result<Settings> resolve(const Environment& env) {
+  Settings out;
+  auto get = [&](const char* name) { return env(name).value_or(""); };
+  const std::string home = get("HOME");
+  const std::string credentials_path =
+      env("AWS_SHARED_CREDENTIALS_FILE").value_or(home.empty() ? "" : home + "/.aws/credentials");
+  const std::string config_path = env("AWS_CONFIG_FILE").value_or(home.empty() ? "" : home + "/.aws/config");
+  const std::optional<std::string> chosen_profile =
+      env("AWS_PROFILE") ? env("AWS_PROFILE") : env("AWS_DEFAULT_PROFILE");
+  const std::string profile = chosen_profile.value_or("default");
+
+  // The profile's settings: the credentials file's over the config file's.
+  std::map<std::string, std::string> settings;
+  std::map<std::string, std::string> setting_file;
+  std::vector<std::string> file_notes;  // reported after the links before them
+  bool profile_found = false;
+  for (const auto& [path, is_config] : {std::pair<std::string, bool>{config_path, true}, {credentials_path, false}}) {
+    if (path.empty()) continue;
+    RESHARD_ASSIGN_OR_RETURN(auto text, read_text_file(path));
+    if (!text) {
+      file_notes.push_back(std::string(is_config ? "config file " : "shared credentials file ") + path +
+                           " (not found)");
+      continue;
+    }
+    RESHARD_ASSIGN_OR_RETURN(ProfileSections sections, parse_shared_file(*text, path, is_config));
+    auto it = sections.find(profile);
+    if (it == sections.end()) {
+      file_notes.push_back(std::string(is_config ? "config file " : "shared credentials file ") + path +
+                           " (no profile '" + profile + "')");
+      continue;
+    }
+    profile_found = true;
+    for (const auto& [key, value] : it->second) {
+      settings[key] = value;
+      setting_file[key] = path;
+    }
+  }
+  if (chosen_profile && !profile_found) {
+    return Status::Invalid("AWS_PROFILE=" + profile + ": no such profile in " + credentials_path + " or " +
+                           config_path);
+  }
+  auto setting = [&](const char* key) {
+    auto it = settings.find(key);
+    return it == settings.end() ? std::string() : it->second;
+  };
+
+  out.region = env("AWS_REGION").value_or(env("AWS_DEFAULT_REGION").value_or(setting("region")));
+  if (out.region.empty()) out.region = "us-east-1";
+  out.endpoint = env("AWS_ENDPOINT_URL_S3").value_or(env("AWS_ENDPOINT_URL").value_or(setting("endpoint_url")));
+
+  // 1. Environment.
+  const std::string env_key = get("AWS_ACCESS_KEY_ID");
+  const std::string env_secret = get("AWS_SECRET_ACCESS_KEY");
+  if (!env_key.empty() && !env_secret.empty()) {
+    out.credentials = {env_key, env_secret, get("AWS_SESSION_TOKEN")};
+    out.credentials_source = "environment";
+    return out;
+  }
+  out.tried.push_back(std::string("environment (") + (env_key.empty() ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY") +
+                      " not set)");
+  // 2. Web identity: not implemented yet; say so rather than skip silently.
+  if (env("AWS_WEB_IDENTITY_TOKEN_FILE")) {
+    out.tried.push_back("web identity (AWS_WEB_IDENTITY_TOKEN_FILE is set, but this build does not support it yet)");
+  }
+  // 3. The profile: static keys, then credential_process.
+  out.tried.insert(out.tried.end(), file_notes.begin(), file_notes.end());
+  if (profile_found) {
+    if (!setting("aws_access_key_id").empty() && !setting("aws_secret_access_key").empty()) {
+      out.credentials = {setting("aws_access_key_id"), setting("aws_secret_access_key"), setting("aws_session_token")};
+      out.credentials_source = "profile '" + profile + "' in " + setting_file["aws_access_key_id"];
+      return out;
+    }
+    if (!setting("credential_process").empty()) {
+      RESHARD_ASSIGN_OR_RETURN(out.credentials, run_credential_process(setting("credential_process"), profile));
+      out.credentials_source = "credential_process of profile '" + profile + "'";
+      return out;
+    }
+    out.tried.push_back("profile '" + profile + "' (no aws_access_key_id/aws_secret_access_key or credential_process)");
+  }
+  if (env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") || env("AWS_CONTAINER_CREDENTIALS_FULL_URI")) {
+    out.tried.push_back("container credentials (set, but this build does not support them yet)");
+  }
+  out.tried.push_back("instance metadata (not supported by this build yet)");
+  return out;
+}
+
+}  // namespace reshard::aws
