@@ -109,6 +109,8 @@ std::vector<std::string> JobMetrics::finish(const nlohmann::json* report, int ex
         counter("reshard_spilled_bytes_total", "Bytes spilled to scratch files", number(totals, "bytes_spilled")));
     families.push_back(
         counter("reshard_storage_retries_total", "Storage requests retried", number(totals, "storage_retries")));
+    families.push_back(counter("reshard_credential_refreshes_total", "Temporary cloud credentials fetched again",
+                               number(totals, "credential_refreshes")));
     MetricFamily stages{"reshard_stage_seconds", "Seconds rank 0 spent in each stage", "gauge", {}};
     if (r.contains("seconds") && r["seconds"].is_object()) {
       for (const auto& [stage, seconds] : r["seconds"].items()) {

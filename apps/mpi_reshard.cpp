@@ -64,7 +64,9 @@ Subcommands:
 
 S3 credentials, as the AWS SDKs find them: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
 then the profile AWS_PROFILE names (default 'default') in ~/.aws/credentials and
-~/.aws/config, keys or credential_process (docs/operations.md, "Object stores").
+~/.aws/config (keys or credential_process), then container credentials
+(AWS_CONTAINER_CREDENTIALS_*), then instance metadata (IMDSv2), refreshed before
+they expire (docs/operations.md, "Object stores").
 
 Exit codes: 0 success, 2 bad input or refused (nothing written),
 3 verification failed (nothing published), 4 storage failure, 1 anything else.

@@ -27,6 +27,7 @@
 #include "reshard/pipeline/survey.hpp"
 #include "reshard/pipeline/write.hpp"
 #include "reshard/scratch_file.hpp"
+#include "reshard/store/aws_config.hpp"
 #include "reshard/store/s3_store.hpp"
 
 namespace reshard {
@@ -672,6 +673,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
                {"shards_copied_server_side", stats.shards_copied_server_side},
                {"peak_rss_bytes", peak_rss_bytes()},
                {"storage_retries", object_store_retries()},
+               {"credential_refreshes", aws::credential_refreshes()},
                {"seconds", stats.seconds}};
   const auto all_stats = comm.allgather(json_bytes(mine));
   if (rank != 0) return outcome;
@@ -680,7 +682,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   for (const char* key :
        {"bytes_read", "bytes_written", "bytes_sent", "bytes_spilled", "entries_sent", "entries_kept_local",
         "source_shards_read", "destination_shards_written", "destination_shards_reused", "bytes_reused",
-        "shards_copied_server_side", "storage_retries"}) {
+        "shards_copied_server_side", "storage_retries", "credential_refreshes"}) {
     totals[key] = 0;
   }
   for (const auto& bytes : all_stats) {

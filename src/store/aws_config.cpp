@@ -2,11 +2,16 @@
 
 #include <sys/wait.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "reshard/store/http_client.hpp"
 
 namespace reshard::aws {
 namespace {
@@ -55,7 +60,135 @@ Result<sigv4::Credentials> run_credential_process(const std::string& command, co
   return credentials;
 }
 
+std::atomic<std::uint64_t> g_refreshes{0};
+
+std::int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// The JSON container credentials and instance metadata both answer with.
+Result<ExpiringCredentials> credentials_from_json(const std::string& body, const std::string& what) {
+  const auto json = nlohmann::json::parse(body, nullptr, false);
+  if (json.is_discarded() || !json.is_object()) return Status::Storage(what + ": the answer is not a JSON object");
+  auto text = [&](const char* key) -> std::string {
+    return json.contains(key) && json[key].is_string() ? json[key].get<std::string>() : "";
+  };
+  if (!text("Code").empty() && text("Code") != "Success") return Status::Storage(what + ": Code " + text("Code"));
+  ExpiringCredentials out;
+  out.credentials = {text("AccessKeyId"), text("SecretAccessKey"), text("Token")};
+  if (out.credentials.access_key.empty() || out.credentials.secret_key.empty()) {
+    return Status::Storage(what + ": the answer has no AccessKeyId or SecretAccessKey");
+  }
+  if (!text("Expiration").empty()) {
+    auto expires = parse_iso8601_utc(text("Expiration"));
+    if (!expires.ok()) return expires.status().with_context(what + ": Expiration");
+    out.expires_at = *expires;
+  }
+  return out;
+}
+
+// One GET or PUT to a credentials endpoint; its answer's body on a 200.
+Result<std::string> ask(const std::string& method, const std::string& url,
+                        std::vector<std::pair<std::string, std::string>> headers, long timeout_seconds) {
+  http::Request request;
+  request.method = method;
+  request.url = url;
+  request.headers = std::move(headers);
+  request.timeout_seconds = timeout_seconds;
+  const http::Response response = http::perform(request);
+  if (!response.transport_ok) return Status::Storage(method + " " + url + ": " + response.transport_error);
+  if (response.status != 200) return Status::Storage(method + " " + url + ": HTTP " + std::to_string(response.status));
+  return std::string(response.body.begin(), response.body.end());
+}
+
+// ECS/EKS container credentials: AWS_CONTAINER_CREDENTIALS_FULL_URI, or the
+// RELATIVE_URI under 169.254.170.2, with AWS_CONTAINER_AUTHORIZATION_TOKEN
+// (or the _FILE holding it) as the Authorization header.
+CredentialsFetch container_fetch(const Environment& env) {
+  std::string url = env("AWS_CONTAINER_CREDENTIALS_FULL_URI").value_or("");
+  if (url.empty()) url = "http://169.254.170.2" + env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").value_or("");
+  const std::string token = env("AWS_CONTAINER_AUTHORIZATION_TOKEN").value_or("");
+  const std::string token_file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").value_or("");
+  return [url, token, token_file]() -> Result<ExpiringCredentials> {
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string authorization = token;
+    if (!token_file.empty()) {
+      RESHARD_ASSIGN_OR_RETURN(auto text, read_text_file(token_file));
+      if (!text) return Status::Storage("container credentials: " + token_file + " does not exist");
+      authorization = std::string(trim(*text));
+    }
+    if (!authorization.empty()) headers.emplace_back("Authorization", authorization);
+    RESHARD_ASSIGN_OR_RETURN(std::string body, ask("GET", url, headers, 5));
+    return credentials_from_json(body, "container credentials " + url);
+  };
+}
+
+// IMDSv2: a session token first (PUT), then the role's name and its
+// credentials, each request carrying the token.
+CredentialsFetch instance_metadata_fetch(const Environment& env) {
+  std::string base = env("AWS_EC2_METADATA_SERVICE_ENDPOINT").value_or("http://169.254.169.254");
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  return [base]() -> Result<ExpiringCredentials> {
+    RESHARD_ASSIGN_OR_RETURN(std::string token, ask("PUT", base + "/latest/api/token",
+                                                    {{"X-aws-ec2-metadata-token-ttl-seconds", "21600"}}, 2));
+    const std::vector<std::pair<std::string, std::string>> with_token = {{"X-aws-ec2-metadata-token", token}};
+    const std::string roles_url = base + "/latest/meta-data/iam/security-credentials/";
+    RESHARD_ASSIGN_OR_RETURN(std::string roles, ask("GET", roles_url, with_token, 2));
+    const std::string role(trim(std::string_view(roles).substr(0, roles.find('\n'))));
+    if (role.empty()) return Status::Storage("instance metadata: the instance has no IAM role");
+    RESHARD_ASSIGN_OR_RETURN(std::string body, ask("GET", roles_url + role, with_token, 2));
+    return credentials_from_json(body, "instance metadata role " + role);
+  };
+}
+
 }  // namespace
+
+CredentialsSource::CredentialsSource(sigv4::Credentials fixed) { held_.credentials = std::move(fixed); }
+
+CredentialsSource::CredentialsSource(ExpiringCredentials first, CredentialsFetch fetch)
+    : held_(std::move(first)), fetched_at_(now_seconds()), fetch_(std::move(fetch)) {}
+
+Result<sigv4::Credentials> CredentialsSource::current() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!fetch_ || held_.expires_at == 0) return held_.credentials;
+  const std::int64_t now = now_seconds();
+  const std::int64_t lifetime = std::max<std::int64_t>(0, held_.expires_at - fetched_at_);
+  const std::int64_t margin = std::min<std::int64_t>(300, lifetime / 2);
+  if (now < held_.expires_at - margin) return held_.credentials;
+  auto fresh = fetch_();
+  if (!fresh.ok()) {
+    // Still valid: keep signing with them and try again next time.
+    if (now < held_.expires_at) return held_.credentials;
+    return fresh.status().with_context("refreshing expired credentials");
+  }
+  held_ = std::move(fresh).value();
+  fetched_at_ = now;
+  g_refreshes.fetch_add(1);
+  return held_.credentials;
+}
+
+std::uint64_t credential_refreshes() { return g_refreshes.load(); }
+
+Result<std::int64_t> parse_iso8601_utc(const std::string& text) {
+  std::tm tm{};
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+  char rest[16] = {0};
+  const int got =
+      std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%15s", &year, &month, &day, &hour, &minute, &second, rest);
+  if (got < 6) return Status::Storage("'" + text + "' is not an ISO 8601 UTC time");
+  std::string zone(rest);
+  if (!zone.empty() && zone.front() == '.') zone.erase(0, zone.find_first_not_of("0123456789", 1));
+  if (!zone.empty() && zone != "Z" && zone != "+00:00") {
+    return Status::Storage("'" + text + "' is not in UTC");
+  }
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = minute;
+  tm.tm_sec = second;
+  return static_cast<std::int64_t>(::timegm(&tm));
+}
 
 Result<ProfileSections> parse_shared_file(std::string_view text, const std::string& path, bool config_file) {
   ProfileSections sections;
@@ -189,10 +322,28 @@ Result<Settings> resolve(const Environment& env) {
     }
     out.tried.push_back("profile '" + profile + "' (no aws_access_key_id/aws_secret_access_key or credential_process)");
   }
+  // 4. Container credentials, then 5. instance metadata: temporary ones.
+  auto use_fetched = [&](CredentialsFetch fetch, const std::string& name) -> bool {
+    auto first = fetch();
+    if (!first.ok()) {
+      out.tried.push_back(name + " (" + first.status().message() + ")");
+      return false;
+    }
+    out.credentials = first->credentials;
+    out.expires_at = first->expires_at;
+    out.refresh = std::move(fetch);
+    out.credentials_source = name;
+    return true;
+  };
   if (env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") || env("AWS_CONTAINER_CREDENTIALS_FULL_URI")) {
-    out.tried.push_back("container credentials (set, but this build does not support them yet)");
+    if (use_fetched(container_fetch(env), "container credentials")) return out;
   }
-  out.tried.push_back("instance metadata (not supported by this build yet)");
+  const std::string disabled = get("AWS_EC2_METADATA_DISABLED");
+  if (disabled == "true" || disabled == "TRUE" || disabled == "True") {
+    out.tried.push_back("instance metadata (AWS_EC2_METADATA_DISABLED is true)");
+    return out;
+  }
+  use_fetched(instance_metadata_fetch(env), "instance metadata");
   return out;
 }
 

@@ -107,7 +107,8 @@ struct Config {
   std::string endpoint;  // "http://127.0.0.1:9000" (no trailing slash)
   bool path_style = true;
   std::string region = "us-east-1";
-  sigv4::Credentials credentials;
+  sigv4::Credentials credentials;  // as found at start (temporary ones are refreshed by the source)
+  std::shared_ptr<aws::CredentialsSource> credentials_source;
   std::vector<std::string> credentials_tried;  // when none were found: where we looked
   std::string bearer_token;                    // GCS OAuth, instead of signing
   int max_concurrency = 32;
@@ -140,6 +141,11 @@ Result<Config> config_from_environment(const std::string& scheme, const StoreOpt
     c.path_style = !c.endpoint.empty();
     c.credentials = settings->credentials;
     c.credentials_tried = settings->tried;
+    c.credentials_source =
+        settings->refresh
+            ? std::make_shared<aws::CredentialsSource>(
+                  aws::ExpiringCredentials{settings->credentials, settings->expires_at}, settings->refresh)
+            : std::make_shared<aws::CredentialsSource>(settings->credentials);
   }
   while (!c.endpoint.empty() && c.endpoint.back() == '/') c.endpoint.pop_back();
   c.max_attempts = static_cast<int>(env_size("RESHARD_S3_MAX_ATTEMPTS", 6));
@@ -363,8 +369,15 @@ class S3Store final : public Store {
       to_sign.query = query;
       to_sign.payload_hash = payload_hash;
       to_sign.headers = {{"host", host}, {"x-amz-content-sha256", payload_hash}, {"x-amz-date", date}};
-      if (!config_.credentials.session_token.empty()) {
-        to_sign.headers.emplace_back("x-amz-security-token", config_.credentials.session_token);
+      // The credentials in force now: temporary ones are refreshed here.
+      sigv4::Credentials credentials = config_.credentials;
+      if (config_.credentials_source) {
+        auto current = config_.credentials_source->current();
+        if (!current.ok()) return current.status().with_context(method + " " + url(key));
+        credentials = std::move(current).value();
+      }
+      if (!credentials.session_token.empty()) {
+        to_sign.headers.emplace_back("x-amz-security-token", credentials.session_token);
       }
       for (const auto& [name, value] : extra) {
         // Range is left unsigned, as common signers do.
@@ -378,7 +391,7 @@ class S3Store final : public Store {
         request.headers.emplace_back("authorization", "Bearer " + config_.bearer_token);
       } else {
         request.headers.emplace_back("authorization",
-                                     sigv4::authorization(to_sign, config_.credentials, date, config_.region, "s3"));
+                                     sigv4::authorization(to_sign, credentials, date, config_.region, "s3"));
       }
       slots_.acquire();
       http::Response response = http::perform(request);

@@ -10,7 +10,7 @@
 //    slow replies, truncated replies, 200-with-<Error> on multipart completion.
 // Control: POST /__front/fault {"mode", "match" (a regular expression over
 // "METHOD /path?query"), "count", "every"}; GET
-// /__front/stats. Usage: node front.js <listen port> <upstream port>
+// /__front/stats; POST /__front/credentials registers temporary credentials. Usage: node front.js <listen port> <upstream port>
 'use strict'
 const http = require('http')
 const crypto = require('crypto')
@@ -21,7 +21,11 @@ const upstreamPort = Number(process.argv[3])
 const accessKeyId = process.env.FRONT_ACCESS_KEY || 'S3RVER'
 const secretAccessKey = process.env.FRONT_SECRET_KEY || 'S3RVER'
 
-const stats = { requests: 0, verified: 0, rejected: 0, injected: 0, preconditionFailed: 0 }
+const stats = { requests: 0, verified: 0, rejected: 0, injected: 0, preconditionFailed: 0, temporaryVerified: 0 }
+// Temporary credentials a test's fake credential endpoint issued: access
+// key -> {secretAccessKey, sessionToken, expiresAt (Unix seconds)}. A request
+// signed with them after expiresAt, or without their session token, is refused.
+const temporary = new Map()
 let fault = null // {mode, match, count, every, seen}
 
 function xmlError(res, status, code, message) {
@@ -34,7 +38,14 @@ function verify(req, body) {
   const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(auth)
   if (!m) return 'malformed or missing Authorization header'
   const [, key, , region, service, signedHeaders, signature] = m
-  if (key !== accessKeyId) return 'unknown access key'
+  let secret = secretAccessKey
+  if (key !== accessKeyId) {
+    const issued = temporary.get(key)
+    if (!issued) return 'unknown access key'
+    if (Date.now() / 1000 > issued.expiresAt) return 'expired credentials'
+    if (req.headers['x-amz-security-token'] !== issued.sessionToken) return 'session token missing or wrong'
+    secret = issued.secretAccessKey
+  }
   const claimed = req.headers['x-amz-content-sha256']
   if (claimed !== crypto.createHash('sha256').update(body).digest('hex')) return 'x-amz-content-sha256 does not match the body'
   const headers = {}
@@ -43,7 +54,7 @@ function verify(req, body) {
     headers[name] = req.headers[name]
   }
   const opts = { host: req.headers.host, method: req.method, path: req.url, service, region, headers }
-  aws4.sign(opts, { accessKeyId, secretAccessKey })
+  aws4.sign(opts, { accessKeyId: key, secretAccessKey: secret })
   const expected = /Signature=([0-9a-f]{64})/.exec(opts.headers.Authorization)[1]
   const expectedSigned = /SignedHeaders=([^,]+)/.exec(opts.headers.Authorization)[1]
   if (expectedSigned !== signedHeaders) return `signed headers ${signedHeaders}, aws4 signs ${expectedSigned}`
@@ -140,6 +151,12 @@ const server = http.createServer((req, res) => {
       res.writeHead(200, { 'Content-Type': 'application/json' })
       return res.end(JSON.stringify(stats))
     }
+    if (req.url === '/__front/credentials') {
+      const c = JSON.parse(body.toString())
+      temporary.set(c.accessKeyId, { secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken, expiresAt: c.expiresAt })
+      res.writeHead(200)
+      return res.end('ok')
+    }
     if (req.url === '/__front/fault') {
       const f = JSON.parse(body.toString() || '{}')
       fault = f.mode ? { mode: f.mode, match: f.match || '', count: f.count || 1, every: f.every || 1, seen: 0 } : null
@@ -153,6 +170,12 @@ const server = http.createServer((req, res) => {
       return xmlError(res, 403, 'SignatureDoesNotMatch', problem)
     }
     stats.verified += 1
+    if (temporary.has((/Credential=([^/]+)/.exec(req.headers.authorization) || [])[1])) {
+      // s3rver knows one access key: it gets the request under that one.
+      stats.temporaryVerified += 1
+      req.headers.authorization = req.headers.authorization.replace(/Credential=[^/]+/, `Credential=${accessKeyId}`)
+      delete req.headers['x-amz-security-token']
+    }
     const mode = takeFault(req)
     if (mode === 'error500') return xmlError(res, 500, 'InternalError', 'injected')
     if (mode === 'slowdown') return xmlError(res, 503, 'SlowDown', 'injected')

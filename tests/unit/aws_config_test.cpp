@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -90,17 +91,57 @@ TEST_F(AwsConfig, CredentialProcessIsRunAndItsJsonUsed) {
 }
 
 TEST_F(AwsConfig, NothingFoundSaysWhereItLookedAndAnUnknownProfileIsRefused) {
+  vars_["AWS_EC2_METADATA_DISABLED"] = "true";  // no probe of 169.254.169.254 from a test
   auto settings = resolve(env());
   ASSERT_TRUE(settings.ok());
   EXPECT_TRUE(settings->credentials.access_key.empty());
   ASSERT_GE(settings->tried.size(), 3u);
   EXPECT_EQ(settings->tried[0], "environment (AWS_ACCESS_KEY_ID not set)");
   EXPECT_EQ(settings->tried[1], "config file " + (dir_ / ".aws" / "config").string() + " (not found)");
+  EXPECT_EQ(settings->tried.back(), "instance metadata (AWS_EC2_METADATA_DISABLED is true)");
   EXPECT_EQ(settings->region, "us-east-1");
   vars_["AWS_PROFILE"] = "nope";
   EXPECT_EQ(resolve(env()).status().message(), "AWS_PROFILE=nope: no such profile in " +
                                                    (dir_ / ".aws" / "credentials").string() + " or " +
                                                    (dir_ / ".aws" / "config").string());
+}
+
+TEST(Iso8601, UtcTimesAsTheCredentialEndpointsWriteThem) {
+  EXPECT_EQ(*parse_iso8601_utc("1970-01-01T00:00:10Z"), 10);
+  EXPECT_EQ(*parse_iso8601_utc("2026-12-03T19:00:00Z"), 1796324400);
+  EXPECT_EQ(*parse_iso8601_utc("2026-12-03T19:00:00.123Z"), 1796324400);
+  EXPECT_EQ(*parse_iso8601_utc("2026-12-03T19:00:00+00:00"), 1796324400);
+  EXPECT_FALSE(parse_iso8601_utc("2026-12-03T19:00:00+02:00").ok());
+  EXPECT_FALSE(parse_iso8601_utc("tomorrow").ok());
+}
+
+TEST(CredentialsSource, FetchesOnlyWhenDueAndFailsWhenExpiredAndTheEndpointIsDown) {
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  int fetches = 0;
+  bool fail = false;
+  auto fetch = [&]() -> Result<ExpiringCredentials> {
+    ++fetches;
+    if (fail) return Status::Storage("endpoint down");
+    return ExpiringCredentials{{"K" + std::to_string(fetches), "S", "T"}, now + 3600};
+  };
+  // Issued now, for an hour: no fetch yet.
+  CredentialsSource fresh(ExpiringCredentials{{"K0", "S", "T"}, now + 3600}, fetch);
+  EXPECT_EQ(fresh.current()->access_key, "K0");
+  EXPECT_EQ(fetches, 0);
+  // Issued with 10 s left (past half of its lifetime from the source's view:
+  // margin min(300, 10 / 2)): still fine now, so no fetch either.
+  CredentialsSource near(ExpiringCredentials{{"K0", "S", "T"}, now + 10}, fetch);
+  EXPECT_EQ(near.current()->access_key, "K0");
+  // Already expired: fetched again, and the refresh is counted.
+  const auto before = credential_refreshes();
+  CredentialsSource expired(ExpiringCredentials{{"K0", "S", "T"}, now - 1}, fetch);
+  EXPECT_EQ(expired.current()->access_key, "K1");
+  EXPECT_EQ(credential_refreshes(), before + 1);
+  // Expired and the endpoint down: an error, not stale credentials.
+  fail = true;
+  CredentialsSource stuck(ExpiringCredentials{{"K0", "S", "T"}, now - 1}, fetch);
+  EXPECT_FALSE(stuck.current().ok());
 }
 
 }  // namespace

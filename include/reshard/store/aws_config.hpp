@@ -1,12 +1,16 @@
 // AWS credentials, region and endpoint the way the AWS SDKs find them, for
-// the links of their chain implemented so far: the environment, then the
-// shared credentials and config files (profiles, credential_process). Web
-// identity, container credentials and instance metadata are not yet (#14).
-// The shared-file parser works over text; resolve() reads the files.
+// the links of their chain implemented so far: the environment, the shared
+// credentials and config files (profiles, credential_process), container
+// credentials and instance metadata (IMDSv2). Web identity is not yet.
+// Temporary credentials are refreshed before they expire. The shared-file
+// parser works over text; resolve() reads the files and asks the endpoints.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,11 +31,43 @@ Result<ProfileSections> parse_shared_file(std::string_view text, const std::stri
 using Environment = std::function<std::optional<std::string>(const char* name)>;
 Environment process_environment();
 
+// Credentials and when they stop working (Unix seconds; 0: never).
+struct ExpiringCredentials {
+  sigv4::Credentials credentials;
+  std::int64_t expires_at = 0;
+};
+using CredentialsFetch = std::function<Result<ExpiringCredentials>()>;
+
+// What signs requests: fixed credentials, or temporary ones fetched again
+// once half their lifetime (at most 5 minutes) is left, so a job outlives
+// them. Thread-safe; one fetch at a time while the others wait.
+class CredentialsSource {
+ public:
+  explicit CredentialsSource(sigv4::Credentials fixed);
+  CredentialsSource(ExpiringCredentials first, CredentialsFetch fetch);
+  Result<sigv4::Credentials> current();
+
+ private:
+  std::mutex mutex_;
+  ExpiringCredentials held_;
+  std::int64_t fetched_at_ = 0;
+  CredentialsFetch fetch_;
+};
+
+// Refreshes of temporary credentials in this process, for the report.
+std::uint64_t credential_refreshes();
+
+// "2026-12-03T19:00:00Z" (fractions and +00:00 allowed) as Unix seconds.
+Result<std::int64_t> parse_iso8601_utc(const std::string& text);
+
 struct Settings {
   sigv4::Credentials credentials;  // empty access key: none found
   std::string region;
   std::string endpoint;            // empty: AWS's own
   std::string credentials_source;  // "environment", "profile 'x' in FILE", ...
+  // Set when the credentials are temporary: how to fetch them again.
+  CredentialsFetch refresh;
+  std::int64_t expires_at = 0;
   // Each link of the chain tried and why it gave no credentials, for the
   // error when none did. Never holds a secret.
   std::vector<std::string> tried;
