@@ -63,7 +63,8 @@ Subcommands:
   mpi_reshard cat URL                                one object's bytes on stdout, from any store (no MPI)
 
 S3 credentials, as the AWS SDKs find them: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
-then the profile AWS_PROFILE names (default 'default') in ~/.aws/credentials and
+then web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN, through STS), then
+the profile AWS_PROFILE names (default 'default') in ~/.aws/credentials and
 ~/.aws/config (keys or credential_process), then container credentials
 (AWS_CONTAINER_CREDENTIALS_*), then instance metadata (IMDSv2), refreshed before
 they expire (docs/operations.md, "Object stores").

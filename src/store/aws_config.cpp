@@ -1,6 +1,7 @@
 #include "reshard/store/aws_config.hpp"
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -12,13 +13,15 @@
 #include <sstream>
 
 #include "reshard/store/http_client.hpp"
+#include "reshard/store/xml_text.hpp"
 
 namespace reshard::aws {
 namespace {
 
 std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r')) text.remove_suffix(1);
+  auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+  while (!text.empty() && blank(text.front())) text.remove_prefix(1);
+  while (!text.empty() && blank(text.back())) text.remove_suffix(1);
   return text;
 }
 
@@ -97,8 +100,56 @@ Result<std::string> ask(const std::string& method, const std::string& url,
   request.timeout_seconds = timeout_seconds;
   const http::Response response = http::perform(request);
   if (!response.transport_ok) return Status::Storage(method + " " + url + ": " + response.transport_error);
-  if (response.status != 200) return Status::Storage(method + " " + url + ": HTTP " + std::to_string(response.status));
-  return std::string(response.body.begin(), response.body.end());
+  std::string body(response.body.begin(), response.body.end());
+  if (response.status != 200) {
+    const std::string code = xml_first(body, "Code");  // STS names its errors
+    return Status::Storage(method + " " + url + ": HTTP " + std::to_string(response.status) +
+                           (code.empty() ? "" : " " + code));
+  }
+  return body;
+}
+
+// Web identity (EKS's IAM roles for service accounts): the token file's
+// contents, read again at every fetch since Kubernetes rotates them,
+// exchanged at STS for temporary credentials. The request is not signed.
+CredentialsFetch web_identity_fetch(const Environment& env, const std::string& region) {
+  const std::string token_file = env("AWS_WEB_IDENTITY_TOKEN_FILE").value_or("");
+  const std::string role = env("AWS_ROLE_ARN").value_or("");
+  const std::string session = env("AWS_ROLE_SESSION_NAME").value_or("mpi-reshard-" + std::to_string(::getpid()));
+  std::string endpoint = env("AWS_ENDPOINT_URL_STS").value_or("https://sts." + region + ".amazonaws.com");
+  while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
+  return [token_file, role, session, endpoint]() -> Result<ExpiringCredentials> {
+    RESHARD_ASSIGN_OR_RETURN(auto token, read_text_file(token_file));
+    if (!token) return Status::Storage("web identity: token file " + token_file + " does not exist");
+    const std::string form =
+        "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=" + sigv4::uri_encode(role, false) +
+        "&RoleSessionName=" + sigv4::uri_encode(session, false) +
+        "&WebIdentityToken=" + sigv4::uri_encode(std::string(trim(*token)), false);
+    http::Request request;
+    request.method = "POST";
+    request.url = endpoint + "/";
+    request.headers = {{"Content-Type", "application/x-www-form-urlencoded"}};
+    request.body = ByteView(reinterpret_cast<const std::uint8_t*>(form.data()), form.size());
+    request.timeout_seconds = 10;
+    const http::Response response = http::perform(request);
+    const std::string what = "web identity: POST " + request.url;
+    if (!response.transport_ok) return Status::Storage(what + ": " + response.transport_error);
+    const std::string body(response.body.begin(), response.body.end());
+    if (response.status != 200) {
+      const std::string code = xml_first(body, "Code");
+      return Status::Storage(what + ": HTTP " + std::to_string(response.status) + (code.empty() ? "" : " " + code));
+    }
+    ExpiringCredentials out;
+    out.credentials = {xml_first(body, "AccessKeyId"), xml_first(body, "SecretAccessKey"),
+                       xml_first(body, "SessionToken")};
+    if (out.credentials.access_key.empty() || out.credentials.secret_key.empty()) {
+      return Status::Storage(what + ": the answer has no AccessKeyId or SecretAccessKey");
+    }
+    if (const std::string expiration = xml_first(body, "Expiration"); !expiration.empty()) {
+      RESHARD_ASSIGN_OR_RETURN(out.expires_at, parse_iso8601_utc(expiration));
+    }
+    return out;
+  };
 }
 
 // ECS/EKS container credentials: AWS_CONTAINER_CREDENTIALS_FULL_URI, or the
@@ -303,9 +354,27 @@ Result<Settings> resolve(const Environment& env) {
   }
   out.tried.push_back(std::string("environment (") + (env_key.empty() ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY") +
                       " not set)");
-  // 2. Web identity: not implemented yet; say so rather than skip silently.
+  // Container credentials, instance metadata and web identity give
+  // temporary credentials, refreshed through `fetch` later.
+  auto use_fetched = [&](CredentialsFetch fetch, const std::string& name) -> bool {
+    auto first = fetch();
+    if (!first.ok()) {
+      out.tried.push_back(name + " (" + first.status().message() + ")");
+      return false;
+    }
+    out.credentials = first->credentials;
+    out.expires_at = first->expires_at;
+    out.refresh = std::move(fetch);
+    out.credentials_source = name;
+    return true;
+  };
+  // 2. Web identity.
   if (env("AWS_WEB_IDENTITY_TOKEN_FILE")) {
-    out.tried.push_back("web identity (AWS_WEB_IDENTITY_TOKEN_FILE is set, but this build does not support it yet)");
+    if (!env("AWS_ROLE_ARN")) {
+      out.tried.push_back("web identity (AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not)");
+    } else if (use_fetched(web_identity_fetch(env, out.region), "web identity")) {
+      return out;
+    }
   }
   // 3. The profile: static keys, then credential_process.
   out.tried.insert(out.tried.end(), file_notes.begin(), file_notes.end());
@@ -322,19 +391,7 @@ Result<Settings> resolve(const Environment& env) {
     }
     out.tried.push_back("profile '" + profile + "' (no aws_access_key_id/aws_secret_access_key or credential_process)");
   }
-  // 4. Container credentials, then 5. instance metadata: temporary ones.
-  auto use_fetched = [&](CredentialsFetch fetch, const std::string& name) -> bool {
-    auto first = fetch();
-    if (!first.ok()) {
-      out.tried.push_back(name + " (" + first.status().message() + ")");
-      return false;
-    }
-    out.credentials = first->credentials;
-    out.expires_at = first->expires_at;
-    out.refresh = std::move(fetch);
-    out.credentials_source = name;
-    return true;
-  };
+  // 4. Container credentials, then 5. instance metadata.
   if (env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") || env("AWS_CONTAINER_CREDENTIALS_FULL_URI")) {
     if (use_fetched(container_fetch(env), "container credentials")) return out;
   }

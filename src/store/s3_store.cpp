@@ -14,6 +14,7 @@
 #include "reshard/store/aws_config.hpp"
 #include "reshard/store/http_client.hpp"
 #include "reshard/store/sigv4.hpp"
+#include "reshard/store/xml_text.hpp"
 
 namespace reshard {
 namespace {
@@ -28,37 +29,6 @@ std::string env_or(const char* name, const std::string& fallback) {
 std::uint64_t env_size(const char* name, std::uint64_t fallback) {
   const char* value = std::getenv(name);
   return value != nullptr && *value != '\0' ? std::strtoull(value, nullptr, 10) : fallback;
-}
-
-std::string xml_unescape(std::string text) {
-  const std::pair<const char*, const char*> entities[] = {{"&lt;", "<"},   {"&gt;", ">"},   {"&quot;", "\""},
-                                                          {"&apos;", "'"}, {"&#34;", "\""}, {"&amp;", "&"}};
-  for (const auto& [from, to] : entities) {
-    for (std::size_t pos = text.find(from); pos != std::string::npos; pos = text.find(from, pos + 1)) {
-      text.replace(pos, std::strlen(from), to);
-    }
-  }
-  return text;
-}
-
-// Every <tag>text</tag> in order; S3's responses are flat enough for this.
-std::vector<std::string> xml_all(const std::string& body, const std::string& tag) {
-  std::vector<std::string> out;
-  const std::string open = "<" + tag + ">";
-  const std::string close = "</" + tag + ">";
-  for (std::size_t pos = body.find(open); pos != std::string::npos; pos = body.find(open, pos)) {
-    const std::size_t start = pos + open.size();
-    const std::size_t end = body.find(close, start);
-    if (end == std::string::npos) break;
-    out.push_back(xml_unescape(body.substr(start, end - start)));
-    pos = end + close.size();
-  }
-  return out;
-}
-
-std::string xml_first(const std::string& body, const std::string& tag) {
-  auto all = xml_all(body, tag);
-  return all.empty() ? std::string() : all.front();
 }
 
 std::string body_text(const http::Response& r) { return std::string(r.body.begin(), r.body.end()); }

@@ -111,6 +111,48 @@ def container_endpoint(s3):
     server.shutdown()
 
 
+@pytest.fixture
+def sts(s3, tmp_path):
+    """STS AssumeRoleWithWebIdentity: the token must be one STS issued and
+    the token file's contents at the time of the call (Kubernetes rotates it)."""
+    import urllib.parse
+
+    issuer = CredentialIssuer(s3)
+    token_file = tmp_path / "web-identity-token"
+    token_file.write_text("eyJ-first-token\n")
+    refused = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            ok = (form.get("Action") == ["AssumeRoleWithWebIdentity"]
+                  and form.get("RoleArn") == ["arn:aws:iam::123456789012:role/reshard"]
+                  and form.get("WebIdentityToken") == [token_file.read_text().strip()]
+                  and form["WebIdentityToken"][0] in ("eyJ-first-token", "eyJ-second-token"))
+            if not ok:
+                refused.append(form)
+                body = (b"<ErrorResponse><Error><Code>InvalidIdentityToken</Code></Error></ErrorResponse>")
+                self.send_response(400)
+            else:
+                c = issuer.issue()
+                body = ("<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
+                        f"<AccessKeyId>{c['AccessKeyId']}</AccessKeyId><SecretAccessKey>{c['SecretAccessKey']}"
+                        f"</SecretAccessKey><SessionToken>{c['Token']}</SessionToken><Expiration>{c['Expiration']}"
+                        "</Expiration></Credentials></AssumeRoleWithWebIdentityResult>"
+                        "</AssumeRoleWithWebIdentityResponse>").encode()
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = serve(Handler)
+    yield f"http://127.0.0.1:{server.server_address[1]}", token_file, issuer, refused
+    server.shutdown()
+
+
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     root = tmp_path_factory.mktemp("creds")
@@ -181,3 +223,33 @@ def test_a_failing_chain_names_each_link_and_no_secret(s3, source, tmp_path, con
     assert "instance metadata (AWS_EC2_METADATA_DISABLED is true)" in line
     assert "wrong-token" not in run.stderr
     assert refused, "the container endpoint was asked"
+
+
+def test_web_identity_through_sts_with_a_rotated_token(s3, source, tmp_path, sts):
+    endpoint, token_file, issuer, refused = sts
+    env = no_static_credentials(s3, tmp_path, AWS_WEB_IDENTITY_TOKEN_FILE=str(token_file),
+                                AWS_ROLE_ARN="arn:aws:iam::123456789012:role/reshard", AWS_ENDPOINT_URL_STS=endpoint,
+                                AWS_EC2_METADATA_DISABLED="true")
+
+    def rotate():  # mid-job, as Kubernetes does: refreshes must read the new token
+        time.sleep(2.5)
+        token_file.write_text("eyJ-second-token\n")
+
+    rotation = threading.Thread(target=rotate)
+    rotation.start()
+    run, report, elapsed, before, after = slow_long_job(s3, source, tmp_path, env)
+    rotation.join()
+    print(f"web identity: job {elapsed:.1f} s, {issuer.issued} credentials issued, "
+          f"{report['totals']['credential_refreshes']} refreshes")
+    assert report["totals"]["credential_refreshes"] >= 1
+    assert after["rejected"] == before["rejected"]
+    assert refused == [], "STS was called with a stale or wrong token"
+    refused.clear()
+    # A token STS refuses: exit 4 naming web identity and STS's error code.
+    token_file.write_text("not-the-token")
+    sts_refused = run_reshard(source, OLD, f"s3://dst/{uuid.uuid4().hex}/shard_{{i}}.npz", NEW, ranks=1,
+                              env=dict(env, AWS_ENDPOINT_URL_STS=endpoint))
+    assert sts_refused.returncode == 4
+    assert f"web identity (web identity: POST {endpoint}/: HTTP 400 InvalidIdentityToken)" in sts_refused.stderr
+    assert "not-the-token" not in sts_refused.stderr
+    assert refused, "STS saw the refused token"

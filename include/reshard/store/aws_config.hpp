@@ -1,7 +1,7 @@
-// AWS credentials, region and endpoint the way the AWS SDKs find them, for
-// the links of their chain implemented so far: the environment, the shared
-// credentials and config files (profiles, credential_process), container
-// credentials and instance metadata (IMDSv2). Web identity is not yet.
+// AWS credentials, region and endpoint the way the AWS SDKs find them: the
+// environment, web identity (STS), the shared credentials and config files
+// (profiles, credential_process), container credentials and instance
+// metadata (IMDSv2).
 // Temporary credentials are refreshed before they expire. The shared-file
 // parser works over text; resolve() reads the files and asks the endpoints.
 #pragma once
