@@ -20,6 +20,7 @@ namespace reshard {
 namespace {
 
 std::atomic<std::uint64_t> g_retries{0};
+std::atomic<std::uint64_t> g_region_discoveries{0};
 
 std::string env_or(const char* name, const std::string& fallback) {
   const char* value = std::getenv(name);
@@ -297,6 +298,16 @@ class S3Store final : public Store {
     return first_error;
   }
 
+  std::string current_region() const {
+    std::lock_guard<std::mutex> lock(region_mutex_);
+    return region_;
+  }
+  void learn_region(const std::string& region) {
+    std::lock_guard<std::mutex> lock(region_mutex_);
+    region_ = region;
+    g_region_discoveries.fetch_add(1);
+  }
+
   std::string host_of_endpoint() const {
     std::string rest = config_.endpoint.substr(config_.endpoint.find("://") + 3);
     return rest.substr(0, rest.find('/'));
@@ -309,25 +320,27 @@ class S3Store final : public Store {
                               const Headers& extra, ByteView body, std::vector<long> accepted,
                               std::uint64_t expected_bytes = 0) {
     const std::string operation = method + " " + url(key);
-    std::string path;
-    std::string host;
-    std::string base;
-    if (config_.endpoint.empty()) {
-      host = bucket_ + ".s3." + config_.region + ".amazonaws.com";
-      base = "https://" + host;
-      path = "/" + key;
-    } else {
-      host = host_of_endpoint();
-      base = config_.endpoint;
-      path = "/" + bucket_ + "/" + key;
-    }
     const std::string payload_hash = sigv4::sha256_hex(body);
-    std::string target = base + sigv4::uri_encode(path, true);
     const std::string query_text = sigv4::canonical_query(query);
-    if (!query_text.empty()) target += "?" + query_text;
     std::mt19937_64 rng(std::random_device{}());
     std::string last_problem;
     for (int attempt = 1; attempt <= config_.max_attempts; ++attempt) {
+      // Where to send it: the region may have been learnt from the bucket.
+      const std::string region = current_region();
+      std::string path;
+      std::string host;
+      std::string base;
+      if (config_.endpoint.empty()) {
+        host = bucket_ + ".s3." + region + ".amazonaws.com";
+        base = "https://" + host;
+        path = "/" + key;
+      } else {
+        host = host_of_endpoint();
+        base = config_.endpoint;
+        path = "/" + bucket_ + "/" + key;
+      }
+      std::string target = base + sigv4::uri_encode(path, true);
+      if (!query_text.empty()) target += "?" + query_text;
       http::Request request;
       request.method = method;
       request.url = target;
@@ -360,8 +373,7 @@ class S3Store final : public Store {
       if (!config_.bearer_token.empty()) {
         request.headers.emplace_back("authorization", "Bearer " + config_.bearer_token);
       } else {
-        request.headers.emplace_back("authorization",
-                                     sigv4::authorization(to_sign, credentials, date, config_.region, "s3"));
+        request.headers.emplace_back("authorization", sigv4::authorization(to_sign, credentials, date, region, "s3"));
       }
       slots_.acquire();
       http::Response response = http::perform(request);
@@ -381,6 +393,16 @@ class S3Store final : public Store {
           return response;
         } else {
           last_problem = "HTTP " + std::to_string(response.status) + (code.empty() ? "" : " " + code);
+          // A bucket in another region answers 301 or 400 naming its region
+          // (x-amz-bucket-region): sign for that one from now on and send
+          // again, as the SDKs do, instead of failing.
+          if (auto it = response.headers.find("x-amz-bucket-region");
+              (response.status == 301 || response.status == 400) && it != response.headers.end() &&
+              !it->second.empty() && it->second != region) {
+            learn_region(it->second);
+            --attempt;
+            continue;
+          }
           if (!retryable_status(response.status, code)) {
             const std::string message = xml_first(body_text(response), "Message");
             return Status::Storage(operation + ": " + last_problem + (message.empty() ? "" : " (" + message + ")"));
@@ -469,6 +491,8 @@ class S3Store final : public Store {
   }
 
   Config config_;
+  mutable std::mutex region_mutex_;
+  std::string region_ = config_.region;
   std::string bucket_;
   RequestSlots& slots_;
 };

@@ -262,3 +262,24 @@ def test_aws_profiles_credential_process_and_where_it_looked(s3, local_reference
     assert ("s3:// found no credentials; tried environment (AWS_ACCESS_KEY_ID not set); "
             f"config file {aws / 'config'} (not found); shared credentials file {aws / 'credentials'} (not found); "
             "instance metadata (AWS_EC2_METADATA_DISABLED is true)") in none.stderr, none.stderr
+
+
+def test_the_bucket_region_is_learnt_from_a_redirect(s3, local_reference):
+    """The front plays a bucket in eu-central-1 and answers requests signed
+    for us-east-1 with 301 and x-amz-bucket-region, as S3 does: the job
+    signs for the bucket's region from then on instead of failing."""
+    _, local_src, reference = local_reference
+    before = s3.stats()
+    s3.control("/__front/region", b'{"region": "eu-central-1"}')
+    try:
+        prefix = uuid.uuid4().hex
+        run = run_reshard(local_src, OLD, f"s3://dst/{prefix}/shard_{{i}}.npz", NEW, ranks=2,
+                          env=s3.env(AWS_REGION="us-east-1"))
+    finally:
+        s3.control("/__front/region", b'{"region": null}')
+    assert run.returncode == 0, run.stderr
+    assert s3_outputs(s3, "dst", prefix) == reference
+    after = s3.stats()
+    # Each rank learns it once (a few requests may be in flight at the time).
+    assert 2 <= after["regionRedirects"] - before["regionRedirects"] <= 2 * 32
+    assert after["rejected"] == before["rejected"]

@@ -21,11 +21,14 @@ const upstreamPort = Number(process.argv[3])
 const accessKeyId = process.env.FRONT_ACCESS_KEY || 'S3RVER'
 const secretAccessKey = process.env.FRONT_SECRET_KEY || 'S3RVER'
 
-const stats = { requests: 0, verified: 0, rejected: 0, injected: 0, preconditionFailed: 0, temporaryVerified: 0 }
+const stats = { requests: 0, verified: 0, rejected: 0, injected: 0, preconditionFailed: 0, temporaryVerified: 0, regionRedirects: 0 }
 // Temporary credentials a test's fake credential endpoint issued: access
 // key -> {secretAccessKey, sessionToken, expiresAt (Unix seconds)}. A request
 // signed with them after expiresAt, or without their session token, is refused.
 const temporary = new Map()
+// When set, the bucket "lives" in this region: a request signed for another
+// is answered 301 PermanentRedirect with x-amz-bucket-region, as S3 does.
+let bucketRegion = null
 let fault = null // {mode, match, count, every, seen}
 
 function xmlError(res, status, code, message) {
@@ -151,6 +154,11 @@ const server = http.createServer((req, res) => {
       res.writeHead(200, { 'Content-Type': 'application/json' })
       return res.end(JSON.stringify(stats))
     }
+    if (req.url === '/__front/region') {
+      bucketRegion = JSON.parse(body.toString() || '{}').region || null
+      res.writeHead(200)
+      return res.end('ok')
+    }
     if (req.url === '/__front/credentials') {
       const c = JSON.parse(body.toString())
       temporary.set(c.accessKeyId, { secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken, expiresAt: c.expiresAt })
@@ -164,6 +172,12 @@ const server = http.createServer((req, res) => {
       return res.end('ok')
     }
     stats.requests += 1
+    const signedRegion = (/Credential=[^/]+\/\d{8}\/([^/]+)\//.exec(req.headers.authorization || '') || [])[1]
+    if (bucketRegion && signedRegion !== bucketRegion) {
+      stats.regionRedirects += 1
+      res.writeHead(301, { 'Content-Type': 'application/xml', 'x-amz-bucket-region': bucketRegion })
+      return res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>PermanentRedirect</Code><Message>wrong region</Message></Error>')
+    }
     const problem = verify(req, body)
     if (problem) {
       stats.rejected += 1
