@@ -13,29 +13,17 @@
 namespace reshard {
 namespace {
 
-std::string escape_label_value(const std::string& value) {
+// The exposition format escapes backslash and newline in HELP text, and
+// also the double quote in label values.
+std::string escape(const std::string& text, bool quotes) {
   std::string out;
-  for (const char c : value) {
+  for (const char c : text) {
     if (c == '\\') {
       out += "\\\\";
-    } else if (c == '"') {
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '"' && quotes) {
       out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-std::string escape_help(const std::string& help) {
-  std::string out;
-  for (const char c : help) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '\n') {
-      out += "\\n";
     } else {
       out += c;
     }
@@ -56,14 +44,14 @@ std::string format_value(double value) {
 std::string render_prometheus(const std::vector<MetricFamily>& families) {
   std::string out;
   for (const auto& family : families) {
-    out += "# HELP " + family.name + " " + escape_help(family.help) + "\n";
+    out += "# HELP " + family.name + " " + escape(family.help, false) + "\n";
     out += "# TYPE " + family.name + " " + family.type + "\n";
     for (const auto& sample : family.samples) {
       out += family.name;
       if (!sample.labels.empty()) {
         out += "{";
         for (std::size_t i = 0; i < sample.labels.size(); ++i) {
-          out += (i ? "," : "") + sample.labels[i].first + "=\"" + escape_label_value(sample.labels[i].second) + "\"";
+          out += (i ? "," : "") + sample.labels[i].first + "=\"" + escape(sample.labels[i].second, true) + "\"";
         }
         out += "}";
       }

@@ -107,3 +107,12 @@ def s3(tmp_path_factory):
         yield S3Servers(out.stdout.split()[0], str(work / "data"))
     finally:
         subprocess.run([str(S3_SCRIPT), "stop", str(work)], timeout=60)
+
+
+def sharded_source(root, scheme, shape, nnz, seed):
+    """A skewed matrix written by scipy as `scheme` shards under root/src."""
+    from sparse_reshard.testing import Scheme, skewed_matrix, write_sharded
+
+    src = str(root / "src" / "shard_{i}.npz")
+    write_sharded(skewed_matrix(*shape, nnz, seed=seed), Scheme.parse(scheme), src)
+    return src

@@ -12,8 +12,7 @@ import uuid
 
 import pytest
 
-from conftest import read_report, run_reshard
-from sparse_reshard.testing import Scheme, skewed_matrix, write_sharded
+from conftest import read_report, run_reshard, sharded_source
 
 OLD, NEW = "rows:block=100", "cols:block=60"
 LIFETIME_S = 3
@@ -155,10 +154,7 @@ def sts(s3, tmp_path):
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    root = tmp_path_factory.mktemp("creds")
-    src = str(root / "src" / "shard_{i}.npz")
-    write_sharded(skewed_matrix(500, 240, 60000, seed=31), Scheme.parse(OLD), src)
-    return src
+    return sharded_source(tmp_path_factory.mktemp("creds"), OLD, (500, 240), 60000, seed=31)
 
 
 def no_static_credentials(s3, tmp_path, **extra):

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from sparse_reshard.testing import Scheme, skewed_matrix, write_sharded
+from conftest import sharded_source
 
 OLD, NEW = "rows:block=50", "cols:block=40"
 
@@ -38,10 +38,7 @@ def promtool_check(path):
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    root = tmp_path_factory.mktemp("metrics")
-    src = str(root / "src" / "shard_{i}.npz")
-    write_sharded(skewed_matrix(503, 211, 6000, seed=7), Scheme.parse(OLD), src)
-    return src
+    return sharded_source(tmp_path_factory.mktemp("metrics"), OLD, (503, 211), 6000, seed=7)
 
 
 @pytest.fixture
