@@ -66,8 +66,13 @@ S3 credentials, as the AWS SDKs find them: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_K
 then web identity (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN, through STS), then
 the profile AWS_PROFILE names (default 'default') in ~/.aws/credentials and
 ~/.aws/config (keys or credential_process), then container credentials
-(AWS_CONTAINER_CREDENTIALS_*), then instance metadata (IMDSv2), refreshed before
-they expire (docs/operations.md, "Object stores").
+(AWS_CONTAINER_CREDENTIALS_*), then instance metadata (IMDSv2).
+GCS credentials: HMAC keys (GCS_HMAC_ACCESS_ID/GCS_HMAC_SECRET) or a fixed
+GOOGLE_OAUTH_ACCESS_TOKEN if set, else as google-auth finds them:
+GOOGLE_APPLICATION_CREDENTIALS (service-account key or authorized_user), then
+gcloud's application_default_credentials.json, then the metadata server.
+Temporary credentials and tokens are refreshed before they expire
+(docs/operations.md, "Object stores").
 
 Exit codes: 0 success, 2 bad input or refused (nothing written),
 3 verification failed (nothing published), 4 storage failure, 1 anything else.

@@ -9,6 +9,7 @@ PACKAGES=(
   libboost-program-options-dev libcurl4-openssl-dev
   libgtest-dev libdeflate-dev libisal-dev nlohmann-json3-dev
   python3-numpy python3-scipy python3-pytest python3-pip python3-setuptools python3-tqdm
+  python3-cryptography  # the fake Google token endpoint verifies RS256 JWTs with it
   time libssl-dev
   prometheus prometheus-pushgateway
   slurm-wlm munge

@@ -27,7 +27,7 @@
 #include "reshard/pipeline/survey.hpp"
 #include "reshard/pipeline/write.hpp"
 #include "reshard/scratch_file.hpp"
-#include "reshard/store/aws_config.hpp"
+#include "reshard/store/cloud_credentials.hpp"
 #include "reshard/store/s3_store.hpp"
 
 namespace reshard {
@@ -673,7 +673,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
                {"shards_copied_server_side", stats.shards_copied_server_side},
                {"peak_rss_bytes", peak_rss_bytes()},
                {"storage_retries", object_store_retries()},
-               {"credential_refreshes", aws::credential_refreshes()},
+               {"credential_refreshes", credential_refreshes()},
                {"seconds", stats.seconds}};
   const auto all_stats = comm.allgather(json_bytes(mine));
   if (rank != 0) return outcome;

@@ -3,14 +3,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "reshard/store/http_client.hpp"
 #include "reshard/store/xml_text.hpp"
@@ -25,20 +21,12 @@ std::string_view trim(std::string_view text) {
   return text;
 }
 
-// The file's text, or nullopt when it does not exist.
-Result<std::optional<std::string>> read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::optional<std::string>();
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Status::Invalid("reading " + path + " failed");
-  return std::optional<std::string>(text.str());
-}
-
 // Runs a profile's credential_process and reads the JSON it prints, as the
 // SDKs document it: {"Version": 1, "AccessKeyId", "SecretAccessKey",
 // "SessionToken"?, "Expiration"?}. Its stderr goes to ours.
-Result<sigv4::Credentials> run_credential_process(const std::string& command, const std::string& profile) {
+// With an Expiration the credentials are temporary: the process is run again
+// to refresh them, as the SDKs do.
+Result<ExpiringCredentials> run_credential_process(const std::string& command, const std::string& profile) {
   const std::string what = "credential_process of profile '" + profile + "'";
   FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) return Status::Invalid(what + ": cannot start it");
@@ -56,17 +44,17 @@ Result<sigv4::Credentials> run_credential_process(const std::string& command, co
   auto text = [&](const char* key) -> std::string {
     return json.contains(key) && json[key].is_string() ? json[key].get<std::string>() : "";
   };
-  sigv4::Credentials credentials{text("AccessKeyId"), text("SecretAccessKey"), text("SessionToken")};
-  if (credentials.access_key.empty() || credentials.secret_key.empty()) {
+  ExpiringCredentials out;
+  out.secret = {text("AccessKeyId"), text("SecretAccessKey"), text("SessionToken")};
+  if (out.secret.access_key.empty() || out.secret.secret_key.empty()) {
     return Status::Invalid(what + " printed no AccessKeyId or SecretAccessKey");
   }
-  return credentials;
-}
-
-std::atomic<std::uint64_t> g_refreshes{0};
-
-std::int64_t now_seconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  if (!text("Expiration").empty()) {
+    auto expires = parse_iso8601_utc(text("Expiration"));
+    if (!expires.ok()) return Status::Invalid(what + ": Expiration: " + expires.status().message());
+    out.expires_at = *expires;
+  }
+  return out;
 }
 
 // The JSON container credentials and instance metadata both answer with.
@@ -78,8 +66,8 @@ Result<ExpiringCredentials> credentials_from_json(const std::string& body, const
   };
   if (!text("Code").empty() && text("Code") != "Success") return Status::Storage(what + ": Code " + text("Code"));
   ExpiringCredentials out;
-  out.credentials = {text("AccessKeyId"), text("SecretAccessKey"), text("Token")};
-  if (out.credentials.access_key.empty() || out.credentials.secret_key.empty()) {
+  out.secret = {text("AccessKeyId"), text("SecretAccessKey"), text("Token")};
+  if (out.secret.access_key.empty() || out.secret.secret_key.empty()) {
     return Status::Storage(what + ": the answer has no AccessKeyId or SecretAccessKey");
   }
   if (!text("Expiration").empty()) {
@@ -119,7 +107,7 @@ CredentialsFetch web_identity_fetch(const Environment& env, const std::string& r
   std::string endpoint = env("AWS_ENDPOINT_URL_STS").value_or("https://sts." + region + ".amazonaws.com");
   while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
   return [token_file, role, session, endpoint]() -> Result<ExpiringCredentials> {
-    RESHARD_ASSIGN_OR_RETURN(auto token, read_text_file(token_file));
+    RESHARD_ASSIGN_OR_RETURN(auto token, read_credentials_file(token_file));
     if (!token) return Status::Storage("web identity: token file " + token_file + " does not exist");
     const std::string form =
         "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=" + sigv4::uri_encode(role, false) +
@@ -140,9 +128,8 @@ CredentialsFetch web_identity_fetch(const Environment& env, const std::string& r
       return Status::Storage(what + ": HTTP " + std::to_string(response.status) + (code.empty() ? "" : " " + code));
     }
     ExpiringCredentials out;
-    out.credentials = {xml_first(body, "AccessKeyId"), xml_first(body, "SecretAccessKey"),
-                       xml_first(body, "SessionToken")};
-    if (out.credentials.access_key.empty() || out.credentials.secret_key.empty()) {
+    out.secret = {xml_first(body, "AccessKeyId"), xml_first(body, "SecretAccessKey"), xml_first(body, "SessionToken")};
+    if (out.secret.access_key.empty() || out.secret.secret_key.empty()) {
       return Status::Storage(what + ": the answer has no AccessKeyId or SecretAccessKey");
     }
     if (const std::string expiration = xml_first(body, "Expiration"); !expiration.empty()) {
@@ -164,7 +151,7 @@ CredentialsFetch container_fetch(const Environment& env) {
     std::vector<std::pair<std::string, std::string>> headers;
     std::string authorization = token;
     if (!token_file.empty()) {
-      RESHARD_ASSIGN_OR_RETURN(auto text, read_text_file(token_file));
+      RESHARD_ASSIGN_OR_RETURN(auto text, read_credentials_file(token_file));
       if (!text) return Status::Storage("container credentials: " + token_file + " does not exist");
       authorization = std::string(trim(*text));
     }
@@ -193,32 +180,6 @@ CredentialsFetch instance_metadata_fetch(const Environment& env) {
 }
 
 }  // namespace
-
-CredentialsSource::CredentialsSource(sigv4::Credentials fixed) { held_.credentials = std::move(fixed); }
-
-CredentialsSource::CredentialsSource(ExpiringCredentials first, CredentialsFetch fetch)
-    : held_(std::move(first)), fetched_at_(now_seconds()), fetch_(std::move(fetch)) {}
-
-Result<sigv4::Credentials> CredentialsSource::current() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (!fetch_ || held_.expires_at == 0) return held_.credentials;
-  const std::int64_t now = now_seconds();
-  const std::int64_t lifetime = std::max<std::int64_t>(0, held_.expires_at - fetched_at_);
-  const std::int64_t margin = std::min<std::int64_t>(300, lifetime / 2);
-  if (now < held_.expires_at - margin) return held_.credentials;
-  auto fresh = fetch_();
-  if (!fresh.ok()) {
-    // Still valid: keep signing with them and try again next time.
-    if (now < held_.expires_at) return held_.credentials;
-    return fresh.status().with_context("refreshing expired credentials");
-  }
-  held_ = std::move(fresh).value();
-  fetched_at_ = now;
-  g_refreshes.fetch_add(1);
-  return held_.credentials;
-}
-
-std::uint64_t credential_refreshes() { return g_refreshes.load(); }
 
 Result<std::int64_t> parse_iso8601_utc(const std::string& text) {
   std::tm tm{};
@@ -286,14 +247,6 @@ Result<ProfileSections> parse_shared_file(std::string_view text, const std::stri
   return sections;
 }
 
-Environment process_environment() {
-  return [](const char* name) -> std::optional<std::string> {
-    const char* value = std::getenv(name);
-    if (value == nullptr || *value == '\0') return std::nullopt;
-    return std::string(value);
-  };
-}
-
 Result<Settings> resolve(const Environment& env) {
   Settings out;
   auto get = [&](const char* name) { return env(name).value_or(""); };
@@ -312,7 +265,7 @@ Result<Settings> resolve(const Environment& env) {
   bool profile_found = false;
   for (const auto& [path, is_config] : {std::pair<std::string, bool>{config_path, true}, {credentials_path, false}}) {
     if (path.empty()) continue;
-    RESHARD_ASSIGN_OR_RETURN(auto text, read_text_file(path));
+    RESHARD_ASSIGN_OR_RETURN(auto text, read_credentials_file(path));
     if (!text) {
       file_notes.push_back(std::string(is_config ? "config file " : "shared credentials file ") + path +
                            " (not found)");
@@ -362,7 +315,7 @@ Result<Settings> resolve(const Environment& env) {
       out.tried.push_back(name + " (" + first.status().message() + ")");
       return false;
     }
-    out.credentials = first->credentials;
+    out.credentials = first->secret;
     out.expires_at = first->expires_at;
     out.refresh = std::move(fetch);
     out.credentials_source = name;
@@ -385,7 +338,13 @@ Result<Settings> resolve(const Environment& env) {
       return out;
     }
     if (!setting("credential_process").empty()) {
-      RESHARD_ASSIGN_OR_RETURN(out.credentials, run_credential_process(setting("credential_process"), profile));
+      const std::string command = setting("credential_process");
+      RESHARD_ASSIGN_OR_RETURN(ExpiringCredentials first, run_credential_process(command, profile));
+      out.credentials = first.secret;
+      out.expires_at = first.expires_at;
+      if (first.expires_at != 0) {
+        out.refresh = [command, profile] { return run_credential_process(command, profile); };
+      }
       out.credentials_source = "credential_process of profile '" + profile + "'";
       return out;
     }

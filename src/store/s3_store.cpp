@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "reshard/store/aws_config.hpp"
+#include "reshard/store/gcp_credentials.hpp"
 #include "reshard/store/http_client.hpp"
 #include "reshard/store/sigv4.hpp"
 #include "reshard/store/xml_text.hpp"
@@ -81,7 +82,7 @@ struct Config {
   sigv4::Credentials credentials;  // as found at start (temporary ones are refreshed by the source)
   std::shared_ptr<aws::CredentialsSource> credentials_source;
   std::vector<std::string> credentials_tried;  // when none were found: where we looked
-  std::string bearer_token;                    // GCS OAuth, instead of signing
+  std::shared_ptr<gcp::TokenSource> bearer;    // GCS OAuth tokens, instead of signing
   int max_concurrency = 32;
   int max_attempts = 6;
   std::uint64_t backoff_base_ms = 100;
@@ -100,8 +101,26 @@ Result<Config> config_from_environment(const std::string& scheme, const StoreOpt
     if (!host.empty() && host.find("://") == std::string::npos) host = "http://" + host;
     c.endpoint = host.empty() ? "https://storage.googleapis.com" : host;
     c.region = "auto";
+    // Explicit choices first: HMAC keys (signed like S3), a fixed token;
+    // then google-auth's chain, whose tokens are refreshed.
     c.credentials = {env_or("GCS_HMAC_ACCESS_ID", ""), env_or("GCS_HMAC_SECRET", ""), ""};
-    c.bearer_token = env_or("GOOGLE_OAUTH_ACCESS_TOKEN", "");
+    if (c.credentials.access_key.empty() || c.credentials.secret_key.empty()) {
+      c.credentials = {};
+      const std::string fixed = env_or("GOOGLE_OAUTH_ACCESS_TOKEN", "");
+      if (!fixed.empty()) {
+        c.bearer = std::make_shared<gcp::TokenSource>(fixed);
+      } else {
+        c.credentials_tried = {"GCS_HMAC_ACCESS_ID and GCS_HMAC_SECRET (not set)",
+                               "GOOGLE_OAUTH_ACCESS_TOKEN (not set)"};
+        auto settings = gcp::resolve(process_environment());
+        if (!settings.ok()) return settings.status().with_context("gs:// credentials");
+        c.credentials_tried.insert(c.credentials_tried.end(), settings->tried.begin(), settings->tried.end());
+        if (!settings->token.empty()) {
+          c.bearer = std::make_shared<gcp::TokenSource>(Expiring<std::string>{settings->token, settings->expires_at},
+                                                        settings->refresh);
+        }
+      }
+    }
   } else {
     // The SDKs' chain: environment, shared files (profiles,
     // credential_process); region and endpoint from the same places.
@@ -370,8 +389,10 @@ class S3Store final : public Store {
           to_sign.headers.emplace_back(name, value);
       }
       request.headers.insert(request.headers.end(), to_sign.headers.begin(), to_sign.headers.end());
-      if (!config_.bearer_token.empty()) {
-        request.headers.emplace_back("authorization", "Bearer " + config_.bearer_token);
+      if (config_.bearer) {
+        auto token = config_.bearer->current();
+        if (!token.ok()) return token.status().with_context(operation);
+        request.headers.emplace_back("authorization", "Bearer " + *token);
       } else {
         request.headers.emplace_back("authorization", sigv4::authorization(to_sign, credentials, date, region, "s3"));
       }
@@ -510,13 +531,10 @@ Result<StoreAndKey> open_s3_store(const std::string& url, const StoreOptions& op
     return Status::Invalid("'" + url + "' must look like " + scheme + "://bucket/key");
   }
   RESHARD_ASSIGN_OR_RETURN(Config config, config_from_environment(scheme, options));
-  if (config.bearer_token.empty() && (config.credentials.access_key.empty() || config.credentials.secret_key.empty())) {
-    if (scheme == "gs") {
-      return Status::Invalid("gs:// needs GCS_HMAC_ACCESS_ID and GCS_HMAC_SECRET, or GOOGLE_OAUTH_ACCESS_TOKEN");
-    }
+  if (!config.bearer && (config.credentials.access_key.empty() || config.credentials.secret_key.empty())) {
     std::string tried;
     for (const auto& step : config.credentials_tried) tried += (tried.empty() ? "" : "; ") + step;
-    return Status::Storage("s3:// found no credentials; tried " + tried);
+    return Status::Storage(scheme + ":// found no credentials; tried " + tried);
   }
   return StoreAndKey{std::make_shared<S3Store>(std::move(config), rest.substr(0, slash)), rest.substr(slash + 1)};
 }

@@ -10,7 +10,10 @@
 //    slow replies, truncated replies, 200-with-<Error> on multipart completion.
 // Control: POST /__front/fault {"mode", "match" (a regular expression over
 // "METHOD /path?query"), "count", "every"}; GET
-// /__front/stats; POST /__front/credentials registers temporary credentials. Usage: node front.js <listen port> <upstream port>
+// /__front/stats; POST /__front/credentials registers temporary credentials;
+// POST /__front/bearer registers an OAuth access token (GCS's JSON/XML APIs
+// take "Authorization: Bearer"), refused once expired.
+// Usage: node front.js <listen port> <upstream port>
 'use strict'
 const http = require('http')
 const crypto = require('crypto')
@@ -21,11 +24,14 @@ const upstreamPort = Number(process.argv[3])
 const accessKeyId = process.env.FRONT_ACCESS_KEY || 'S3RVER'
 const secretAccessKey = process.env.FRONT_SECRET_KEY || 'S3RVER'
 
-const stats = { requests: 0, verified: 0, rejected: 0, injected: 0, preconditionFailed: 0, temporaryVerified: 0, regionRedirects: 0 }
+const stats = { requests: 0, verified: 0, rejected: 0, injected: 0, preconditionFailed: 0, temporaryVerified: 0, regionRedirects: 0, bearerVerified: 0 }
 // Temporary credentials a test's fake credential endpoint issued: access
 // key -> {secretAccessKey, sessionToken, expiresAt (Unix seconds)}. A request
 // signed with them after expiresAt, or without their session token, is refused.
 const temporary = new Map()
+// Access tokens a test's fake token endpoint or metadata server issued:
+// token -> expiresAt (Unix seconds).
+const bearerTokens = new Map()
 // When set, the bucket "lives" in this region: a request signed for another
 // is answered 301 PermanentRedirect with x-amz-bucket-region, as S3 does.
 let bucketRegion = null
@@ -36,8 +42,31 @@ function xmlError(res, status, code, message) {
   res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`)
 }
 
+function verifyBearer(req, body) {
+  const token = req.headers.authorization.slice('Bearer '.length)
+  const expiresAt = bearerTokens.get(token)
+  if (expiresAt === undefined) return 'unknown bearer token'
+  if (Date.now() / 1000 > expiresAt) return 'expired bearer token'
+  const claimed = req.headers['x-amz-content-sha256']
+  if (claimed !== undefined && claimed !== crypto.createHash('sha256').update(body).digest('hex')) return 'x-amz-content-sha256 does not match the body'
+  return null
+}
+
+// s3rver knows one access key: a request the front accepted under other
+// credentials (temporary keys, a bearer token) is signed again with it.
+function signForUpstream(req) {
+  const headers = Object.assign({}, req.headers)
+  delete headers.authorization
+  delete headers['x-amz-security-token']
+  const opts = { host: req.headers.host, method: req.method, path: req.url, service: 's3', region: 'us-east-1', headers }
+  aws4.sign(opts, { accessKeyId, secretAccessKey })
+  for (const [name, value] of Object.entries(opts.headers)) req.headers[name.toLowerCase()] = value
+  delete req.headers['x-amz-security-token']
+}
+
 function verify(req, body) {
   const auth = req.headers.authorization || ''
+  if (auth.startsWith('Bearer ')) return verifyBearer(req, body)
   const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(auth)
   if (!m) return 'malformed or missing Authorization header'
   const [, key, , region, service, signedHeaders, signature] = m
@@ -165,6 +194,12 @@ const server = http.createServer((req, res) => {
       res.writeHead(200)
       return res.end('ok')
     }
+    if (req.url === '/__front/bearer') {
+      const t = JSON.parse(body.toString())
+      bearerTokens.set(t.token, t.expiresAt)
+      res.writeHead(200)
+      return res.end('ok')
+    }
     if (req.url === '/__front/fault') {
       const f = JSON.parse(body.toString() || '{}')
       fault = f.mode ? { mode: f.mode, match: f.match || '', count: f.count || 1, every: f.every || 1, seen: 0 } : null
@@ -184,11 +219,12 @@ const server = http.createServer((req, res) => {
       return xmlError(res, 403, 'SignatureDoesNotMatch', problem)
     }
     stats.verified += 1
-    if (temporary.has((/Credential=([^/]+)/.exec(req.headers.authorization) || [])[1])) {
-      // s3rver knows one access key: it gets the request under that one.
+    if (req.headers.authorization.startsWith('Bearer ')) {
+      stats.bearerVerified += 1
+      signForUpstream(req)
+    } else if (temporary.has((/Credential=([^/]+)/.exec(req.headers.authorization) || [])[1])) {
       stats.temporaryVerified += 1
-      req.headers.authorization = req.headers.authorization.replace(/Credential=[^/]+/, `Credential=${accessKeyId}`)
-      delete req.headers['x-amz-security-token']
+      signForUpstream(req)
     }
     const mode = takeFault(req)
     if (mode === 'error500') return xmlError(res, 500, 'InternalError', 'injected')

@@ -86,8 +86,31 @@ TEST_F(AwsConfig, CredentialProcessIsRunAndItsJsonUsed) {
   EXPECT_EQ(settings->credentials.access_key, "PK");
   EXPECT_EQ(settings->credentials.session_token, "PT");
   EXPECT_EQ(settings->credentials_source, "credential_process of profile 'default'");
+  EXPECT_FALSE(settings->refresh) << "no Expiration: fixed credentials";
   write("config", "[default]\ncredential_process = sh -c 'exit 3'\n");
   EXPECT_EQ(resolve(env()).status().message(), "credential_process of profile 'default' failed (exit status 3)");
+}
+
+TEST_F(AwsConfig, CredentialProcessWithAnExpirationIsRunAgainToRefresh) {
+  // Each run prints the next key: the refresh must run the process again.
+  const std::string count = (dir_ / ".aws" / "count").string();
+  write("issue.sh", "echo x >> " + count + "\nn=$(wc -l < " + count +
+                        ")\nprintf '{\"Version\": 1, \"AccessKeyId\": \"K%s\", \"SecretAccessKey\": \"S\", "
+                        "\"Expiration\": \"2026-12-03T19:00:00Z\"}' $n\n");
+  write("config", "[default]\ncredential_process = sh " + (dir_ / ".aws" / "issue.sh").string() + "\n");
+  auto settings = resolve(env());
+  ASSERT_TRUE(settings.ok()) << settings.status().message();
+  EXPECT_EQ(settings->credentials.access_key, "K1");
+  EXPECT_EQ(settings->expires_at, 1796324400);
+  ASSERT_TRUE(settings->refresh);
+  auto again = settings->refresh();
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ(again->secret.access_key, "K2");
+  write("config",
+        "[default]\ncredential_process = printf '{\"Version\": 1, \"AccessKeyId\": \"K\", \"SecretAccessKey\": "
+        "\"S\", \"Expiration\": \"soon\"}'\n");
+  EXPECT_EQ(resolve(env()).status().message(),
+            "credential_process of profile 'default': Expiration: 'soon' is not an ISO 8601 UTC time");
 }
 
 TEST_F(AwsConfig, NothingFoundSaysWhereItLookedAndAnUnknownProfileIsRefused) {

@@ -2,21 +2,19 @@
 // environment, web identity (STS), the shared credentials and config files
 // (profiles, credential_process), container credentials and instance
 // metadata (IMDSv2).
-// Temporary credentials are refreshed before they expire. The shared-file
+// Temporary credentials are refreshed before they expire (cloud_credentials.hpp). The shared-file
 // parser works over text; resolve() reads the files and asks the endpoints.
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <map>
-#include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "reshard/status.hpp"
+#include "reshard/store/cloud_credentials.hpp"
 #include "reshard/store/sigv4.hpp"
 
 namespace reshard::aws {
@@ -27,35 +25,13 @@ namespace reshard::aws {
 using ProfileSections = std::map<std::string, std::map<std::string, std::string>>;
 Result<ProfileSections> parse_shared_file(std::string_view text, const std::string& path, bool config_file);
 
-// Reads an environment variable (std::getenv in the program, a map in tests).
-using Environment = std::function<std::optional<std::string>(const char* name)>;
-Environment process_environment();
+using reshard::credential_refreshes;
+using reshard::Environment;
+using reshard::process_environment;
 
-// Credentials and when they stop working (Unix seconds; 0: never).
-struct ExpiringCredentials {
-  sigv4::Credentials credentials;
-  std::int64_t expires_at = 0;
-};
-using CredentialsFetch = std::function<Result<ExpiringCredentials>()>;
-
-// What signs requests: fixed credentials, or temporary ones fetched again
-// once half their lifetime (at most 5 minutes) is left, so a job outlives
-// them. Thread-safe; one fetch at a time while the others wait.
-class CredentialsSource {
- public:
-  explicit CredentialsSource(sigv4::Credentials fixed);
-  CredentialsSource(ExpiringCredentials first, CredentialsFetch fetch);
-  Result<sigv4::Credentials> current();
-
- private:
-  std::mutex mutex_;
-  ExpiringCredentials held_;
-  std::int64_t fetched_at_ = 0;
-  CredentialsFetch fetch_;
-};
-
-// Refreshes of temporary credentials in this process, for the report.
-std::uint64_t credential_refreshes();
+using ExpiringCredentials = Expiring<sigv4::Credentials>;
+using CredentialsSource = RefreshingSecret<sigv4::Credentials>;
+using CredentialsFetch = CredentialsSource::Fetch;
 
 // "2026-12-03T19:00:00Z" (fractions and +00:00 allowed) as Unix seconds.
 Result<std::int64_t> parse_iso8601_utc(const std::string& text);
