@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libdeflate-dev libisal-dev nlohmann-json3-dev
   python3-numpy python3-scipy python3-pytest python3-pip python3-setuptools python3-tqdm
   python3-cryptography  # the fake Google token endpoint verifies RS256 JWTs with it
+  python3-anndata python3-h5py  # .h5ad tests read and write with the real clients
   time libssl-dev
   prometheus prometheus-pushgateway
   slurm-wlm munge

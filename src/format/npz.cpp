@@ -186,13 +186,29 @@ Result<DecodedShard> decode(Bytes&& file_bytes, int threads) {
     if (it == arrays.end()) return Status::Invalid("missing array '" + name + "' (not a scipy.sparse .npz?)");
     return it->second;
   };
-  SparseMatrix& m = shard.matrix;
   RESHARD_ASSIGN_OR_RETURN(npy::ArrayView format_array, require("format"));
-  RESHARD_ASSIGN_OR_RETURN(m.format, parse_format(format_array));
+  RESHARD_ASSIGN_OR_RETURN(SparseFormat format, parse_format(format_array));
   RESHARD_ASSIGN_OR_RETURN(npy::ArrayView shape_array, require("shape"));
   RESHARD_ASSIGN_OR_RETURN(auto shape, parse_shape(shape_array));
-  m.nrows = shape.first;
-  m.ncols = shape.second;
+  for (const char* name :
+       {"data", format == SparseFormat::kCoo ? "row" : "indptr", format == SparseFormat::kCoo ? "col" : "indices"}) {
+    RESHARD_RETURN_IF_ERROR(require(name).status());
+  }
+  RESHARD_ASSIGN_OR_RETURN(shard.matrix, matrix_from_arrays(format, shape.first, shape.second, arrays));
+  return shard;
+}
+
+Result<SparseMatrix> matrix_from_arrays(SparseFormat format, std::uint64_t nrows, std::uint64_t ncols,
+                                        const std::map<std::string, npy::ArrayView>& arrays) {
+  auto require = [&](const std::string& name) -> Result<npy::ArrayView> {
+    auto it = arrays.find(name);
+    if (it == arrays.end()) return Status::Invalid("missing array '" + name + "'");
+    return it->second;
+  };
+  SparseMatrix m;
+  m.format = format;
+  m.nrows = nrows;
+  m.ncols = ncols;
   RESHARD_ASSIGN_OR_RETURN(m.data, require("data"));
   if (m.data.shape.size() != 1) return Status::Invalid("'data' is not one-dimensional");
   if (m.data.dtype.kind == 'c') return Status::Invalid("complex data (" + m.data.dtype.name() + ") is not supported");
@@ -239,7 +255,7 @@ Result<DecodedShard> decode(Bytes&& file_bytes, int threads) {
     RESHARD_RETURN_IF_ERROR(check_ids(it->second, m.ncols, "col_ids", "columns"));
     m.col_ids = it->second;
   }
-  return shard;
+  return m;
 }
 
 Result<SparseStructure> decode_structure(const ShapeAndFormat& shape, const std::map<std::string, ByteView>& arrays) {

@@ -65,6 +65,13 @@ Result<DecodedShard> decode(ByteView file);
 // in place, and inflating up to `threads` members at once.
 Result<DecodedShard> decode(Bytes&& file, int threads);
 
+// Builds and validates a matrix from its arrays, named as save_npz names its
+// members without ".npy" ("data", "indptr", "indices" or "row", "col", and
+// optionally "row_ids", "col_ids"); the views must outlive the result. Every
+// container (npz, HDF5) checks its arrays here.
+Result<SparseMatrix> matrix_from_arrays(SparseFormat format, std::uint64_t nrows, std::uint64_t ncols,
+                                        const std::map<std::string, npy::ArrayView>& arrays);
+
 // Decodes just the `shape` and `format` members; used when planning, before
 // shards are read in full.
 Result<ShapeAndFormat> decode_shape_and_format(ByteView shape_npy, ByteView format_npy);
