@@ -132,6 +132,10 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
   add("compress", po::value(&compress)->default_value("igzip:1"),
       "none | igzip | igzip:LEVEL (0..3, ISA-L, 4 MiB chunks on all threads) | deflate | deflate:LEVEL (0..12, "
       "libdeflate)");
+  add("src-group", po::value(&out.config.source_group),
+      "HDF5 sources (.h5/.h5ad): the group holding the matrix (default /X, or 10x's /matrix)");
+  add("dst-group", po::value(&out.config.destination_group),
+      "HDF5 destinations (.h5/.h5ad): the group to write the matrix to (default /X)");
   add("max-message-bytes", po::value(&max_message_bytes)->default_value(max_message_bytes),
       "largest single MPI message; exchanges larger than this run in rounds");
   add("ownership-epsilon", po::value(&ownership_epsilon)->default_value(ownership_epsilon),

@@ -57,6 +57,8 @@ Bytes Manifest::encode() const {
   j["old_scheme"] = old_scheme;
   j["new_scheme"] = new_scheme;
   j["compression"] = compression;
+  if (!src_group.empty()) j["src_group"] = src_group;
+  if (!dst_group.empty()) j["dst_group"] = dst_group;
   j["shape"] = {shape.nrows, shape.ncols};
   j["source_fingerprint"] = source_fingerprint ? fingerprint_json(*source_fingerprint) : json(nullptr);
   j["committed"] = committed;
@@ -98,6 +100,8 @@ Result<Manifest> Manifest::decode(ByteView bytes) {
     m.old_scheme = j.at("old_scheme").get<std::string>();
     m.new_scheme = j.at("new_scheme").get<std::string>();
     m.compression = j.at("compression").get<std::string>();
+    m.src_group = j.value("src_group", std::string());
+    m.dst_group = j.value("dst_group", std::string());
     m.shape = {j.at("shape").at(0).get<std::uint64_t>(), j.at("shape").at(1).get<std::uint64_t>()};
     if (!j.at("source_fingerprint").is_null()) m.source_fingerprint = fingerprint_from(j["source_fingerprint"]);
     m.committed = j.at("committed").get<bool>();
@@ -179,6 +183,8 @@ std::string compute_job_id(const Manifest& m) {
   j["old_scheme"] = m.old_scheme;
   j["new_scheme"] = m.new_scheme;
   j["compression"] = m.compression;
+  if (!m.src_group.empty()) j["src_group"] = m.src_group;
+  if (!m.dst_group.empty()) j["dst_group"] = m.dst_group;
   json& srcs = j["sources"] = json::array();
   for (const auto& s : m.sources) srcs.push_back({s.index, s.key, s.size, s.version, s.tail_crc});
   escape_strings(j);

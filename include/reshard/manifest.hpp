@@ -46,6 +46,10 @@ struct Manifest {
   std::string old_scheme;  // normalized text form
   std::string new_scheme;
   std::string compression;  // "none" or "deflate:L"
+  // HDF5 shards: the groups given with --src-group/--dst-group (empty: the
+  // defaults; left out of the file then).
+  std::string src_group;
+  std::string dst_group;
   GlobalShape shape;
   std::vector<SourceIdentity> sources;
   std::optional<Fingerprint> source_fingerprint;  // known once every source was read

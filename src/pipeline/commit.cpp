@@ -66,7 +66,8 @@ std::string why_different(const Manifest& earlier, const Manifest& fresh, const 
                           const std::string& directory) {
   const bool same_settings = earlier.src_pattern == fresh.src_pattern && earlier.dst_pattern == fresh.dst_pattern &&
                              earlier.old_scheme == fresh.old_scheme && earlier.new_scheme == fresh.new_scheme &&
-                             earlier.compression == fresh.compression;
+                             earlier.compression == fresh.compression && earlier.src_group == fresh.src_group &&
+                             earlier.dst_group == fresh.dst_group;
   const std::string where = store.url(manifest_key(directory));
   if (same_settings) {
     for (std::size_t i = 0; i < fresh.sources.size(); ++i) {
@@ -113,6 +114,8 @@ Manifest fresh_manifest(const Plan& plan, const JobConfig& config, const Store& 
   m.old_scheme = config.old_spec.to_text();
   m.new_scheme = config.new_spec.to_text();
   m.compression = compression_text(config.compression);
+  m.src_group = config.source_group;
+  m.dst_group = config.destination_group;
   m.shape = plan.shape;
   for (const auto& s : plan.sources) {
     m.sources.push_back({s.index, source_store.url(s.key), s.bytes, s.version, s.tail_crc});

@@ -592,7 +592,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
               assemble_shard(entries.parts[k], *owned[k], plan, value_dtype, std::move(ids[k]), threads);
           const auto t1 = Clock::now();
           assemble_seconds += std::chrono::duration<double>(t1 - t0).count();
-          auto w = write_shard(dst_store, assembled, compression);
+          auto w = write_shard(dst_store, assembled, compression, config.destination_group);
           write_seconds += seconds_since(t1);
           return w;
         },

@@ -22,6 +22,7 @@ struct HeaderReport {
   std::uint64_t decoded_bytes = 0;
   std::vector<std::string> members;
   std::string compression;
+  std::string group;
 };
 
 // Rank 0 lists; everyone gets the same listing (one LIST per job, not per rank).
@@ -206,7 +207,7 @@ std::string destination_key(const ShardPattern& pattern, const ShardMap& map, st
 }
 
 Result<Plan> plan_sources(Comm& comm, Store& source_store, const ShardPattern& source_pattern,
-                          const ShardingSpec& old_spec, const ShardingSpec& new_spec) {
+                          const ShardingSpec& old_spec, const ShardingSpec& new_spec, const std::string& source_group) {
   if (old_spec.axis == Axis::kGrid && !source_pattern.has_row() && !source_pattern.has_col() && !old_spec.shape) {
     return Status::Invalid("grid source pattern " + source_pattern.text() +
                            " uses {i} only; give shape=NxM in the old scheme or name files with {row} and {col}");
@@ -229,7 +230,7 @@ Result<Plan> plan_sources(Comm& comm, Store& source_store, const ShardPattern& s
     Status local;
     for (std::size_t slot = static_cast<std::size_t>(comm.rank()); slot < candidates.size();
          slot += static_cast<std::size_t>(comm.size())) {
-      auto header = read_source_header(source_store, candidates[slot].key);
+      auto header = read_source_header(source_store, candidates[slot].key, source_group);
       if (!header.ok()) {
         local = header.status().with_context("reading " + source_store.url(candidates[slot].key));
         break;
@@ -243,7 +244,8 @@ Result<Plan> plan_sources(Comm& comm, Store& source_store, const ShardPattern& s
                       {"decoded_bytes", header->decoded_bytes},
                       {"format", static_cast<int>(header->shape_and_format.format)},
                       {"members", header->members},
-                      {"compression", header->compression}});
+                      {"compression", header->compression},
+                      {"group", header->group}});
     }
     RESHARD_RETURN_IF_ERROR(agree(comm, local));
     for (const auto& bytes : comm.allgather(json_bytes(mine))) {
@@ -259,6 +261,7 @@ Result<Plan> plan_sources(Comm& comm, Store& source_store, const ShardPattern& s
         h.shape.format = static_cast<npz::SparseFormat>(item["format"].get<int>());
         h.members = item["members"].get<std::vector<std::string>>();
         h.compression = item["compression"].get<std::string>();
+        h.group = item["group"].get<std::string>();
       }
     }
   }
@@ -327,6 +330,7 @@ Result<Plan> plan_sources(Comm& comm, Store& source_store, const ShardPattern& s
     s.format = headers[slot].shape.format;
     s.members = headers[slot].members;
     s.compression = headers[slot].compression;
+    s.group = headers[slot].group;
   }
   for (std::uint64_t i = 0; i < expected; ++i) {
     if (present[i]) continue;
@@ -385,8 +389,8 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
                        const ShardPattern& destination_pattern, const JobConfig& config) {
   RESHARD_RETURN_IF_ERROR(
       check_destination_place(source_store, source_pattern, destination_store, destination_pattern));
-  RESHARD_ASSIGN_OR_RETURN(Plan plan,
-                           plan_sources(comm, source_store, source_pattern, config.old_spec, config.new_spec));
+  RESHARD_ASSIGN_OR_RETURN(Plan plan, plan_sources(comm, source_store, source_pattern, config.old_spec, config.new_spec,
+                                                   config.source_group));
   const std::uint64_t dst_count = plan.destination_map.shard_count();
   // 6. Destination shards and their owners.
   plan.owner = DestinationOwner(dst_count, comm.size());

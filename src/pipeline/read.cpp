@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "reshard/crc32c.hpp"
+#include "reshard/format/h5sparse.hpp"
 
 namespace reshard {
 namespace {
@@ -117,9 +118,29 @@ Result<SourceMembers> read_source_members(Store& store, const std::string& key, 
   return out;
 }
 
-Result<SourceHeader> read_source_header(Store& store, const std::string& key) {
+namespace {
+
+Result<SourceHeader> read_hdf5_header(Store& store, const std::string& key, const ObjectInfo& info,
+                                      const std::string& hdf5_group) {
+  RESHARD_ASSIGN_OR_RETURN(Bytes file, store.read(key, 0, info.size));
+  RESHARD_ASSIGN_OR_RETURN(h5sparse::Summary summary, h5sparse::summarize(file, hdf5_group));
+  SourceHeader header;
+  header.info = info;
+  header.shape_and_format = summary.shape_and_format;
+  header.tail_crc = zip::crc32(file);  // the whole file: it was read anyway
+  header.decoded_bytes = summary.decoded_bytes;
+  header.members = summary.datasets;
+  header.compression = summary.compressed ? "deflate" : "none";
+  header.group = summary.group;
+  return header;
+}
+
+}  // namespace
+
+Result<SourceHeader> read_source_header(Store& store, const std::string& key, const std::string& hdf5_group) {
   RESHARD_ASSIGN_OR_RETURN(auto info, store.stat(key));
   if (!info) return Status::Invalid("source shard does not exist");
+  if (h5sparse::is_hdf5_key(key)) return read_hdf5_header(store, key, *info, hdf5_group);
   SourceHeader header;
   header.info = *info;
   const std::uint64_t size = info->size;
@@ -165,7 +186,12 @@ Result<LoadedSource> decode_source(const Store& store, const SourceShard& shard,
   loaded.shard = &shard;
   loaded.bytes_read = file.size();
   loaded.file_crc32c = crc32c(file);
-  auto decoded = npz::decode(std::move(file), threads);
+  auto decoded = [&]() -> Result<npz::DecodedShard> {
+    if (!h5sparse::is_hdf5_key(shard.key)) return npz::decode(std::move(file), threads);
+    auto from_hdf5 = h5sparse::decode(file, shard.group);
+    Bytes().swap(file);  // HDF5 decoded from its own copy
+    return from_hdf5;
+  }();
   if (!decoded.ok()) return decoded.status().with_context(context);
   loaded.decoded = std::move(decoded).value();
   const auto& m = loaded.decoded.matrix;

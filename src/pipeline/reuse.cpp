@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "reshard/crc32c.hpp"
+#include "reshard/format/h5sparse.hpp"
 
 namespace reshard {
 namespace {
@@ -49,6 +50,9 @@ std::vector<std::optional<std::uint64_t>> find_reuse_candidates(const Plan& plan
   const bool same_hashing = from.hashed() && to.hashed() && from.axis == to.axis && from.hash == to.hash &&
                             from.num_shards == to.num_shards && from.seed == to.seed;
   if (from.hashed() != to.hashed() || (from.hashed() && !same_hashing)) return candidates;
+  // Only an .npz can stand for an .npz: HDF5 sources never match the
+  // members above, and nothing is copied into an HDF5 destination.
+  if (!plan.destinations.empty() && h5sparse::is_hdf5_key(plan.destinations.front().key)) return candidates;
   for (const auto& source : plan.sources) {
     if (source.format != wanted_format || source.compression != wanted_compression || source.members != members) {
       continue;

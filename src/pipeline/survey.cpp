@@ -10,6 +10,7 @@
 #include <thread>
 #include <type_traits>
 
+#include "reshard/format/h5sparse.hpp"
 #include "reshard/format/npz.hpp"
 #include "reshard/pipeline/entry.hpp"
 #include "reshard/pipeline/json_messages.hpp"
@@ -379,6 +380,12 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
     auto parsed = ShardPattern::parse(dst->key);
     if (!parsed.ok()) return parsed.status().with_context("--dst");
     dst_pattern = std::move(parsed).value();
+  }
+  // plan reads index arrays out of zip members, a piece at a time; HDF5
+  // shards would have to be read whole, which is the job's own work.
+  if (h5sparse::is_hdf5_key(src->key)) {
+    return Status::Invalid("--src " + request.src_pattern +
+                           ": plan reads .npz sources only; run the job on HDF5 sources directly");
   }
   Store& store = *src->store;
   RESHARD_ASSIGN_OR_RETURN(Plan plan, plan_sources(comm, store, *src_pattern, request.old_spec, request.new_spec));

@@ -58,7 +58,8 @@ Result<std::pair<Manifest, std::optional<SuccessMarker>>> read_control_files(Com
 // `key` is where the shard is now, which differs from record.key in a copy
 // of the dataset.
 void check_shard(Store& store, const std::string& key, const ShardRecord& record, const ShardMap& map,
-                 std::vector<std::uint64_t> ids, Fingerprint& total, std::vector<std::string>& problems) {
+                 const std::string& hdf5_group, std::vector<std::uint64_t> ids, Fingerprint& total,
+                 std::vector<std::string>& problems) {
   const std::string url = store.url(key);
   if (record.state != ShardState::kWritten) {
     problems.push_back("shard " + url + " was never recorded as written");
@@ -86,6 +87,7 @@ void check_shard(Store& store, const std::string& key, const ShardRecord& record
   SourceShard as_read;
   as_read.index = record.index;
   as_read.key = key;
+  as_read.group = hdf5_group;
   as_read.box = map.box(record.index);
   as_read.nrows = as_read.box.rows();
   as_read.ncols = as_read.box.cols();
@@ -143,8 +145,8 @@ Result<VerifyOutcome> run_verify(Comm& comm, const std::string& dst_pattern, boo
   Fingerprint local;
   for (std::size_t k = 0; k < mine.size(); ++k) {
     const ShardRecord& record = manifest.shards[mine[k]];
-    check_shard(*dst.store, destination_key(*pattern, map, record.index), record, map, std::move(ids[k]), local,
-                problems);
+    check_shard(*dst.store, destination_key(*pattern, map, record.index), record, map, manifest.dst_group,
+                std::move(ids[k]), local, problems);
   }
   const Fingerprint destination{comm.sum(local.count), comm.sum(local.sum)};
 
@@ -155,6 +157,8 @@ Result<VerifyOutcome> run_verify(Comm& comm, const std::string& dst_pattern, boo
     JobConfig config;
     config.src_pattern = manifest.src_pattern;
     config.dst_pattern = manifest.dst_pattern;
+    config.source_group = manifest.src_group;
+    config.destination_group = manifest.dst_group;
     RESHARD_ASSIGN_OR_RETURN(config.old_spec, ShardingSpec::parse_text(manifest.old_scheme));
     config.new_spec = new_spec;
     RESHARD_ASSIGN_OR_RETURN(Plan plan, make_plan(comm, *src.store, src_pattern, *dst.store, *pattern, config));

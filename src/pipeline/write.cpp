@@ -1,11 +1,40 @@
 #include "reshard/pipeline/write.hpp"
 
+#include <algorithm>
+
 #include "reshard/crc32c.hpp"
+#include "reshard/format/h5sparse.hpp"
 #include "reshard/format/npz.hpp"
 
 namespace reshard {
 
-Result<WrittenShard> write_shard(Store& store, const AssembledShard& shard, const zip::WriteOptions& compression) {
+namespace {
+
+Result<WrittenShard> write_hdf5_shard(Store& store, const AssembledShard& shard, const npz::EncodeInput& input,
+                                      const zip::WriteOptions& compression, const std::string& hdf5_group) {
+  const std::string context = "writing " + store.url(shard.shard->key);
+  h5sparse::WriteOptions options;
+  if (!hdf5_group.empty()) options.group = hdf5_group;
+  options.gzip_level = compression.method == zip::Method::kStored ? 0 : std::max(1, compression.level);
+  options.first_row = shard.shard->box.row_begin;
+  options.first_col = shard.shard->box.col_begin;
+  auto encoded = h5sparse::encode(input, options);
+  if (!encoded.ok()) return encoded.status().with_context(context);
+  RESHARD_RETURN_IF_ERROR(store.write_atomic(shard.shard->key, *encoded).with_context(context));
+  WrittenShard written;
+  written.index = shard.shard->index;
+  written.key = shard.shard->key;
+  written.bytes = encoded->size();
+  written.nnz = shard.indices.size();
+  written.crc32c = crc32c(*encoded);
+  written.fingerprint = shard.fingerprint;
+  return written;
+}
+
+}  // namespace
+
+Result<WrittenShard> write_shard(Store& store, const AssembledShard& shard, const zip::WriteOptions& compression,
+                                 const std::string& hdf5_group) {
   const std::string context = "writing " + store.url(shard.shard->key);
   npz::EncodeInput input;
   input.format = shard.layout == Layout::kCsr ? npz::SparseFormat::kCsr : npz::SparseFormat::kCsc;
@@ -17,6 +46,7 @@ Result<WrittenShard> write_shard(Store& store, const AssembledShard& shard, cons
   input.values = shard.values;
   if (shard.row_ids) input.row_ids = std::span<const std::uint64_t>(*shard.row_ids);
   if (shard.col_ids) input.col_ids = std::span<const std::uint64_t>(*shard.col_ids);
+  if (h5sparse::is_hdf5_key(shard.shard->key)) return write_hdf5_shard(store, shard, input, compression, hdf5_group);
   auto encoded = npz::encode_pieces(input, compression);
   if (!encoded.ok()) return encoded.status().with_context(context);
   RESHARD_RETURN_IF_ERROR(store.write_atomic_pieces(shard.shard->key, encoded->pieces).with_context(context));

@@ -27,6 +27,10 @@ struct JobConfig {
   // Shards each rank writes between two manifest updates.
   std::uint64_t manifest_batch = 16;
   zip::WriteOptions compression;
+  // HDF5 (.h5/.h5ad) shards: the group holding the matrix. Empty: /X (for
+  // sources, 10x's /matrix when there is no /X).
+  std::string source_group;
+  std::string destination_group;
   // Threads per rank for inflating and deflating a shard's arrays; 0 picks
   // the node's cores divided by its ranks.
   int threads = 0;

@@ -30,6 +30,7 @@ struct SourceShard {
   npz::SparseFormat format = npz::SparseFormat::kCsr;
   std::vector<std::string> members;  // sorted
   std::string compression;           // "none", "deflate" or "mixed"
+  std::string group;                 // HDF5 sources: the group holding the matrix
   int reader = 0;                    // rank that reads it
 };
 
@@ -81,7 +82,8 @@ std::string destination_key(const ShardPattern& pattern, const ShardMap& map, st
 // shards, the global shape and both schemes bound to it (no destination
 // shards, owners or listing). `mpi_reshard plan` stops here.
 Result<Plan> plan_sources(Comm& comm, Store& source_store, const ShardPattern& source_pattern,
-                          const ShardingSpec& old_spec, const ShardingSpec& new_spec);
+                          const ShardingSpec& old_spec, const ShardingSpec& new_spec,
+                          const std::string& source_group = "");
 
 // Collective; every rank returns the same Plan or the same error.
 Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& source_pattern, Store& destination_store,

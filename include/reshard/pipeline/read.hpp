@@ -26,10 +26,14 @@ struct SourceHeader {
   // whether the file could be copied as a destination shard unchanged.
   std::vector<std::string> members;
   std::string compression;
+  // HDF5 sources: the group holding the matrix (empty for .npz).
+  std::string group;
 };
 
-// Reads only the zip directory and the tiny `shape` and `format` members.
-Result<SourceHeader> read_source_header(Store& store, const std::string& key);
+// .npz: reads only the zip directory and the tiny `shape` and `format`
+// members. HDF5 (.h5/.h5ad keys): reads the whole file, since its metadata
+// may be anywhere in it; `hdf5_group` empty means /X, or 10x's /matrix.
+Result<SourceHeader> read_source_header(Store& store, const std::string& key, const std::string& hdf5_group = "");
 
 // Chosen arrays of a shard, each read with one ranged request, and every
 // member's directory entry (its sizes), keyed by name without ".npy".

@@ -20,6 +20,10 @@ struct WrittenShard {
   Fingerprint fingerprint;
 };
 
-Result<WrittenShard> write_shard(Store& store, const AssembledShard& shard, const zip::WriteOptions& compression);
+// The container follows the key: .h5/.h5ad/.hdf5 keys get an .h5ad (the
+// matrix in `hdf5_group`, empty meaning /X; deflate becomes gzip at the same
+// level), every other key an .npz.
+Result<WrittenShard> write_shard(Store& store, const AssembledShard& shard, const zip::WriteOptions& compression,
+                                 const std::string& hdf5_group = "");
 
 }  // namespace reshard

@@ -1,0 +1,220 @@
+"""HDF5 shards (.h5ad, .h5) against the real clients: sources written by
+anndata (Debian's python3-anndata 0.8) and h5py, outputs opened with
+anndata.read_h5ad (also backed) and h5py, compared with scipy entry for entry."""
+import os
+import subprocess
+import uuid
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from conftest import MPI_ENV, binary, run_reshard
+
+anndata = pytest.importorskip("anndata")
+warnings.simplefilter("ignore", category=FutureWarning)
+
+ROWS, COLS, BLOCK = 600, 240, 200
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    from sparse_reshard.testing import skewed_matrix
+    return skewed_matrix(ROWS, COLS, 30000, seed=12, dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def anndata_source(tmp_path_factory, matrix):
+    """Three row blocks written by anndata, the middle one gzip-compressed."""
+    root = tmp_path_factory.mktemp("h5src")
+    for i in range(ROWS // BLOCK):
+        block = matrix[i * BLOCK:(i + 1) * BLOCK]
+        anndata.AnnData(X=block, dtype=block.dtype).write_h5ad(
+            root / f"shard_{i}.h5ad", compression="gzip" if i == 1 else None)
+    return str(root / "shard_{i}.h5ad")
+
+
+def dense_from_npz(pattern, scheme_text, shape):
+    from sparse_reshard.testing import Scheme, read_sharded
+    rows, cols, data = read_sharded(pattern, Scheme.parse(scheme_text), shape)
+    out = np.zeros(shape, dtype=data.dtype)
+    np.add.at(out, (rows, cols), data)
+    return out
+
+
+def read_group(path, group="X"):
+    """A sparse group read with h5py alone, as scipy would build it."""
+    with h5py.File(path, "r") as f:
+        g = f[group]
+        cls = sp.csr_matrix if g.attrs["encoding-type"] == "csr_matrix" else sp.csc_matrix
+        return cls((g["data"][:], g["indices"][:], g["indptr"][:]), shape=tuple(g.attrs["shape"]))
+
+
+def test_anndata_shards_to_npz_and_back_to_h5ad_on_several_rank_counts(anndata_source, matrix, tmp_path):
+    expected = matrix.toarray()
+    cols_pattern = str(tmp_path / "cols" / "shard_{i}.npz")
+    run = run_reshard(anndata_source, f"rows:block={BLOCK}", cols_pattern, "cols:block=64", ranks=3)
+    assert run.returncode == 0, run.stderr
+    assert np.array_equal(dense_from_npz(cols_pattern, "cols:block=64", (ROWS, COLS)), expected)
+
+    outputs = {}
+    for ranks in (1, 2, 3, 4):
+        dst = tmp_path / f"h5_{ranks}"
+        run = run_reshard(cols_pattern, "cols:block=64", str(dst / "shard_{i}.h5ad"), "rows:hash=jump,shards=5",
+                          ranks=ranks, extra=["--threads", str(1 + ranks % 2)])
+        assert run.returncode == 0, run.stderr
+        outputs[ranks] = [(dst / f"shard_{i}.h5ad").read_bytes() for i in range(5)]
+    assert all(outputs[r] == outputs[1] for r in (2, 3, 4)), "h5ad bytes must not depend on ranks or threads"
+
+    # anndata opens every shard, in memory and backed, and together they are
+    # the source: obs names are the global row numbers.
+    got = np.zeros_like(expected)
+    for i in range(5):
+        path = tmp_path / "h5_3" / f"shard_{i}.h5ad"
+        adata = anndata.read_h5ad(path)
+        backed = anndata.read_h5ad(path, backed="r")
+        assert adata.shape == backed.shape and adata.n_vars == COLS
+        backed_x = backed.X[:]
+        assert np.array_equal(backed_x.toarray(), adata.X.toarray())
+        rows = adata.obs_names.astype(int)
+        assert list(adata.var_names) == [str(c) for c in range(COLS)]
+        got[rows] = adata.X.toarray()
+    assert np.array_equal(got, expected)
+
+    verify = subprocess.run([binary(), "verify", "--dst", str(tmp_path / "h5_3" / "shard_{i}.h5ad"),
+                             "--against-src"], capture_output=True, text=True, env=dict(os.environ, **MPI_ENV))
+    assert verify.returncode == 0, verify.stderr
+
+
+def test_h5ad_to_h5ad_in_a_layer_and_csc_with_wide_indices(anndata_source, matrix, tmp_path):
+    dst = tmp_path / "layer" / "shard_{i}.h5ad"
+    run = run_reshard(anndata_source, f"rows:block={BLOCK}", str(dst), "cols:block=100,layout=csc", ranks=2,
+                      extra=["--dst-group", "/layers/counts", "--compress", "deflate:6"])
+    assert run.returncode == 0, run.stderr
+    parts = []
+    for i in range(3):
+        path = str(dst).format(i=i)
+        adata = anndata.read_h5ad(path)
+        assert adata.X is None and "counts" in adata.layers
+        layer = read_group(path, "layers/counts")
+        assert layer.format == "csc"
+        with h5py.File(path, "r") as f:
+            assert f["layers/counts/data"].compression == "gzip"
+        parts.append(layer.toarray())
+    assert np.array_equal(np.hstack(parts), matrix.toarray())
+    # The manifest remembers the group: verify needs no option.
+    verify = subprocess.run([binary(), "verify", "--dst", str(dst), "--against-src"], capture_output=True, text=True,
+                            env=dict(os.environ, **MPI_ENV))
+    assert verify.returncode == 0, verify.stderr
+
+    # A CSC source with int64 indices, read from a named group.
+    wide = matrix.tocsc()
+    wide.indices, wide.indptr = wide.indices.astype(np.int64), wide.indptr.astype(np.int64)
+    src = tmp_path / "csc"
+    src.mkdir()
+    for i in range(2):
+        part = wide[:, i * 120:(i + 1) * 120]
+        part.indices, part.indptr = part.indices.astype(np.int64), part.indptr.astype(np.int64)
+        anndata.AnnData(X=np.zeros(part.shape, dtype=np.float32), layers={"raw": part}).write_h5ad(
+            src / f"part_{i}.h5ad")
+    with h5py.File(src / "part_0.h5ad", "r") as f:
+        assert f["layers/raw/indices"].dtype == np.int64
+    out = str(tmp_path / "rows" / "shard_{i}.npz")
+    run = run_reshard(str(src / "part_{i}.h5ad"), "cols:block=120", out, "rows:block=150", ranks=3,
+                      extra=["--src-group", "/layers/raw"])
+    assert run.returncode == 0, run.stderr
+    assert np.array_equal(dense_from_npz(out, "rows:block=150", (ROWS, COLS)), matrix.toarray())
+
+
+def test_tenx_matrices_are_read_from_their_matrix_group(matrix, tmp_path):
+    """10x Genomics' layout: /matrix with data, indices, indptr and a shape
+    dataset, CSC of features x barcodes, no attributes; one file per sample."""
+    features = matrix.T.tocsc()  # COLS features x ROWS barcodes
+    src = tmp_path / "tenx"
+    src.mkdir()
+    for i in range(3):
+        sample = features[:, i * BLOCK:(i + 1) * BLOCK].astype(np.int32)
+        sample.data = np.arange(1, sample.nnz + 1, dtype=np.int32)
+        with h5py.File(src / f"sample_{i}.h5", "w") as f:
+            g = f.create_group("matrix")
+            g["data"], g["indices"], g["indptr"] = sample.data, sample.indices, sample.indptr
+            g["shape"] = np.array(sample.shape, dtype=np.int32)
+            g["barcodes"] = np.array([f"B{i}-{k}".encode() for k in range(BLOCK)])
+    out = str(tmp_path / "genes" / "shard_{i}.npz")
+    run = run_reshard(str(src / "sample_{i}.h5"), f"cols:block={BLOCK}", out, "rows:block=60", ranks=2)
+    assert run.returncode == 0, run.stderr
+    expected = np.hstack([read_group_tenx(src / f"sample_{i}.h5") for i in range(3)])
+    assert np.array_equal(dense_from_npz(out, "rows:block=60", (COLS, ROWS)), expected)
+
+
+def read_group_tenx(path):
+    with h5py.File(path, "r") as f:
+        g = f["matrix"]
+        return sp.csc_matrix((g["data"][:], g["indices"][:], g["indptr"][:]), shape=tuple(g["shape"][:])).toarray()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no-encoding", "/X: no 'encoding-type' attribute (not an AnnData sparse matrix)"),
+    ("long-indptr", "/X: indptr length 202 does not match 200 rows"),
+    ("rank-2", "dataset '/X/indices' has rank 2, not 1"),
+    ("not-hdf5", "not an HDF5 file (no HDF5 signature)"),
+    ("truncated", "not a readable HDF5 file: truncated file: "),
+])
+def test_bad_hdf5_sources_are_one_line_exit_2_and_nothing_is_written(anndata_source, matrix, tmp_path, damage,
+                                                                     message):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"shard_{i}.h5ad").write_bytes(open(anndata_source.format(i=i), "rb").read())
+    bad = src / "shard_2.h5ad"
+    if damage == "no-encoding":
+        with h5py.File(bad, "a") as f:
+            del f["X"].attrs["encoding-type"]
+    elif damage == "long-indptr":
+        with h5py.File(bad, "a") as f:
+            indptr = f["X/indptr"][:]
+            del f["X/indptr"]
+            f["X/indptr"] = np.concatenate([indptr, indptr[-1:]])
+    elif damage == "rank-2":
+        with h5py.File(bad, "a") as f:
+            indices = f["X/indices"][:]
+            del f["X/indices"]
+            f["X/indices"] = indices.reshape(1, -1)
+    elif damage == "not-hdf5":
+        bad.write_text("cell,gene,count\n")
+    else:
+        bad.write_bytes(bad.read_bytes()[:4000])
+    dst = tmp_path / "dst"
+    run = run_reshard(str(src / "shard_{i}.h5ad"), f"rows:block={BLOCK}", str(dst / "shard_{i}.npz"),
+                      "cols:block=64", ranks=2)
+    assert run.returncode == 2, run.stderr
+    assert len(run.error_lines) == 1, run.stderr
+    assert run.error_lines[0].startswith(f"mpi_reshard: reading {bad}: {message}"), run.error_lines[0]
+    assert "HDF5-DIAG" not in run.stderr, "HDF5's own error stack was printed"
+    assert not (dst / "_SUCCESS").exists()
+    assert not list(dst.glob("shard_*")) if dst.exists() else True
+
+
+def test_plan_refuses_hdf5_sources_with_a_clear_message(anndata_source):
+    out = subprocess.run([binary(), "plan", "--src", anndata_source, "--old-scheme", f"rows:block={BLOCK}",
+                          "--new-scheme", "cols:block=64"], capture_output=True, text=True, env=dict(os.environ, **MPI_ENV))
+    assert out.returncode == 2
+    assert "plan reads .npz sources only; run the job on HDF5 sources directly" in out.stderr
+
+
+def test_h5ad_shards_on_s3(s3, anndata_source, matrix, tmp_path):
+    """HDF5 works on object stores too: shards are whole-object reads and
+    single PUTs of file images, so HDF5 itself never touches the network."""
+    prefix = uuid.uuid4().hex
+    dst = f"s3://dst/{prefix}/shard_{{i}}.h5ad"
+    run = run_reshard(anndata_source, f"rows:block={BLOCK}", dst, "cols:block=120", ranks=2, env=s3.env())
+    assert run.returncode == 0, run.stderr
+    back = str(tmp_path / "back" / "shard_{i}.npz")
+    run = run_reshard(dst, "cols:block=120", back, f"rows:block={BLOCK}", ranks=3, env=s3.env())
+    assert run.returncode == 0, run.stderr
+    assert np.array_equal(dense_from_npz(back, f"rows:block={BLOCK}", (ROWS, COLS)), matrix.toarray())
+    local = tmp_path / "one.h5ad"
+    local.write_bytes(s3.object_bytes("dst", f"{prefix}/shard_0.h5ad"))
+    assert np.array_equal(anndata.read_h5ad(local).X.toarray(), matrix.toarray()[:, :120])
