@@ -3,7 +3,8 @@
 # sharded matrix (~10M nonzeros, skewed rows) with scipy, reshards row blocks
 # into column ranges with MPI on 2 ranks (first planning it: the skew of
 # plain column blocks and a balanced proposal, which is what it writes),
-# verifies the result with scipy and prints a summary. DEMO_DIR (default:
+# verifies the result with scipy, turns it into AnnData .h5ad row blocks and
+# back, and prints a summary. DEMO_DIR (default:
 # ./demo-data) holds the files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,4 +50,14 @@ echo "== verifying with scipy"
   --src "$DEMO_DIR/m/shard_{i}.npz" --src-scheme "$OLD" \
   --dst "$DEMO_DIR/m_cols/shard_{i}.npz" --dst-scheme "$NEW" \
   --shape "${ROWS}x${COLS}" --report "$DEMO_DIR/report.json"
-echo "== done: output in $DEMO_DIR/m_cols, report in $DEMO_DIR/report.json"
+
+echo "== AnnData round trip: the column ranges as row-block .h5ad files, and back to .npz"
+mpirun -np "$RANKS" --oversubscribe build/bin/mpi_reshard -q \
+  --src "$DEMO_DIR/m_cols/shard_{i}.npz" --old-scheme "$NEW" \
+  --dst "$DEMO_DIR/m_h5ad/shard_{i}.h5ad" --new-scheme "$OLD"
+mpirun -np "$RANKS" --oversubscribe build/bin/mpi_reshard -q \
+  --src "$DEMO_DIR/m_h5ad/shard_{i}.h5ad" --old-scheme "$OLD" \
+  --dst "$DEMO_DIR/m_back/shard_{i}.npz" --new-scheme "$OLD"
+/usr/bin/python3 scripts/demo_matrix.py h5ad-round-trip --src "$DEMO_DIR/m/shard_{i}.npz" \
+  --h5ad "$DEMO_DIR/m_h5ad/shard_{i}.h5ad" --back "$DEMO_DIR/m_back/shard_{i}.npz"
+echo "== done: output in $DEMO_DIR/m_cols (and m_h5ad), report in $DEMO_DIR/report.json"
