@@ -32,9 +32,6 @@ Result<ShardPattern> ShardPattern::parse(const std::string& pattern) {
     i = close + 1;
   }
   if (!literal.empty()) p.pieces_.push_back({literal, ""});
-  if (!p.has_index_ && !p.has_row_ && !p.has_col_) {
-    return Status::Invalid("pattern '" + pattern + "' has no {i} (or {row}/{col}) placeholder");
-  }
   const auto last_slash = pattern.rfind('/');
   if (last_slash != std::string::npos && pattern.find_first_of("{}") < last_slash) {
     return Status::Invalid("pattern '" + pattern + "' may only use placeholders in the file name");

@@ -143,6 +143,10 @@ Status ShardingSpec::validate() const {
 }
 
 Result<ShardingSpec> ShardingSpec::parse_text(std::string_view text) {
+  // "single" is one shard holding the whole matrix: rows:ranges=0.
+  if (text == "single" || text.starts_with("single,")) {
+    return parse_text("rows:ranges=0" + std::string(text.substr(6)));
+  }
   const auto colon = text.find(':');
   if (colon == std::string_view::npos) {
     return Status::Invalid("scheme '" + std::string(text) + "' must look like 'rows:block=R'");
@@ -287,7 +291,9 @@ Result<ShardingSpec> ShardingSpec::from_json(const nlohmann::json& json) {
 
 std::string ShardingSpec::to_text() const {
   std::string text = axis_name(axis) + ":";
-  if (hashed()) {
+  if (single()) {
+    text = "single";
+  } else if (hashed()) {
     text += "hash=" + hash_name(hash) + ",shards=" + std::to_string(num_shards);
     if (seed != 0) text += ",seed=" + std::to_string(seed);
   } else if (ranged()) {

@@ -20,13 +20,15 @@ struct ShardName {
 
 class ShardPattern {
  public:
-  // Needs {i}, or {row} and/or {col}; each at most once.
+  // {i}, or {row} and/or {col}, each at most once; or none: one file, for
+  // schemes of one shard ("single").
   static Result<ShardPattern> parse(const std::string& pattern);
 
   const std::string& text() const { return text_; }
   bool has_index() const { return has_index_; }
   bool has_row() const { return has_row_; }
   bool has_col() const { return has_col_; }
+  bool names_one_file() const { return !has_index_ && !has_row_ && !has_col_; }
 
   std::string render(std::uint64_t index, std::uint64_t row_block, std::uint64_t col_block) const;
   // The part before the first placeholder, cut back to the last '/': the

@@ -50,6 +50,8 @@ struct ShardingSpec {
   // Hashing on rows puts whole rows in a shard, so the writer keeps row_ids.
   bool hashes_rows() const { return hashed() && axis == Axis::kRows; }
   bool ranged() const { return !row_starts.empty() || !col_starts.empty(); }
+  // One shard holding the whole matrix ("single", i.e. rows:ranges=0).
+  bool single() const { return axis == Axis::kRows && row_starts.size() == 1 && col_starts.empty(); }
   Status validate() const;
   bool operator==(const ShardingSpec&) const = default;
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <optional>
 
 #include "reshard/format/hdf5_handle.hpp"
@@ -234,23 +235,139 @@ bool is_hdf5_key(std::string_view key) {
   return key.ends_with(".h5") || key.ends_with(".h5ad") || key.ends_with(".hdf5");
 }
 
-Result<Summary> summarize(ByteView file, const std::string& group) {
-  std::lock_guard<std::mutex> lock(hdf5::hdf5_lock());
-  RESHARD_ASSIGN_OR_RETURN(Handle opened, open_image(file));
-  RESHARD_ASSIGN_OR_RETURN(MatrixGroup matrix, open_matrix_group(opened.get(), group));
-  RESHARD_ASSIGN_OR_RETURN(auto arrays, inspect_arrays(opened.get(), matrix));
+namespace {
+
+Result<Summary> summarize_open(hid_t file, const std::string& group, std::uint64_t held_bytes) {
+  RESHARD_ASSIGN_OR_RETURN(MatrixGroup matrix, open_matrix_group(file, group));
+  RESHARD_ASSIGN_OR_RETURN(auto arrays, inspect_arrays(file, matrix));
   Summary out;
   out.shape_and_format = matrix.shape_and_format;
   out.group = matrix.path;
-  // Decoding holds the core driver's copy of the file and the arrays.
-  out.decoded_bytes = file.size();
+  out.decoded_bytes = held_bytes;
   for (const auto& [name, info] : arrays) {
     out.datasets.push_back(name);
     out.decoded_bytes += info.length * info.dtype.itemsize;
     out.compressed = out.compressed || info.filtered;
+    if (name == "data") {
+      out.nnz = info.length;
+      out.value_itemsize = info.dtype.itemsize;
+    }
+    if (name == "indices") out.index_itemsize = info.dtype.itemsize;
+    if (name == "indptr") out.indptr_itemsize = info.dtype.itemsize;
   }
   std::sort(out.datasets.begin(), out.datasets.end());
   return out;
+}
+
+Result<Handle> open_path(const std::string& path) {
+  char head[sizeof(kSignature)] = {};
+  std::ifstream(path, std::ios::binary).read(head, sizeof(head));
+  if (std::memcmp(head, kSignature, sizeof(kSignature)) != 0) {
+    return Status::Invalid("not an HDF5 file (no HDF5 signature)");
+  }
+  return checked(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "not a readable HDF5 file");
+}
+
+// Elements [begin, end) of a 1-D dataset in memory type `memory`.
+Status read_range(hid_t dataset, hid_t memory, std::uint64_t begin, std::uint64_t end, void* out,
+                  const std::string& what) {
+  if (end <= begin) return Status::Ok();
+  RESHARD_ASSIGN_OR_RETURN(Handle file_space, checked(H5Dget_space(dataset), H5Sclose, what));
+  const hsize_t start[1] = {begin};
+  const hsize_t count[1] = {end - begin};
+  RESHARD_RETURN_IF_ERROR(
+      check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr), what));
+  RESHARD_ASSIGN_OR_RETURN(Handle memory_space, checked(H5Screate_simple(1, count, nullptr), H5Sclose, what));
+  return check(H5Dread(dataset, memory, memory_space.get(), file_space.get(), H5P_DEFAULT, out), what);
+}
+
+}  // namespace
+
+Result<Summary> summarize(ByteView file, const std::string& group) {
+  std::lock_guard<std::mutex> lock(hdf5::hdf5_lock());
+  RESHARD_ASSIGN_OR_RETURN(Handle opened, open_image(file));
+  // Decoding holds the core driver's copy of the file and the arrays.
+  return summarize_open(opened.get(), group, file.size());
+}
+
+Result<Summary> summarize_file(const std::string& path, const std::string& group) {
+  std::lock_guard<std::mutex> lock(hdf5::hdf5_lock());
+  RESHARD_ASSIGN_OR_RETURN(Handle opened, open_path(path));
+  return summarize_open(opened.get(), group, 0);
+}
+
+Result<std::vector<std::uint64_t>> indptr_at(const std::string& path, const std::string& group,
+                                             const std::vector<std::uint64_t>& positions) {
+  std::lock_guard<std::mutex> lock(hdf5::hdf5_lock());
+  RESHARD_ASSIGN_OR_RETURN(Handle opened, open_path(path));
+  RESHARD_ASSIGN_OR_RETURN(MatrixGroup matrix, open_matrix_group(opened.get(), group));
+  RESHARD_ASSIGN_OR_RETURN(DatasetInfo indptr, inspect_dataset(matrix, "indptr"));
+  std::vector<std::uint64_t> out;
+  out.reserve(positions.size());
+  for (const std::uint64_t position : positions) {
+    if (position >= indptr.length) {
+      return Status::Invalid("dataset '" + matrix.path + "/indptr' has " + std::to_string(indptr.length) +
+                             " elements, not " + std::to_string(position + 1));
+    }
+    std::int64_t value = 0;
+    RESHARD_RETURN_IF_ERROR(read_range(indptr.dataset.get(), H5T_NATIVE_INT64, position, position + 1, &value,
+                                       "dataset '" + matrix.path + "/indptr'"));
+    if (value < 0) return Status::Invalid("dataset '" + matrix.path + "/indptr' holds a negative offset");
+    out.push_back(static_cast<std::uint64_t>(value));
+  }
+  return out;
+}
+
+Result<npz::DecodedShard> read_major_range(const std::string& path, const std::string& group, std::uint64_t begin,
+                                           std::uint64_t end) {
+  std::lock_guard<std::mutex> lock(hdf5::hdf5_lock());
+  RESHARD_ASSIGN_OR_RETURN(Handle opened, open_path(path));
+  RESHARD_ASSIGN_OR_RETURN(MatrixGroup matrix, open_matrix_group(opened.get(), group));
+  auto shape = matrix.shape_and_format;
+  const bool csr = shape.format == npz::SparseFormat::kCsr;
+  const std::uint64_t nmajor = csr ? shape.nrows : shape.ncols;
+  if (begin > end || end > nmajor) {
+    return Status::Invalid(matrix.path + ": range " + std::to_string(begin) + ".." + std::to_string(end) + " outside " +
+                           std::to_string(nmajor) + (csr ? " rows" : " columns"));
+  }
+  npz::DecodedShard shard;
+  shard.buffers.reserve(3);
+  std::map<std::string, npy::ArrayView> arrays;
+  // indptr[begin..end], rebased to start at 0, as int64.
+  RESHARD_ASSIGN_OR_RETURN(DatasetInfo indptr_info, inspect_dataset(matrix, "indptr"));
+  if (indptr_info.length != nmajor + 1) {
+    return Status::Invalid(matrix.path + ": indptr length " + std::to_string(indptr_info.length) + " does not match " +
+                           std::to_string(nmajor) + (csr ? " rows" : " columns"));
+  }
+  Bytes& indptr_bytes = shard.buffers.emplace_back((end - begin + 1) * 8);
+  auto* indptr = reinterpret_cast<std::int64_t*>(indptr_bytes.data());
+  RESHARD_RETURN_IF_ERROR(read_range(indptr_info.dataset.get(), H5T_NATIVE_INT64, begin, end + 1, indptr,
+                                     "dataset '" + matrix.path + "/indptr'"));
+  const std::int64_t first = indptr[0];
+  const std::int64_t last = indptr[end - begin];
+  if (first < 0 || last < first) return Status::Invalid(matrix.path + ": indptr decreases or is negative");
+  for (std::uint64_t i = 0; i <= end - begin; ++i) indptr[i] -= first;
+  arrays["indptr"] = npy::ArrayView{npy::int64_dtype(), {end - begin + 1}, ByteView(indptr_bytes)};
+  for (const char* name : {"indices", "data"}) {
+    const std::string what = "dataset '" + matrix.path + "/" + name + "'";
+    RESHARD_ASSIGN_OR_RETURN(DatasetInfo info, inspect_dataset(matrix, name));
+    if (static_cast<std::uint64_t>(last) > info.length) {
+      return Status::Invalid(what + " has " + std::to_string(info.length) + " elements, indptr says " +
+                             std::to_string(last));
+    }
+    const std::uint64_t count = static_cast<std::uint64_t>(last - first);
+    Bytes& buffer = shard.buffers.emplace_back(count * info.dtype.itemsize);
+    RESHARD_ASSIGN_OR_RETURN(Handle memory,
+                             checked(H5Tget_native_type(info.type.get(), H5T_DIR_ASCEND), H5Tclose, what));
+    RESHARD_RETURN_IF_ERROR(read_range(info.dataset.get(), memory.get(), static_cast<std::uint64_t>(first),
+                                       static_cast<std::uint64_t>(last), buffer.data(), what));
+    arrays[name] = npy::ArrayView{info.dtype, {count}, ByteView(buffer)};
+  }
+  (csr ? shape.nrows : shape.ncols) = end - begin;
+  auto built = npz::matrix_from_arrays(shape.format, shape.nrows, shape.ncols, arrays);
+  if (!built.ok()) return built.status().with_context(matrix.path);
+  shard.matrix = std::move(built).value();
+  return shard;
 }
 
 Result<npz::DecodedShard> decode(ByteView file, const std::string& group) {

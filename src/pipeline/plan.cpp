@@ -1,4 +1,6 @@
 #include "reshard/pipeline/plan.hpp"
+
+#include "reshard/format/h5sparse.hpp"
 #include "reshard/pipeline/json_messages.hpp"
 
 #include <algorithm>
@@ -166,6 +168,13 @@ Status check_destination_place(const Store& source_store, const ShardPattern& so
   if (src_dir == dst_dir && source_pattern.text() == destination_pattern.text()) {
     return Status::Invalid("destination pattern is the source pattern; refusing to overwrite the source");
   }
+  // A one-file source owns no directory: only its own folder is refused
+  // (the destination's manifest and _SUCCESS would sit beside it).
+  if (source_pattern.names_one_file()) {
+    if (dst_dir != src_dir) return Status::Ok();
+    return Status::Invalid("destination " + destination_pattern.text() + " is in the folder of the source file " +
+                           source_pattern.text() + "; choose another directory (a subdirectory will do)");
+  }
   if (dst_dir.compare(0, src_dir.size(), src_dir) == 0) {
     return Status::Invalid("destination " + destination_pattern.text() + " is inside the source directory " +
                            source_pattern.directory() + "; choose a separate directory so the source stays untouched");
@@ -205,6 +214,58 @@ std::string destination_key(const ShardPattern& pattern, const ShardMap& map, st
   const ShardBox box = map.box(index);
   return pattern.render(index, box.row_block, box.col_block);
 }
+
+namespace {
+
+// Parts a one-file source is read in: enough that each holds about
+// kPartBytes of arrays, and at least kMinParts so that every rank of a
+// large job gets some, whatever the rank count (the parts, and so the
+// manifest, do not depend on it, so a resume may use other ranks).
+constexpr std::uint64_t kPartBytes = 256ULL << 20;
+constexpr std::uint64_t kMinParts = 64;
+
+// A local HDF5 file named by a placeholder-less pattern: parts of it, each
+// read by hyperslab. Object stores keep it whole (read by one rank).
+Result<std::vector<SourceShard>> split_into_parts(Store& store, const SourceShard& whole) {
+  const std::string path = store.url(whole.key);
+  if (path.find("://") != std::string::npos) return std::vector<SourceShard>{whole};
+  RESHARD_ASSIGN_OR_RETURN(h5sparse::Summary summary, h5sparse::summarize_file(path, whole.group));
+  const bool csr = whole.format == npz::SparseFormat::kCsr;
+  const std::uint64_t nmajor = csr ? whole.nrows : whole.ncols;
+  if (nmajor == 0) return std::vector<SourceShard>{whole};
+  const std::uint64_t entry_bytes = summary.value_itemsize + summary.index_itemsize;
+  const std::uint64_t array_bytes = summary.nnz * entry_bytes + (nmajor + 1) * 8;
+  const std::uint64_t parts = std::min(nmajor, std::max(kMinParts, (array_bytes + kPartBytes - 1) / kPartBytes));
+  std::vector<std::uint64_t> bounds(parts + 1);
+  for (std::uint64_t k = 0; k <= parts; ++k) {
+    bounds[k] = static_cast<std::uint64_t>(static_cast<unsigned __int128>(nmajor) * k / parts);
+  }
+  RESHARD_ASSIGN_OR_RETURN(auto offsets, h5sparse::indptr_at(path, whole.group, bounds));
+  std::vector<SourceShard> out(parts, whole);
+  for (std::uint64_t k = 0; k < parts; ++k) {
+    SourceShard& part = out[k];
+    part.index = k;
+    part.part_of_file = true;
+    part.major_begin = bounds[k];
+    part.major_end = bounds[k + 1];
+    const std::uint64_t majors = bounds[k + 1] - bounds[k];
+    if (csr) {
+      part.box.row_begin = bounds[k];
+      part.box.row_end = bounds[k + 1];
+      part.nrows = majors;
+    } else {
+      part.box.col_begin = bounds[k];
+      part.box.col_end = bounds[k + 1];
+      part.ncols = majors;
+    }
+    const std::uint64_t entries = offsets[k + 1] >= offsets[k] ? offsets[k + 1] - offsets[k] : 0;
+    part.bytes = entries * entry_bytes + (majors + 1) * 8;
+    part.decoded_bytes = part.bytes;
+  }
+  return out;
+}
+
+}  // namespace
 
 Result<Plan> plan_sources(Comm& comm, Store& source_store, const ShardPattern& source_pattern,
                           const ShardingSpec& old_spec, const ShardingSpec& new_spec, const std::string& source_group) {
@@ -356,6 +417,11 @@ Result<Plan> plan_sources(Comm& comm, Store& source_store, const ShardPattern& s
     if (!map.ok()) return map.status().with_context("old scheme");
     plan.source_map = std::move(map).value();
   }
+  if (source_pattern.names_one_file() && plan.source_map.shard_count() != 1) {
+    return Status::Invalid("source pattern " + source_pattern.text() + " names one file, but " + old_spec.to_text() +
+                           " has " + std::to_string(plan.source_map.shard_count()) +
+                           " shards; use {i} in the pattern, or the scheme 'single'");
+  }
   RESHARD_RETURN_IF_ERROR(check_source_shapes(plan.source_map, shards, source_store));
   if (old_spec.hashed()) {
     std::uint64_t total = 0;
@@ -366,6 +432,12 @@ Result<Plan> plan_sources(Comm& comm, Store& source_store, const ShardPattern& s
                              (old_spec.axis == Axis::kRows ? "rows" : "columns") + " but the matrix has " +
                              std::to_string(extent));
     }
+  }
+  // One local HDF5 file is read by every rank, a part each in turn.
+  if (source_pattern.names_one_file() && h5sparse::is_hdf5_key(shards.front().key)) {
+    auto parts = split_into_parts(source_store, shards.front());
+    if (!parts.ok()) return parts.status().with_context("reading " + source_store.url(shards.front().key));
+    shards = std::move(parts).value();
   }
   for (auto& s : shards) s.reader = static_cast<int>(s.index % static_cast<std::uint64_t>(comm.size()));
   plan.sources = std::move(shards);
@@ -392,6 +464,11 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
   RESHARD_ASSIGN_OR_RETURN(Plan plan, plan_sources(comm, source_store, source_pattern, config.old_spec, config.new_spec,
                                                    config.source_group));
   const std::uint64_t dst_count = plan.destination_map.shard_count();
+  if (destination_pattern.names_one_file() && dst_count != 1) {
+    return Status::Invalid("destination pattern " + destination_pattern.text() + " names one file, but " +
+                           config.new_spec.to_text() + " has " + std::to_string(dst_count) +
+                           " shards; use {i} in the pattern, or the scheme 'single'");
+  }
   // 6. Destination shards and their owners.
   plan.owner = DestinationOwner(dst_count, comm.size());
   std::set<std::string> destination_keys;

@@ -122,12 +122,24 @@ namespace {
 
 Result<SourceHeader> read_hdf5_header(Store& store, const std::string& key, const ObjectInfo& info,
                                       const std::string& hdf5_group) {
-  RESHARD_ASSIGN_OR_RETURN(Bytes file, store.read(key, 0, info.size));
-  RESHARD_ASSIGN_OR_RETURN(h5sparse::Summary summary, h5sparse::summarize(file, hdf5_group));
+  // A local file is summarised by HDF5 from its path, reading only its
+  // metadata; an object is read whole (its metadata may be anywhere).
+  const std::string path = store.url(key);
+  const bool local = path.find("://") == std::string::npos;
+  Bytes file;
+  if (local) {
+    RESHARD_ASSIGN_OR_RETURN(file, store.read(key, 0, std::min<std::uint64_t>(info.size, kTailGuess)));
+  } else {
+    RESHARD_ASSIGN_OR_RETURN(file, store.read(key, 0, info.size));
+  }
+  RESHARD_ASSIGN_OR_RETURN(h5sparse::Summary summary,
+                           local ? h5sparse::summarize_file(path, hdf5_group) : h5sparse::summarize(file, hdf5_group));
+  if (local) summary.decoded_bytes += info.size;  // decoding a whole shard holds HDF5's copy of the file
   SourceHeader header;
   header.info = info;
   header.shape_and_format = summary.shape_and_format;
-  header.tail_crc = zip::crc32(file);  // the whole file: it was read anyway
+  // The file's first 64 KiB (superblock and, usually, the metadata) or all of it.
+  header.tail_crc = zip::crc32(file);
   header.decoded_bytes = summary.decoded_bytes;
   header.members = summary.datasets;
   header.compression = summary.compressed ? "deflate" : "none";
@@ -169,6 +181,7 @@ Result<SourceHeader> read_source_header(Store& store, const std::string& key, co
 }
 
 Result<Bytes> fetch_source(Store& store, const SourceShard& shard) {
+  if (shard.part_of_file) return Bytes();  // read by hyperslab when decoded
   auto bytes = store.read_all(shard.key);
   if (!bytes.ok()) return bytes.status().with_context("reading " + store.url(shard.key));
   return bytes;
@@ -187,6 +200,10 @@ Result<LoadedSource> decode_source(const Store& store, const SourceShard& shard,
   loaded.bytes_read = file.size();
   loaded.file_crc32c = crc32c(file);
   auto decoded = [&]() -> Result<npz::DecodedShard> {
+    if (shard.part_of_file) {
+      loaded.bytes_read = shard.bytes;
+      return h5sparse::read_major_range(store.url(shard.key), shard.group, shard.major_begin, shard.major_end);
+    }
     if (!h5sparse::is_hdf5_key(shard.key)) return npz::decode(std::move(file), threads);
     auto from_hdf5 = h5sparse::decode(file, shard.group);
     Bytes().swap(file);  // HDF5 decoded from its own copy

@@ -327,8 +327,9 @@ def test_an_unwritable_report_path_is_refused_before_any_work(dataset, reshard, 
 
 
 def test_pattern_without_placeholder(dataset, reshard):
+    """A pattern without {i} names one file: only for one-shard schemes."""
     tmp, src = dataset
-    expect_refusal(tmp, reshard, src, "has no {i}", dst=str(tmp / "dst" / "out.npz"))
+    expect_refusal(tmp, reshard, src, "names one file, but", dst=str(tmp / "dst" / "out.npz"))
 
 
 def test_fingerprint_mismatch_exits_3_and_leaves_nothing(dataset, reshard):

@@ -218,3 +218,110 @@ def test_h5ad_shards_on_s3(s3, anndata_source, matrix, tmp_path):
     local = tmp_path / "one.h5ad"
     local.write_bytes(s3.object_bytes("dst", f"{prefix}/shard_0.h5ad"))
     assert np.array_equal(anndata.read_h5ad(local).X.toarray(), matrix.toarray()[:, :120])
+
+
+# ---- One file for the whole matrix: the `single` scheme
+
+@pytest.fixture(scope="module")
+def one_file(tmp_path_factory):
+    """One .h5ad holding a whole matrix (gzip, as anndata writes it), and
+    the same matrix as CSC."""
+    from sparse_reshard.testing import skewed_matrix
+    root = tmp_path_factory.mktemp("one")
+    m = skewed_matrix(40000, 1500, 1500000, seed=21, dtype=np.float32)
+    anndata.AnnData(X=m, dtype=m.dtype).write_h5ad(root / "whole.h5ad", compression="gzip")
+    anndata.AnnData(X=m.tocsc(), dtype=m.dtype).write_h5ad(root / "whole_csc.h5ad")
+    return root, m
+
+
+def test_one_h5ad_file_is_read_in_parts_by_every_rank(one_file, tmp_path):
+    root, m = one_file
+    outputs = {}
+    for ranks in (1, 2, 3, 4):
+        dst = tmp_path / f"o{ranks}"
+        report = tmp_path / f"r{ranks}.json"
+        run = run_reshard(str(root / "whole.h5ad"), "single", str(dst / "shard_{i}.npz"), "rows:hash=jump,shards=6",
+                          ranks=ranks, extra=["--report", str(report)])
+        assert run.returncode == 0, run.stderr
+        outputs[ranks] = [(dst / f"shard_{i}.npz").read_bytes() for i in range(6)]
+        per_rank = read_report_json(report)["per_rank"]
+        # 64 parts, round-robin: every rank reads some, none reads the file.
+        assert sum(r["source_shards_read"] for r in per_rank) == 64
+        assert all(r["source_shards_read"] >= 64 // ranks for r in per_rank)
+        assert all(r["bytes_read"] < (root / "whole.h5ad").stat().st_size * 2 // ranks + (1 << 20)
+                   for r in per_rank)
+    assert all(outputs[r] == outputs[1] for r in (2, 3, 4)), "output bytes must not depend on the rank count"
+    from sparse_reshard.testing import Scheme, canonical_multiset, read_sharded
+    got = read_sharded(str(tmp_path / "o3" / "shard_{i}.npz"), Scheme.parse("rows:hash=jump,shards=6"), m.shape)
+    coo = m.tocoo()
+    assert np.array_equal(canonical_multiset(*got), canonical_multiset(coo.row, coo.col, coo.data))
+
+    # CSC files are split by columns.
+    dst = tmp_path / "from_csc" / "shard_{i}.npz"
+    run = run_reshard(str(root / "whole_csc.h5ad"), "single,layout=csc", str(dst), "cols:block=400", ranks=3)
+    assert run.returncode == 0, run.stderr
+    assert np.array_equal(dense_from_npz(str(dst), "cols:block=400", m.shape), m.toarray())
+
+
+def read_report_json(path):
+    import json
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_one_file_destinations_and_what_single_refuses(one_file, tmp_path):
+    root, m = one_file
+    shards = tmp_path / "rows" / "shard_{i}.npz"
+    run = run_reshard(str(root / "whole.h5ad"), "single", str(shards), "rows:block=7000", ranks=2)
+    assert run.returncode == 0, run.stderr
+    for name, check in (("whole.h5ad", "anndata"), ("whole.npz", "scipy")):
+        dst = tmp_path / "gathered" / name.split(".")[1] / name
+        run = run_reshard(str(shards), "rows:block=7000", str(dst), "single", ranks=3)
+        assert run.returncode == 0, run.stderr
+        if check == "anndata":
+            back = anndata.read_h5ad(dst, backed="r").X[:]
+        else:
+            back = sp.load_npz(dst)
+        assert back.shape == m.shape and (back != m).nnz == 0
+        verify = subprocess.run([binary(), "verify", "--dst", str(dst), "--against-src"], capture_output=True,
+                                text=True, env=dict(os.environ, **MPI_ENV))
+        assert verify.returncode == 0, verify.stderr
+    # A pattern without {i} under a scheme of several shards, either side.
+    run = run_reshard(str(shards), "rows:block=7000", str(tmp_path / "bad" / "one.npz"), "cols:block=500", ranks=1)
+    assert run.returncode == 2
+    assert "destination pattern " + str(tmp_path / "bad" / "one.npz") + " names one file, but cols:block=500 has 3 " \
+        "shards; use {i} in the pattern, or the scheme 'single'" in run.error_lines[0]
+    run = run_reshard(str(root / "whole.h5ad"), "rows:block=7000", str(tmp_path / "bad2" / "s_{i}.npz"), "single",
+                      ranks=1)
+    assert run.returncode == 2 and "names one file, but rows:block=7000 has 6 shards" in run.error_lines[0]
+    # Beside the source file: refused, nothing written.
+    run = run_reshard(str(root / "whole.h5ad"), "single", str(root / "beside_{i}.npz"), "rows:block=7000", ranks=1)
+    assert run.returncode == 2 and "is in the folder of the source file" in run.error_lines[0]
+    assert not list(root.glob("beside_*")) and not (root / "_SUCCESS").exists()
+
+
+def test_one_file_read_stays_within_the_memory_limit(tmp_path):
+    """A file whose arrays are larger than the limit: each rank reads its
+    parts by hyperslab and spills, within the limit + 10%, with the same
+    output as an unlimited run."""
+    from sparse_reshard.testing import skewed_matrix
+    m = skewed_matrix(200000, 4000, 20000000, seed=5, dtype=np.float32)
+    src = tmp_path / "big.h5ad"
+    anndata.AnnData(X=m, dtype=m.dtype).write_h5ad(src)
+    arrays = m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
+    limit = 64 << 20
+    assert arrays > limit
+    outputs = {}
+    for name, extra in (("free", []), ("limited", ["--memory-limit", "64MiB", "--scratch-dir", str(tmp_path)])):
+        report = tmp_path / f"{name}.json"
+        run = run_reshard(str(src), "single", str(tmp_path / name / "shard_{i}.npz"), "rows:hash=jump,shards=64",
+                          ranks=2, extra=["--report", str(report), "--compress", "none", *extra])
+        assert run.returncode == 0, run.stderr
+        outputs[name] = [(tmp_path / name / f"shard_{i}.npz").read_bytes() for i in range(64)]
+        peaks = [r["peak_rss_bytes"] for r in read_report_json(report)["per_rank"]]
+        if name == "limited":
+            print(f"one-file read of {arrays / 2**20:.0f} MiB of arrays under a 64 MiB limit: peak RSS per rank "
+                  f"{[round(p / 2**20, 1) for p in peaks]} MiB")
+            assert max(peaks) <= limit * 1.1
+            assert read_report_json(report)["totals"]["bytes_spilled"] > 0
+    assert outputs["limited"] == outputs["free"]

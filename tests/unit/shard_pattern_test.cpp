@@ -30,8 +30,14 @@ TEST(ShardPattern, RowAndColumnPlaceholders) {
 }
 
 TEST(ShardPattern, Errors) {
-  EXPECT_EQ(ShardPattern::parse("data/m/shard.npz").status().message(),
-            "pattern 'data/m/shard.npz' has no {i} (or {row}/{col}) placeholder");
+  // No placeholder: one file (the 'single' scheme), matched exactly.
+  auto one = ShardPattern::parse("data/m/whole.h5ad");
+  ASSERT_TRUE(one.ok());
+  EXPECT_TRUE(one->names_one_file());
+  EXPECT_EQ(one->render(0, 0, 0), "data/m/whole.h5ad");
+  EXPECT_EQ(one->directory(), "data/m/");
+  EXPECT_TRUE(one->match("data/m/whole.h5ad").has_value());
+  EXPECT_FALSE(one->match("data/m/whole.h5ad.tmp").has_value());
   EXPECT_FALSE(ShardPattern::parse("data/{i}/x_{i}.npz").ok());
   EXPECT_FALSE(ShardPattern::parse("data/{i}/x.npz").ok());
   EXPECT_FALSE(ShardPattern::parse("x_{n}.npz").ok());

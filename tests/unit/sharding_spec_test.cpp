@@ -65,6 +65,21 @@ TEST(ShardingSpec, OneLineErrors) {
   EXPECT_FALSE(ShardingSpec::from_json(nlohmann::json{{"axis", "rows"}, {"bogus", 1}}).ok());
 }
 
+TEST(ShardingSpec, SingleIsOneRangeOfRowsAndPrintsAsSingle) {
+  const ShardingSpec single = parse("single");
+  EXPECT_TRUE(single.single());
+  EXPECT_EQ(single, parse("rows:ranges=0"));
+  EXPECT_EQ(parse("rows:ranges=0").to_text(), "single");
+  EXPECT_EQ(parse("single,layout=csc").layout, Layout::kCsc);
+  EXPECT_FALSE(parse("rows:ranges=0,5").single());
+  auto map = ShardMap::bind(single, {7, 3});
+  ASSERT_TRUE(map.ok());
+  EXPECT_EQ(map->shard_count(), 1u);
+  EXPECT_EQ(map->box(0).rows(), 7u);
+  EXPECT_EQ(map->box(0).cols(), 3u);
+  EXPECT_FALSE(ShardingSpec::parse_text("singles").ok());
+}
+
 TEST(ShardingSpec, RangesParseRoundTripAndRefuseWhatIsNotAList) {
   auto rows = parse("rows:ranges=0,1000,5000,workers=2");
   EXPECT_EQ(rows.row_starts, (std::vector<std::uint64_t>{0, 1000, 5000}));
@@ -73,7 +88,7 @@ TEST(ShardingSpec, RangesParseRoundTripAndRefuseWhatIsNotAList) {
   EXPECT_EQ(grid.row_starts, (std::vector<std::uint64_t>{0, 3}));
   EXPECT_EQ(grid.col_starts, (std::vector<std::uint64_t>{0, 1, 4}));
   for (const char* text : {"rows:ranges=0,1000,5000,workers=2", "cols:ranges=0,7,layout=csc",
-                           "grid:row_ranges=0,3,col_ranges=0,1,4,shape=10x10", "rows:ranges=0"}) {
+                           "grid:row_ranges=0,3,col_ranges=0,1,4,shape=10x10", "single", "single,layout=csc"}) {
     const ShardingSpec spec = parse(text);
     EXPECT_EQ(spec.to_text(), text);
     auto back = ShardingSpec::from_json(spec.to_json());

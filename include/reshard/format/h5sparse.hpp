@@ -31,11 +31,28 @@ struct Summary {
   std::vector<std::string> datasets;
   std::uint64_t decoded_bytes = 0;
   bool compressed = false;
+  std::uint64_t nnz = 0;  // length of `data`
+  std::uint32_t value_itemsize = 0;
+  std::uint32_t index_itemsize = 0;
+  std::uint32_t indptr_itemsize = 0;
 };
 
 // `group` empty: /X, or /matrix when the file has no /X (10x).
 Result<Summary> summarize(ByteView file, const std::string& group);
 Result<npz::DecodedShard> decode(ByteView file, const std::string& group);
+
+// One file read in parts by every rank (the `single` scheme). These are the
+// format's only functions that do I/O: HDF5 opens a local path read-only
+// and reads hyperslabs, so that no rank reads or holds more than its part.
+// Object stores have no such path: their HDF5 files are read whole.
+Result<Summary> summarize_file(const std::string& path, const std::string& group);
+// indptr at each position: where each part's entries begin.
+Result<std::vector<std::uint64_t>> indptr_at(const std::string& path, const std::string& group,
+                                             const std::vector<std::uint64_t>& positions);
+// Rows [begin, end) of a CSR matrix (columns of a CSC one) as a matrix of
+// end - begin rows (columns), its indptr rebased to 0 (int64).
+Result<npz::DecodedShard> read_major_range(const std::string& path, const std::string& group, std::uint64_t begin,
+                                           std::uint64_t end);
 
 struct WriteOptions {
   std::string group = kDefaultGroup;

@@ -31,7 +31,13 @@ struct SourceShard {
   std::vector<std::string> members;  // sorted
   std::string compression;           // "none", "deflate" or "mixed"
   std::string group;                 // HDF5 sources: the group holding the matrix
-  int reader = 0;                    // rank that reads it
+  // A part of one file that every rank reads a share of (the `single`
+  // scheme on a local HDF5 file): its rows, or columns for CSC, in
+  // [major_begin, major_end); `box` is the part's.
+  bool part_of_file = false;
+  std::uint64_t major_begin = 0;
+  std::uint64_t major_end = 0;
+  int reader = 0;  // rank that reads it
 };
 
 struct DestinationShard {
