@@ -226,8 +226,9 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: Scheme, new_scheme
     old_scheme = _as_spec(old_scheme, "old_scheme")
     new_scheme = _as_spec(new_scheme, "new_scheme")
     options = _option_args(overwrite, restart, memory_limit, compress, threads)
-    for name, pattern in (("src_pattern", src_pattern), ("dst_pattern", dst_pattern)):
-        if not isinstance(pattern, str) or not any(p in pattern for p in ("{i}", "{row}", "{col}")):
+    for name, pattern, spec in (("src_pattern", src_pattern, old_scheme), ("dst_pattern", dst_pattern, new_scheme)):
+        one_file = spec.to_cli().split(",")[0] == "single"  # a pattern without {i} names the one file
+        if not isinstance(pattern, str) or not (one_file or any(p in pattern for p in ("{i}", "{row}", "{col}"))):
             raise ValueError(f"{name} must be a string with {{i}} (or {{row}}/{{col}}), got {pattern!r}")
     if src_pattern == dst_pattern:
         raise ValueError("dst_pattern must differ from src_pattern")

@@ -143,6 +143,16 @@ class ShardingSpec:
         return cls(axis="rows", row_starts=tuple(starts), **options)
 
     @classmethod
+    def single(cls, **options: Any) -> "ShardingSpec":
+        """One shard holding the whole matrix, for a pattern without ``{i}``
+        naming one file (``single``; ``layout="csc"`` for a CSC file).
+
+        >>> ShardingSpec.single(layout="csc").to_cli()
+        'single,layout=csc'
+        """
+        return cls(axis="rows", row_starts=(0,), **options)
+
+    @classmethod
     def col_ranges(cls, starts: Sequence[int], **options: Any) -> "ShardingSpec":
         """Shards starting at the given columns (``cols:ranges=0,50,...``)."""
         return cls(axis="cols", col_starts=tuple(starts), **options)
@@ -168,6 +178,8 @@ class ShardingSpec:
 
             if self.axis == "grid":
                 text = f"grid:row_ranges={join(self.row_starts)},col_ranges={join(self.col_starts)}"
+            elif self.axis == "rows" and self.row_starts == (0,):
+                text = "single"
             else:
                 text = f"{self.axis}:ranges={join(self.row_starts if self.axis == 'rows' else self.col_starts)}"
         elif self.axis == "grid":
@@ -185,6 +197,8 @@ class ShardingSpec:
     @classmethod
     def from_cli(cls, text: str) -> "ShardingSpec":
         """Parses the CLI's scheme text, e.g. ``"rows:hash=jump,shards=8"``; ``ValueError`` if it is not one."""
+        if text == "single" or text.startswith("single,"):
+            return cls.from_cli("rows:ranges=0" + text[len("single"):])
         axis, sep, rest = text.partition(":")
         if not sep:
             raise ValueError(f"scheme {text!r} must look like 'rows:block=R'")

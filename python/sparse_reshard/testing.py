@@ -86,6 +86,8 @@ class Scheme:
 
     @staticmethod
     def parse(text: str) -> "Scheme":
+        if text == "single" or text.startswith("single,"):
+            text = "rows:ranges=0" + text[len("single"):]
         axis, _, rest = text.partition(":")
         opts: Dict[str, str] = {}
         last = ""

@@ -325,3 +325,18 @@ def test_one_file_read_stays_within_the_memory_limit(tmp_path):
             assert max(peaks) <= limit * 1.1
             assert read_report_json(report)["totals"]["bytes_spilled"] > 0
     assert outputs["limited"] == outputs["free"]
+
+
+def test_python_reshuffle_from_one_h5ad_with_the_single_spec(one_file, tmp_path):
+    from sparse_reshard import ShardingSpec, reshuffle
+    root, m = one_file
+    single = ShardingSpec.single()
+    assert single.to_cli() == "single" and ShardingSpec.from_cli("single,layout=csc") == ShardingSpec.single(
+        layout="csc")
+    fractions = []
+    report = reshuffle(str(root / "whole.h5ad"), str(tmp_path / "p" / "part_{i}.h5ad"), single,
+                       ShardingSpec.row_blocks(10000), max_concurrency=4, progress_cb=fractions.append)
+    assert fractions and fractions[-1] == 1.0
+    assert report.raw["totals"]["source_shards_read"] == 64
+    parts = [anndata.read_h5ad(tmp_path / "p" / f"part_{i}.h5ad").X for i in range(4)]
+    assert (sp.vstack(parts) != m).nnz == 0
