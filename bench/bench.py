@@ -94,6 +94,63 @@ def memory_run(work, limit_mib, nnz):
     return ok
 
 
+def h5ad_run(work, rows, cols, old, shape, total_memory):
+    """AnnData: one .h5ad of the benchmark's matrix -> row-hash .npz shards
+    (read by every rank in parts) and the row-block .npz shards -> one .h5ad,
+    each against bench/anndata_reshard.py in the same run. Uncompressed
+    throughout (anndata writes without compression by default)."""
+    src_npz = os.path.join(work, "src-none", "shard_{i}.npz")
+    one = os.path.join(work, "src-h5ad", "whole.h5ad")
+    params = os.path.join(work, "src-h5ad", "params.json")
+    wanted = {"from": open(os.path.join(work, "src-none", "params.json")).read()}
+    if not (os.path.exists(params) and json.load(open(params)) == wanted):
+        shutil.rmtree(os.path.dirname(one), ignore_errors=True)
+        subprocess.run([sys.executable, os.path.join(HERE, "anndata_reshard.py"), "make", "--src", src_npz,
+                        "--dst", one, "--scheme", old, "--shape", shape], check=True)
+        with open(params, "w") as f:
+            json.dump(wanted, f)
+    out = os.path.join(work, "out-h5ad")
+    new = "rows:hash=mix,shards=8"
+    cases = []
+    base_s, base_rss = timed([sys.executable, os.path.join(HERE, "anndata_reshard.py"), "split", "--src", one,
+                              "--dst", os.path.join(out, "anndata-split", "shard_{i}.npz"), "--scheme", new,
+                              "--shape", shape])
+    row = {"case": "one .h5ad -> rows:hash", "base_s": base_s, "base_rss": base_rss}
+    for ranks in (1, 2):
+        dst = os.path.join(out, f"split-np{ranks}", "shard_{i}.npz")
+        report = os.path.join(out, f"split-np{ranks}.json")
+        limit = f"{int(0.8 * total_memory / ranks) >> 20}MiB"
+        row[f"np{ranks}_s"], _ = timed(["mpirun", "-np", str(ranks), BIN, "--src", one, "--old-scheme", "single",
+                                        "--dst", dst, "--new-scheme", new, "--compress", "none", "--report", report,
+                                        "--memory-limit", limit])
+        row[f"np{ranks}_rss"] = max(p["peak_rss_bytes"] for p in json.load(open(report))["per_rank"])
+    cases.append(row)
+    base_s, base_rss = timed([sys.executable, os.path.join(HERE, "anndata_reshard.py"), "gather", "--src", src_npz,
+                              "--dst", os.path.join(out, "anndata-gather", "whole.h5ad"), "--scheme", old,
+                              "--shape", shape])
+    row = {"case": ".npz shards -> one .h5ad", "base_s": base_s, "base_rss": base_rss}
+    for ranks in (1, 2):
+        dst = os.path.join(out, f"gather-np{ranks}", "whole.h5ad")
+        report = os.path.join(out, f"gather-np{ranks}.json")
+        limit = f"{int(0.8 * total_memory / ranks) >> 20}MiB"
+        row[f"np{ranks}_s"], _ = timed(["mpirun", "-np", str(ranks), BIN, "--src", src_npz, "--old-scheme", old,
+                                        "--dst", dst, "--new-scheme", "single", "--compress", "none", "--report",
+                                        report, "--memory-limit", limit])
+        row[f"np{ranks}_rss"] = max(p["peak_rss_bytes"] for p in json.load(open(report))["per_rank"])
+    cases.append(row)
+    print()
+    print("AnnData/HDF5, uncompressed: mpi_reshard against bench/anndata_reshard.py (read_h5ad + X[rows] + np.savez;")
+    print("load_npz + vstack + write_h5ad), one run")
+    print(f"{'case':<26}{'anndata s':>10}{'np1 s':>8}{'np2 s':>8}{'base/np1':>9}{'base/np2':>9}{'RSS anndata':>12}"
+          f"{'RSS np1':>9}{'RSS np2/rank':>13}")
+    mib = 1 << 20
+    for r in cases:
+        print(f"{r['case']:<26}{r['base_s']:>10.2f}{r['np1_s']:>8.2f}{r['np2_s']:>8.2f}"
+              f"{r['base_s'] / r['np1_s']:>8.1f}x{r['base_s'] / r['np2_s']:>8.1f}x{r['base_rss'] / mib:>9.0f}MiB"
+              f"{r['np1_rss'] / mib:>6.0f}MiB{r['np2_rss'] / mib:>10.0f}MiB")
+    return cases
+
+
 def reshard_run(out, tag, src, old, new, ranks, total_memory, options, mpi=()):
     """One timed mpi_reshard job; each rank may use 80% of memory / ranks."""
     dst = os.path.join(out, tag, "shard_{i}.npz")
@@ -126,6 +183,7 @@ def main():
     ap.add_argument("--memory-limit-mib", type=int, help="limit of the memory run (default 128, 64 with --quick)")
     ap.add_argument("--memory-nnz", type=int, help="requested nonzeros of the memory run")
     ap.add_argument("--only-memory", action="store_true", help="just the bounded-memory run")
+    ap.add_argument("--only-h5ad", action="store_true", help="just the AnnData/HDF5 cases (and their source)")
     a = ap.parse_args()
     nnz = a.nnz or (2_000_000 if a.quick else 100_000_000)
     rows, cols = max(1000, nnz // 5), max(1000, nnz // 20)
@@ -158,7 +216,7 @@ def main():
     # as the earlier figures were, deflate:6; scipy's script and the output
     # size it gives are the baseline of both.
     modes = {True: ["igzip:1", "deflate:6"], False: ["none"]}
-    for compressed in (True, False):
+    for compressed in ((False,) if a.only_h5ad else (True, False)):
         src = os.path.join(a.work, f"src-{'deflate:6' if compressed else 'none'}", "shard_{i}.npz")
         gen = [sys.executable, os.path.join(ROOT, "scripts", "demo_matrix.py"), "make", "--pattern", src,
                "--scheme", old, "--rows", str(rows), "--cols", str(cols), "--nnz", str(nnz), "--seed", "3"]
@@ -175,6 +233,8 @@ def main():
             with open(params, "w") as f:
                 json.dump(wanted, f)
         src_dir = os.path.dirname(src)
+        if a.only_h5ad:
+            sys.exit(0 if h5ad_run(a.work, rows, cols, old, shape, total_memory) else 1)
         for name, new in targets.items():
             out = os.path.join(a.work, f"out-{'deflate' if compressed else 'none'}-{name.replace('->', '-')}")
             scipy_wall, scipy_rss = timed([sys.executable, os.path.join(HERE, "scipy_reshard.py"), "--src", src,
@@ -247,8 +307,9 @@ def main():
     for r in results:
         print(f"{r['case']:<22}{r['plan_s']:>8.2f}{r['plan_s'] / r['np2_s']:>9.1%}{r['plan_balance_s']:>12.2f}"
               f"{r['plan_balance_s'] / r['np2_s']:>9.1%}")
+    h5ad_cases = h5ad_run(a.work, rows, cols, old, shape, total_memory)
     with open(os.path.join(a.work, "results.json"), "w") as f:
-        json.dump({"cases": results, "exchange": exchanges}, f, indent=1)
+        json.dump({"cases": results, "exchange": exchanges, "h5ad": h5ad_cases}, f, indent=1)
     print(f"\nbench: raw figures in {os.path.join(a.work, 'results.json')}")
     # Per-stage CPU cost on one rank at --threads 1 and 2 (target: each stage
     # that has work to split speeds up with a second thread).
