@@ -238,7 +238,8 @@ Result<std::vector<SourceShard>> split_into_parts(Store& store, const SourceShar
   const std::uint64_t parts = std::min(nmajor, std::max(kMinParts, (array_bytes + kPartBytes - 1) / kPartBytes));
   std::vector<std::uint64_t> bounds(parts + 1);
   for (std::uint64_t k = 0; k <= parts; ++k) {
-    bounds[k] = static_cast<std::uint64_t>(static_cast<unsigned __int128>(nmajor) * k / parts);
+    // floor(nmajor * k / parts) without overflow: parts is small.
+    bounds[k] = nmajor / parts * k + nmajor % parts * k / parts;
   }
   RESHARD_ASSIGN_OR_RETURN(auto offsets, h5sparse::indptr_at(path, whole.group, bounds));
   std::vector<SourceShard> out(parts, whole);

@@ -43,7 +43,9 @@ TEST(H5Golden, DecodesWhatAnndataAndH5pyWroteLikeScipy) {
     EXPECT_EQ(npz::format_name(summary->shape_and_format.format), expected["format"].get<std::string>());
     EXPECT_EQ(summary->shape_and_format.nrows, expected["shape"][0].get<std::uint64_t>());
     EXPECT_EQ(summary->shape_and_format.ncols, expected["shape"][1].get<std::uint64_t>());
-    if (expected.contains("compressed")) EXPECT_EQ(summary->compressed, expected["compressed"].get<bool>());
+    if (expected.contains("compressed")) {
+      EXPECT_EQ(summary->compressed, expected["compressed"].get<bool>());
+    }
     auto decoded = decode(file, group);
     ASSERT_TRUE(decoded.ok()) << decoded.status().message();
     const auto& m = decoded->matrix;
