@@ -111,33 +111,27 @@ def h5ad_run(work, rows, cols, old, shape, total_memory):
             json.dump(wanted, f)
     out = os.path.join(work, "out-h5ad")
     new = "rows:hash=mix,shards=8"
+    anndata_script = os.path.join(HERE, "anndata_reshard.py")
     cases = []
-    base_s, base_rss = timed([sys.executable, os.path.join(HERE, "anndata_reshard.py"), "split", "--src", one,
-                              "--dst", os.path.join(out, "anndata-split", "shard_{i}.npz"), "--scheme", new,
-                              "--shape", shape])
-    row = {"case": "one .h5ad -> rows:hash", "base_s": base_s, "base_rss": base_rss}
-    for ranks in (1, 2):
-        dst = os.path.join(out, f"split-np{ranks}", "shard_{i}.npz")
-        report = os.path.join(out, f"split-np{ranks}.json")
-        limit = f"{int(0.8 * total_memory / ranks) >> 20}MiB"
-        row[f"np{ranks}_s"], _ = timed(["mpirun", "-np", str(ranks), BIN, "--src", one, "--old-scheme", "single",
-                                        "--dst", dst, "--new-scheme", new, "--compress", "none", "--report", report,
-                                        "--memory-limit", limit])
-        row[f"np{ranks}_rss"] = max(p["peak_rss_bytes"] for p in json.load(open(report))["per_rank"])
-    cases.append(row)
-    base_s, base_rss = timed([sys.executable, os.path.join(HERE, "anndata_reshard.py"), "gather", "--src", src_npz,
-                              "--dst", os.path.join(out, "anndata-gather", "whole.h5ad"), "--scheme", old,
-                              "--shape", shape])
-    row = {"case": ".npz shards -> one .h5ad", "base_s": base_s, "base_rss": base_rss}
-    for ranks in (1, 2):
-        dst = os.path.join(out, f"gather-np{ranks}", "whole.h5ad")
-        report = os.path.join(out, f"gather-np{ranks}.json")
-        limit = f"{int(0.8 * total_memory / ranks) >> 20}MiB"
-        row[f"np{ranks}_s"], _ = timed(["mpirun", "-np", str(ranks), BIN, "--src", src_npz, "--old-scheme", old,
-                                        "--dst", dst, "--new-scheme", "single", "--compress", "none", "--report",
-                                        report, "--memory-limit", limit])
-        row[f"np{ranks}_rss"] = max(p["peak_rss_bytes"] for p in json.load(open(report))["per_rank"])
-    cases.append(row)
+    for case, baseline, job in (
+            ("one .h5ad -> rows:hash",
+             ["split", "--src", one, "--dst", os.path.join(out, "anndata-split", "shard_{i}.npz"), "--scheme", new],
+             ("split", one, "single", "shard_{i}.npz", new)),
+            (".npz shards -> one .h5ad",
+             ["gather", "--src", src_npz, "--dst", os.path.join(out, "anndata-gather", "whole.h5ad"), "--scheme", old],
+             ("gather", src_npz, old, "whole.h5ad", "single"))):
+        base_s, base_rss = timed([sys.executable, anndata_script, *baseline, "--shape", shape])
+        row = {"case": case, "base_s": base_s, "base_rss": base_rss}
+        tag, src, src_scheme, dst_name, dst_scheme = job
+        for ranks in (1, 2):
+            report = os.path.join(out, f"{tag}-np{ranks}.json")
+            limit = f"{int(0.8 * total_memory / ranks) >> 20}MiB"
+            row[f"np{ranks}_s"], _ = timed(
+                ["mpirun", "-np", str(ranks), BIN, "--src", src, "--old-scheme", src_scheme, "--dst",
+                 os.path.join(out, f"{tag}-np{ranks}", dst_name), "--new-scheme", dst_scheme, "--compress", "none",
+                 "--report", report, "--memory-limit", limit])
+            row[f"np{ranks}_rss"] = max(p["peak_rss_bytes"] for p in json.load(open(report))["per_rank"])
+        cases.append(row)
     print()
     print("AnnData/HDF5, uncompressed: mpi_reshard against bench/anndata_reshard.py (read_h5ad + X[rows] + np.savez;")
     print("load_npz + vstack + write_h5ad), one run")
