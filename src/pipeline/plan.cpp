@@ -227,9 +227,9 @@ constexpr std::uint64_t kMinParts = 64;
 // A local HDF5 file named by a placeholder-less pattern: parts of it, each
 // read by hyperslab. Object stores keep it whole (read by one rank).
 Result<std::vector<SourceShard>> split_into_parts(Store& store, const SourceShard& whole) {
-  const std::string path = store.url(whole.key);
-  if (path.find("://") != std::string::npos) return std::vector<SourceShard>{whole};
-  RESHARD_ASSIGN_OR_RETURN(h5sparse::Summary summary, h5sparse::summarize_file(path, whole.group));
+  const std::optional<std::string> path = store.local_path(whole.key);
+  if (!path) return std::vector<SourceShard>{whole};
+  RESHARD_ASSIGN_OR_RETURN(h5sparse::Summary summary, h5sparse::summarize_file(*path, whole.group));
   const bool csr = whole.format == npz::SparseFormat::kCsr;
   const std::uint64_t nmajor = csr ? whole.nrows : whole.ncols;
   if (nmajor == 0) return std::vector<SourceShard>{whole};
@@ -241,7 +241,7 @@ Result<std::vector<SourceShard>> split_into_parts(Store& store, const SourceShar
     // floor(nmajor * k / parts) without overflow: parts is small.
     bounds[k] = nmajor / parts * k + nmajor % parts * k / parts;
   }
-  RESHARD_ASSIGN_OR_RETURN(auto offsets, h5sparse::indptr_at(path, whole.group, bounds));
+  RESHARD_ASSIGN_OR_RETURN(auto offsets, h5sparse::indptr_at(*path, whole.group, bounds));
   std::vector<SourceShard> out(parts, whole);
   for (std::uint64_t k = 0; k < parts; ++k) {
     SourceShard& part = out[k];

@@ -124,8 +124,8 @@ Result<SourceHeader> read_hdf5_header(Store& store, const std::string& key, cons
                                       const std::string& hdf5_group) {
   // A local file is summarised by HDF5 from its path, reading only its
   // metadata; an object is read whole (its metadata may be anywhere).
-  const std::string path = store.url(key);
-  const bool local = path.find("://") == std::string::npos;
+  const std::optional<std::string> path = store.local_path(key);
+  const bool local = path.has_value();
   Bytes file;
   if (local) {
     RESHARD_ASSIGN_OR_RETURN(file, store.read(key, 0, std::min<std::uint64_t>(info.size, kTailGuess)));
@@ -133,7 +133,7 @@ Result<SourceHeader> read_hdf5_header(Store& store, const std::string& key, cons
     RESHARD_ASSIGN_OR_RETURN(file, store.read(key, 0, info.size));
   }
   RESHARD_ASSIGN_OR_RETURN(h5sparse::Summary summary,
-                           local ? h5sparse::summarize_file(path, hdf5_group) : h5sparse::summarize(file, hdf5_group));
+                           local ? h5sparse::summarize_file(*path, hdf5_group) : h5sparse::summarize(file, hdf5_group));
   if (local) summary.decoded_bytes += info.size;  // decoding a whole shard holds HDF5's copy of the file
   SourceHeader header;
   header.info = info;
@@ -202,7 +202,9 @@ Result<LoadedSource> decode_source(const Store& store, const SourceShard& shard,
   auto decoded = [&]() -> Result<npz::DecodedShard> {
     if (shard.part_of_file) {
       loaded.bytes_read = shard.bytes;
-      return h5sparse::read_major_range(store.url(shard.key), shard.group, shard.major_begin, shard.major_end);
+      const std::optional<std::string> path = store.local_path(shard.key);
+      if (!path) return Status::Internal("a part of a file on a store without local paths");
+      return h5sparse::read_major_range(*path, shard.group, shard.major_begin, shard.major_end);
     }
     if (!h5sparse::is_hdf5_key(shard.key)) return npz::decode(std::move(file), threads);
     auto from_hdf5 = h5sparse::decode(file, shard.group);

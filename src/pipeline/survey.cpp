@@ -447,8 +447,7 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
   Status local;
   // Small ranged reads cost a syscall on a filesystem but a request on an
   // object store: only local sources are streamed.
-  const std::string probe_url = store.url(src->key);
-  const bool local_store = probe_url.find("://") == std::string::npos || probe_url.rfind("file://", 0) == 0;
+  const bool local_store = store.local_path(src->key).has_value();
   std::vector<std::uint32_t> line_shard;      // built on first use
   std::vector<std::uint64_t> source_lines;    // one source's entries per line
   std::vector<std::uint32_t> source_lines32;  // the same, for sources under 2^32 entries

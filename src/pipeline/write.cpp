@@ -10,25 +10,14 @@ namespace reshard {
 
 namespace {
 
-Result<WrittenShard> write_hdf5_shard(Store& store, const AssembledShard& shard, const npz::EncodeInput& input,
-                                      const zip::WriteOptions& compression, const std::string& hdf5_group) {
-  const std::string context = "writing " + store.url(shard.shard->key);
+h5sparse::WriteOptions hdf5_options(const AssembledShard& shard, const zip::WriteOptions& compression,
+                                    const std::string& hdf5_group) {
   h5sparse::WriteOptions options;
   if (!hdf5_group.empty()) options.group = hdf5_group;
   options.gzip_level = compression.method == zip::Method::kStored ? 0 : std::max(1, compression.level);
   options.first_row = shard.shard->box.row_begin;
   options.first_col = shard.shard->box.col_begin;
-  auto encoded = h5sparse::encode(input, options);
-  if (!encoded.ok()) return encoded.status().with_context(context);
-  RESHARD_RETURN_IF_ERROR(store.write_atomic(shard.shard->key, *encoded).with_context(context));
-  WrittenShard written;
-  written.index = shard.shard->index;
-  written.key = shard.shard->key;
-  written.bytes = encoded->size();
-  written.nnz = shard.indices.size();
-  written.crc32c = crc32c(*encoded);
-  written.fingerprint = shard.fingerprint;
-  return written;
+  return options;
 }
 
 }  // namespace
@@ -46,16 +35,31 @@ Result<WrittenShard> write_shard(Store& store, const AssembledShard& shard, cons
   input.values = shard.values;
   if (shard.row_ids) input.row_ids = std::span<const std::uint64_t>(*shard.row_ids);
   if (shard.col_ids) input.col_ids = std::span<const std::uint64_t>(*shard.col_ids);
-  if (h5sparse::is_hdf5_key(shard.shard->key)) return write_hdf5_shard(store, shard, input, compression, hdf5_group);
-  auto encoded = npz::encode_pieces(input, compression);
-  if (!encoded.ok()) return encoded.status().with_context(context);
-  RESHARD_RETURN_IF_ERROR(store.write_atomic_pieces(shard.shard->key, encoded->pieces).with_context(context));
+  // The file as pieces: an .npz's arrays are not copied into one buffer;
+  // an HDF5 image is one buffer already.
+  std::vector<ByteView> pieces;
+  zip::Archive archive;
+  Bytes image;
+  if (h5sparse::is_hdf5_key(shard.shard->key)) {
+    auto encoded = h5sparse::encode(input, hdf5_options(shard, compression, hdf5_group));
+    if (!encoded.ok()) return encoded.status().with_context(context);
+    image = std::move(encoded).value();
+    pieces = {ByteView(image)};
+  } else {
+    auto encoded = npz::encode_pieces(input, compression);
+    if (!encoded.ok()) return encoded.status().with_context(context);
+    archive = std::move(encoded).value();
+    pieces = archive.pieces;
+  }
+  RESHARD_RETURN_IF_ERROR(store.write_atomic_pieces(shard.shard->key, pieces).with_context(context));
   WrittenShard written;
   written.index = shard.shard->index;
   written.key = shard.shard->key;
-  written.bytes = encoded->size;
   written.nnz = shard.indices.size();
-  for (const ByteView piece : encoded->pieces) written.crc32c = crc32c(piece, written.crc32c);
+  for (const ByteView piece : pieces) {
+    written.bytes += piece.size();
+    written.crc32c = crc32c(piece, written.crc32c);
+  }
   written.fingerprint = shard.fingerprint;
   return written;
 }

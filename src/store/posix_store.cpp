@@ -85,6 +85,7 @@ auto write_pieces(const std::vector<ByteView>& pieces) {
 class PosixStore final : public Store {
  public:
   std::string url(const std::string& key) const override { return key; }
+  std::optional<std::string> local_path(const std::string& key) const override { return key; }
 
   Result<std::optional<ObjectInfo>> stat(const std::string& key) override {
     struct ::stat st {};

@@ -28,10 +28,13 @@ class CredentialIssuer:
         self.issued = 0
         self.lock = threading.Lock()
 
-    def issue(self):
+    def next_number(self):
         with self.lock:
             self.issued += 1
-            key = f"ASIATEST{self.issued:08d}"
+            return self.issued
+
+    def issue(self):
+        key = f"ASIATEST{self.next_number():08d}"
         secret, token = secrets.token_hex(20), secrets.token_hex(32)
         expires = int(time.time()) + LIFETIME_S
         self.s3.control("/__front/credentials", json.dumps(
@@ -287,18 +290,11 @@ print(json.dumps({{"Version": 1, "AccessKeyId": key, "SecretAccessKey": secret, 
 STORAGE_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 
 
-class TokenIssuer:
+class TokenIssuer(CredentialIssuer):
     """Issues short-lived access tokens and registers each with the front."""
 
-    def __init__(self, s3):
-        self.s3 = s3
-        self.issued = 0
-        self.lock = threading.Lock()
-
     def issue(self):
-        with self.lock:
-            self.issued += 1
-            token = f"ya29.test-{self.issued}-{secrets.token_hex(8)}"
+        token = f"ya29.test-{self.next_number()}-{secrets.token_hex(8)}"
         self.s3.control("/__front/bearer", json.dumps(
             {"token": token, "expiresAt": int(time.time()) + LIFETIME_S}).encode())
         return {"access_token": token, "expires_in": LIFETIME_S, "token_type": "Bearer"}

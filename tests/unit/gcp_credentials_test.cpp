@@ -23,7 +23,10 @@ std::string decode_base64url(const std::string& text) {
   for (const char c : text) {
     const auto* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     const char* at = std::strchr(alphabet, c);
-    if (at == nullptr || c == '\0') ADD_FAILURE() << "not base64url: " << c;
+    if (at == nullptr || c == '\0') {
+      ADD_FAILURE() << "not base64url: " << c;
+      return out;
+    }
     buffer = (buffer << 6) | static_cast<std::uint32_t>(at - alphabet);
     bits += 6;
     if (bits >= 8) {

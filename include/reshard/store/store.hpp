@@ -29,6 +29,10 @@ class Store {
   // The user-facing spelling of a key, for messages ("s3://b/k", "data/k").
   virtual std::string url(const std::string& key) const = 0;
 
+  // A filesystem path that libraries may open themselves (HDF5 hyperslab
+  // reads) and where small ranged reads are cheap; nullopt for object stores.
+  virtual std::optional<std::string> local_path(const std::string& /*key*/) const { return std::nullopt; }
+
   // nullopt when the object does not exist.
   virtual Result<std::optional<ObjectInfo>> stat(const std::string& key) = 0;
   virtual Result<Bytes> read(const std::string& key, std::uint64_t offset, std::uint64_t length) = 0;
