@@ -39,6 +39,9 @@ class Comm {
   [[noreturn]] virtual void abort(int exit_code) = 0;
   // Rounds the last alltoallv took (for the report and the tests).
   virtual std::uint64_t last_exchange_rounds() const = 0;
+  // The MPI communicator behind this Comm (points at an MPI_Comm), for
+  // libraries that take one (parallel HDF5); nullptr without MPI.
+  virtual const void* mpi_communicator() const { return nullptr; }
 };
 
 // A communicator of one rank: the identity for every collective.

@@ -34,6 +34,11 @@ class ShardPattern {
   // The part before the first placeholder, cut back to the last '/': the
   // directory a listing has to look in.
   std::string directory() const;
+  // Where the dataset's control files go (_SUCCESS, _reshard/): the
+  // directory, or "<file>." for a pattern naming one file, so that several
+  // one-file datasets can share a folder: out/a.h5ad._SUCCESS,
+  // out/a.h5ad._reshard/manifest.json.
+  std::string control_prefix() const { return names_one_file() ? text_ + "." : directory(); }
   // Parses a full name; nullopt when it is not one of this pattern's names.
   std::optional<ShardName> match(const std::string& name) const;
 

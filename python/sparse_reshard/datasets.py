@@ -10,15 +10,8 @@ import os
 import subprocess
 from typing import Any, Dict, Optional, Tuple
 
-from .runner import ReshardError, default_report_path, find_binary, local_directory
+from .runner import ReshardError, control_path, default_report_path, find_binary, local_directory
 from .spec import ShardingSpec
-
-
-def _remote_directory(pattern: str) -> str:
-    """The part of a URL pattern before its first placeholder, up to the last '/'."""
-    brace = pattern.find("{")
-    head = pattern if brace < 0 else pattern[:brace]
-    return head[:head.rfind("/") + 1]
 
 
 def _cat(url: str) -> Optional[bytes]:
@@ -35,10 +28,10 @@ def _cat(url: str) -> Optional[bytes]:
 
 def _read(pattern: str, name: str) -> Optional[bytes]:
     """The control file ``name`` (e.g. ``_SUCCESS``) of the dataset ``pattern``."""
-    directory = local_directory(pattern)
-    if directory is None:
-        return _cat(_remote_directory(pattern) + name)
-    path = os.path.join(directory, name)
+    if local_directory(pattern) is None:
+        return _cat(control_path(pattern, name))
+    local = pattern[len("file://"):] if pattern.startswith("file://") else pattern
+    path = control_path(local, name)
     if not os.path.isfile(path):
         return None
     with open(path, "rb") as f:
@@ -47,7 +40,8 @@ def _read(pattern: str, name: str) -> Optional[bytes]:
 
 def is_published(dst_pattern: str) -> bool:
     """True once the job that writes ``dst_pattern`` has published it
-    (``<dst dir>/_SUCCESS`` exists). Readers must check this first. Works for
+    (``<dst dir>/_SUCCESS``, or ``<file>._SUCCESS`` for a one-file dataset,
+    exists). Readers must check this first. Works for
     local paths and for ``s3://``/``gs://`` URLs."""
     return _read(dst_pattern, "_SUCCESS") is not None
 

@@ -62,10 +62,27 @@ def local_directory(pattern: str) -> Optional[str]:
     return os.path.dirname(path[:brace] if brace >= 0 else path) or "."
 
 
+def names_one_file(pattern: str) -> bool:
+    """A pattern without {i}, {row} or {col} names one file (the `single` scheme)."""
+    return not any(p in pattern for p in ("{i}", "{row}", "{col}"))
+
+
+def control_path(pattern: str, name: str) -> str:
+    """Where the control file ``name`` (``_SUCCESS``, ``_reshard/...``) of a
+    dataset is: in its directory, or beside a one-file dataset under the
+    file's name (``out/a.h5ad._SUCCESS``), as mpi_reshard writes them."""
+    if names_one_file(pattern):
+        return pattern + "." + name
+    brace = pattern.find("{")
+    return pattern[:pattern.rfind("/", 0, brace) + 1] + name
+
+
 def default_report_path(dst_pattern: str) -> Optional[str]:
     """Where the wrapper keeps the job's report: beside the manifest."""
-    directory = local_directory(dst_pattern)
-    return None if directory is None else os.path.join(directory, "_reshard", "report.json")
+    if local_directory(dst_pattern) is None:
+        return None
+    path = dst_pattern[len("file://"):] if dst_pattern.startswith("file://") else dst_pattern
+    return control_path(path, "_reshard/report.json")
 
 
 def _launcher_command(launcher: str, num_ranks: int, mpi_args: Sequence[str]) -> List[str]:
@@ -186,8 +203,10 @@ def reshuffle(src_pattern: str, dst_pattern: str, old_scheme: Scheme, new_scheme
     the CLI's scheme text (``"rows:block=1000"``, docs/schemes.md).
 
     Returns the job's :class:`JobReport` when the result is published
-    (``<dst dir>/_SUCCESS``); the report is also kept at ``report_path``, by
-    default ``<dst dir>/_reshard/report.json`` for a local destination. Raises
+    (``<dst dir>/_SUCCESS``; ``<file>._SUCCESS`` for a one-file destination);
+    the report is also kept at ``report_path``, by default
+    ``<dst dir>/_reshard/report.json`` (``<file>._reshard/report.json``) for a
+    local destination. Raises
     :class:`ReshardError` when the program fails (the destination stays
     resumable: call again with the same arguments) and ``ValueError`` for bad
     arguments, before anything is launched. Nothing is created at the

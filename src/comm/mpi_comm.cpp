@@ -139,6 +139,7 @@ class MpiComm final : public Comm {
     std::_Exit(exit_code);
   }
   std::uint64_t last_exchange_rounds() const override { return rounds_; }
+  const void* mpi_communicator() const override { return &comm_; }
 
  private:
   MPI_Comm comm_;

@@ -163,7 +163,9 @@ std::string why_claim_is_free(const ClaimHolder& holder, double now, const Claim
 Result<std::unique_ptr<DestinationClaim>> DestinationClaim::take(Store& store, const std::string& directory,
                                                                  const std::string& job_id, const ClaimTiming& timing) {
   const std::string claims = claims_directory(directory);
-  RESHARD_ASSIGN_OR_RETURN(const bool directory_existed, store.directory_exists(directory));
+  // The folder the control files go in ("out/a.h5ad." is a prefix in out/).
+  RESHARD_ASSIGN_OR_RETURN(const bool directory_existed,
+                           store.directory_exists(directory.substr(0, directory.rfind('/') + 1)));
   // Each lost race means another taker created the generation we wanted;
   // a few rounds settle any realistic contention.
   constexpr int kAttempts = 16;
@@ -243,7 +245,7 @@ void DestinationClaim::withdraw() {
   const std::string reshard_dir = directory_ + "_reshard/";
   (void)store_.remove_empty_directory(claims_directory(directory_));
   (void)store_.remove_empty_directory(reshard_dir);
-  if (!directory_existed_) (void)store_.remove_empty_directory(directory_);
+  if (!directory_existed_) (void)store_.remove_empty_directory(directory_.substr(0, directory_.rfind('/') + 1));
 }
 
 void DestinationClaim::renew_until_stopped() {

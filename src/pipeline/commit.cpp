@@ -193,7 +193,7 @@ Result<StartingPoint> find_starting_point(Comm& comm, Store& store, const Plan& 
     decision["unpublish_first"] = status.ok() && kind == "fresh" && success.has_value();
     if (status.ok() && check == StartCheck::kFull) {
       std::uint64_t removed = 0;
-      for (const std::string& d : {dir, dir + "_reshard/"}) {
+      for (const std::string& d : {plan.written_key_prefix, dir + "_reshard/"}) {
         auto n = store.clean_up_incomplete_writes(d);
         if (!n.ok()) {
           status = n.status().with_context("removing temp files of an interrupted run");

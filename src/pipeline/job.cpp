@@ -14,12 +14,14 @@
 #include <thread>
 
 #include "reshard/fault.hpp"
+#include "reshard/format/h5sparse.hpp"
 #include "reshard/pipeline/assemble.hpp"
 #include "reshard/pipeline/bucket.hpp"
 #include "reshard/pipeline/claim.hpp"
 #include "reshard/pipeline/commit.hpp"
 #include "reshard/pipeline/exchange.hpp"
 #include "reshard/pipeline/memory_budget.hpp"
+#include "reshard/pipeline/one_file_sink.hpp"
 #include "reshard/pipeline/ownership.hpp"
 #include "reshard/pipeline/plan.hpp"
 #include "reshard/pipeline/read.hpp"
@@ -319,6 +321,23 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
                              "; raise --memory-limit");
     }
   }
+  // A destination that is one local HDF5 file is written by every rank at
+  // once: the shuffle routes, owns and assembles parts of it.
+  const std::optional<std::string> one_file_path =
+      io.dst_pattern.names_one_file() && h5sparse::is_hdf5_key(plan.destinations.front().key)
+          ? dst_store.local_path(plan.destinations.front().key)
+          : std::nullopt;
+  std::vector<std::uint64_t> part_bounds;
+  std::optional<Plan> parts_plan;
+  if (one_file_path) {
+    RESHARD_ASSIGN_OR_RETURN(parts_plan,
+                             plan_file_parts(plan, file_part_count(plan, comm.size(), working), part_bounds));
+  }
+  Plan& routing = one_file_path ? *parts_plan : plan;
+  // What the shuffle drops: the shards kept from an earlier run (a one-file
+  // destination is kept or rewritten whole).
+  const std::vector<bool> routing_skip = one_file_path ? std::vector<bool>(routing.destinations.size(), skip[0]) : skip;
+
   const std::string scratch_dir = config.scratch_dir.empty() ? default_scratch_dir() : config.scratch_dir;
   const int threads =
       config.threads > 0
@@ -337,7 +356,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
 
   // ---- read + bucket ----
   phase = Clock::now();
-  Buckets buckets(plan.destinations.size());
+  Buckets buckets(routing.destinations.size());
   std::optional<ScratchFile> scratch;
   auto spill_buckets = [&]() -> Status {
     if (buckets.resident_bytes() == 0) return Status::Ok();
@@ -414,7 +433,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
         ahead = std::async(std::launch::async, [&src_store, next] { return fetch_source(src_store, *next); });
       }
       const auto t1 = Clock::now();
-      buckets.add(bucket_source(*loaded, plan.destination_map, skip, threads));
+      buckets.add(bucket_source(*loaded, routing.destination_map, routing_skip, threads));
       bucket_seconds += seconds_since(t1);
     }
     report_progress(
@@ -440,7 +459,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   routed_here.merge(reused_fingerprint);
   const Fingerprint routed{comm.sum(routed_here.count), comm.sum(routed_here.sum)};
   // Shards copied as they are take no part in ownership or the exchange.
-  std::vector<bool> exchange_skip = skip;
+  std::vector<bool> exchange_skip = routing_skip;
   {
     json mine = json::array();
     for (const auto& r : my_reused) mine.push_back(r.destination->index);
@@ -452,11 +471,11 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   // ---- owners and waves, before anything is written: a shard that cannot
   // fit in memory is refused with the destination untouched ----
   Holdings holdings = gather_holdings(comm, buckets);
-  const Ownership ownership = choose_owners(holdings, plan, exchange_skip, config.ownership_epsilon);
-  plan.owner = ownership.owner;
+  const Ownership ownership = choose_owners(holdings, routing, exchange_skip, config.ownership_epsilon);
+  routing.owner = ownership.owner;
   // Entries per shard this run writes, for the report's skew figures.
   std::vector<std::uint64_t> written_shard_entries;
-  for (std::uint64_t d = 0; d < plan.destinations.size(); ++d) {
+  for (std::uint64_t d = 0; d < routing.destinations.size(); ++d) {
     if (exchange_skip[d]) continue;
     std::uint64_t n = 0;
     for (const auto& row : holdings.held) n += row[d];
@@ -465,8 +484,8 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   WaveProblem waves_problem;
   waves_problem.ranks = comm.size();
   waves_problem.held = std::move(holdings.held);
-  for (const auto& d : plan.destinations) waves_problem.owner.push_back(plan.owner.owner_of(d.index));
-  shard_extents(plan, waves_problem.majors, waves_problem.ids);
+  for (const auto& d : routing.destinations) waves_problem.owner.push_back(routing.owner.owner_of(d.index));
+  shard_extents(routing, waves_problem.majors, waves_problem.ids);
   waves_problem.resident = holdings.resident;
   waves_problem.working_bytes = working;
   WavePlan waves = plan_waves(waves_problem);
@@ -481,7 +500,8 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   }
   if (waves.too_large) {
     const auto& big = *waves.too_large;
-    return Status::Invalid("destination shard " + dst_store.url(plan.destinations[big.shard].key) + " would hold " +
+    return Status::Invalid((one_file_path ? "part " + std::to_string(big.shard) + " of " : "destination shard ") +
+                           dst_store.url(routing.destinations[big.shard].key) + " would hold " +
                            std::to_string(big.entries) + " entries and needs " + format_bytes(big.bytes_needed) +
                            " on rank " + std::to_string(big.owner) + " to exchange and assemble, but " + limit_text +
                            "; raise --memory-limit or choose more destination shards");
@@ -505,7 +525,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   // ---- exchange + assemble + write, wave by wave; the manifest records
   // each round of writes ----
   std::uint64_t my_owned = 0;
-  for (const auto& d : plan.destinations) my_owned += plan.owner.owner_of(d.index) == rank ? 1 : 0;
+  for (const auto& d : routing.destinations) my_owned += routing.owner.owner_of(d.index) == rank ? 1 : 0;
   std::vector<std::uint64_t> written_here;
   Fingerprint written_fingerprint;
   double exchange_seconds = 0;
@@ -514,9 +534,10 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   bool dropped_entry = false;
   const std::uint64_t batch = std::max<std::uint64_t>(1, config.manifest_batch);
   my_owned += my_reused.size();
+  std::uint64_t parts_written = 0;  // of a one-file destination
   auto write_fraction = [&] {
     return kPlanWeight + kReadWeight +
-           (kExchangeWeight + kWriteWeight) * static_cast<double>(stats.shards_written) /
+           (kExchangeWeight + kWriteWeight) * static_cast<double>(stats.shards_written + parts_written) /
                static_cast<double>(std::max<std::uint64_t>(1, my_owned));
   };
   // Writes `count` shards, produce_shard(k) each, in rounds of --manifest-batch
@@ -563,9 +584,33 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
         return copied->written;
       },
       "copied unchanged"));
+  std::unique_ptr<OneFileSink> sink;
+  if (one_file_path && anything_to_write) {
+    OneFileLayout layout;
+    layout.path = *one_file_path;
+    layout.temp_path = one_file_temp_path(*one_file_path, log.manifest().job_id);
+    if (!config.destination_group.empty()) layout.group = config.destination_group;
+    layout.csr = routing.destination_map.spec().layout == Layout::kCsr;
+    layout.nrows = plan.shape.nrows;
+    layout.ncols = plan.shape.ncols;
+    layout.value_dtype = value_dtype;
+    layout.gzip_level = compression.method == zip::Method::kStored ? 0 : std::max(1, compression.level);
+    layout.part_bounds = part_bounds;
+    // Where each part's entries start: the counts every rank holds for it,
+    // known before anything moves.
+    layout.part_offsets.assign(routing.destinations.size() + 1, 0);
+    for (std::size_t k = 0; k < routing.destinations.size(); ++k) {
+      std::uint64_t entries = 0;
+      for (const auto& row : waves_problem.held) entries += row[k];
+      layout.part_offsets[k + 1] = layout.part_offsets[k] + entries;
+    }
+    auto created = OneFileSink::create(comm, std::move(layout));
+    RESHARD_RETURN_IF_ERROR(agree(comm, created.status()));
+    sink = std::move(created).value();
+  }
   for (const auto& wave : waves.waves) {
     phase = Clock::now();
-    RESHARD_ASSIGN_OR_RETURN(WaveEntries entries, exchange_wave(comm, buckets, waves_problem.held, plan.owner, wave,
+    RESHARD_ASSIGN_OR_RETURN(WaveEntries entries, exchange_wave(comm, buckets, waves_problem.held, routing.owner, wave,
                                                                 config.max_message_bytes, stats.exchange));
     exchange_seconds += seconds_since(phase);
     const std::string wave_text =
@@ -582,7 +627,31 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
       }
     }
     std::vector<const DestinationShard*> owned;
-    for (const auto d : entries.shards) owned.push_back(&plan.destinations[d]);
+    for (const auto d : entries.shards) owned.push_back(&routing.destinations[d]);
+    if (sink) {
+      // Part by part, every rank in every collective write, so a rank holds
+      // one assembled part at a time as with shards.
+      const std::uint64_t slots = comm.max(owned.size());
+      for (std::uint64_t k = 0; k < slots; ++k) {
+        const auto t0 = Clock::now();
+        std::optional<AssembledShard> part;
+        if (k < owned.size()) {
+          part = assemble_shard(entries.parts[k], *owned[k], routing, value_dtype, {}, threads);
+          written_fingerprint.merge(part->fingerprint);
+          stats.entries_written += part->indices.size();
+          ++parts_written;
+        }
+        const auto t1 = Clock::now();
+        assemble_seconds += std::chrono::duration<double>(t1 - t0).count();
+        RESHARD_RETURN_IF_ERROR(agree(comm, sink->write_part(comm, part ? &*part : nullptr)));
+        write_seconds += seconds_since(t1);
+      }
+      report_progress("write", write_fraction(),
+                      "wrote " + std::to_string(parts_written) + "/" + std::to_string(my_owned) +
+                          " parts of the destination file on rank 0 (" + wave_text + ")",
+                      stats.entries_written);
+      continue;
+    }
     auto ids = hashed_ids_for(plan, owned);
     RESHARD_RETURN_IF_ERROR(write_in_rounds(
         owned.size(),
@@ -597,6 +666,26 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
           return w;
         },
         wave_text));
+  }
+  if (sink) {
+    const auto t0 = Clock::now();
+    RESHARD_ASSIGN_OR_RETURN(const OneFileSink::Closed closed, sink->close(comm));
+    const Fingerprint file_fingerprint{comm.sum(written_fingerprint.count), comm.sum(written_fingerprint.sum)};
+    std::vector<WrittenShard> record;
+    if (rank == 0) {
+      WrittenShard file;
+      file.key = plan.destinations.front().key;
+      file.bytes = closed.bytes;
+      file.nnz = file_fingerprint.count;
+      file.crc32c = closed.crc32c;
+      file.fingerprint = file_fingerprint;
+      record.push_back(file);
+      stats.bytes_written += closed.bytes;
+      ++stats.shards_written;
+    }
+    write_seconds += seconds_since(t0);
+    fault::point("after-shard-write");
+    RESHARD_RETURN_IF_ERROR(log.record_round(comm, record));
   }
   stats.seconds["exchange"] = exchange_seconds;
   stats.seconds["assemble"] = assemble_seconds;
@@ -634,6 +723,8 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
       if (!status.ok()) break;
     }
     if (status.ok()) status = claim->still_held();
+    // A one-file destination takes its name only now, just before _SUCCESS.
+    if (status.ok() && sink) status = sink->move_into_place().with_context("publishing");
     if (status.ok()) {
       fault::point("before-publish");
       status = log.publish(success);
@@ -646,7 +737,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
         outcome.warnings.push_back(committed.message() +
                                    "; the dataset is published, and rerunning the same command commits the manifest");
       }
-      for (const std::string& d : {plan.destination_directory, plan.destination_directory + "_reshard/"}) {
+      for (const std::string& d : {plan.written_key_prefix, plan.destination_directory + "_reshard/"}) {
         auto removed = dst_store.clean_up_incomplete_writes(d);
         if (!removed.ok())
           outcome.warnings.push_back("removing temp files after publishing: " + removed.status().message());
@@ -665,6 +756,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
                {"bytes_sent", stats.exchange.bytes_sent},
                {"entries_kept_local", stats.exchange.entries_kept_local},
                {"entries_received", stats.exchange.entries_received},
+               {"entries_written", stats.entries_written},
                {"destination_shards_written", stats.shards_written},
                {"bytes_written", stats.bytes_written},
                {"bytes_spilled", stats.bytes_spilled},

@@ -169,9 +169,10 @@ Status check_destination_place(const Store& source_store, const ShardPattern& so
     return Status::Invalid("destination pattern is the source pattern; refusing to overwrite the source");
   }
   // A one-file source owns no directory: only its own folder is refused
-  // (the destination's manifest and _SUCCESS would sit beside it).
+  // to a shard set (whose manifest and _SUCCESS would sit beside it); a
+  // one-file destination's control files carry its own name.
   if (source_pattern.names_one_file()) {
-    if (dst_dir != src_dir) return Status::Ok();
+    if (dst_dir != src_dir || destination_pattern.names_one_file()) return Status::Ok();
     return Status::Invalid("destination " + destination_pattern.text() + " is in the folder of the source file " +
                            source_pattern.text() + "; choose another directory (a subdirectory will do)");
   }
@@ -458,6 +459,41 @@ Result<Plan> plan_sources(Comm& comm, Store& source_store, const ShardPattern& s
   return plan;
 }
 
+std::uint64_t file_part_count(const Plan& plan, int ranks, std::uint64_t working_bytes) {
+  const bool csr = plan.destination_map.spec().layout == Layout::kCsr;
+  const std::uint64_t nmajor = csr ? plan.shape.nrows : plan.shape.ncols;
+  std::uint64_t array_bytes = 0;
+  for (const auto& s : plan.sources) array_bytes += s.decoded_bytes;
+  // Assembly holds about 4x a part's arrays (memory_cost::assemble: 48
+  // bytes per entry of ~12).
+  const std::uint64_t half = std::max<std::uint64_t>(1, working_bytes / 2);
+  const std::uint64_t parts =
+      std::max({static_cast<std::uint64_t>(std::max(1, ranks)), (4 * array_bytes + half - 1) / half,
+                (array_bytes + kPartBytes - 1) / kPartBytes});
+  return std::max<std::uint64_t>(1, std::min(nmajor, parts));
+}
+
+Result<Plan> plan_file_parts(const Plan& plan, std::uint64_t parts, std::vector<std::uint64_t>& part_bounds) {
+  const bool csr = plan.destination_map.spec().layout == Layout::kCsr;
+  const std::uint64_t nmajor = csr ? plan.shape.nrows : plan.shape.ncols;
+  ShardingSpec spec;
+  spec.axis = csr ? Axis::kRows : Axis::kCols;
+  spec.layout = plan.destination_map.spec().layout;
+  part_bounds.assign(parts + 1, 0);
+  for (std::uint64_t k = 0; k <= parts; ++k) part_bounds[k] = nmajor / parts * k + nmajor % parts * k / parts;
+  auto& starts = csr ? spec.row_starts : spec.col_starts;
+  starts.assign(part_bounds.begin(), part_bounds.end() - 1);
+  Plan routing = plan;
+  auto map = ShardMap::bind(spec, plan.shape);
+  if (!map.ok()) return map.status().with_context("cutting the destination file into parts");
+  routing.destination_map = std::move(map).value();
+  const std::string key = plan.destinations.front().key;
+  routing.destinations.resize(parts);
+  for (std::uint64_t k = 0; k < parts; ++k) routing.destinations[k] = {k, key, routing.destination_map.box(k)};
+  routing.owner = DestinationOwner(parts, 1);
+  return routing;
+}
+
 Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& source_pattern, Store& destination_store,
                        const ShardPattern& destination_pattern, const JobConfig& config) {
   RESHARD_RETURN_IF_ERROR(
@@ -487,7 +523,9 @@ Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& sour
 
   // 7. What the destination already holds (the commit stage decides whether
   // that is an earlier run to resume or a dataset to refuse to clobber).
-  plan.destination_directory = destination_pattern.directory();
+  plan.destination_directory = destination_pattern.control_prefix();
+  plan.written_key_prefix =
+      destination_pattern.names_one_file() ? destination_pattern.text() : destination_pattern.directory();
   RESHARD_ASSIGN_OR_RETURN(auto existing,
                            list_everywhere(comm, destination_store, destination_pattern.directory(), "destination"));
   for (const auto& key : existing) {

@@ -113,7 +113,7 @@ Result<VerifyOutcome> run_verify(Comm& comm, const std::string& dst_pattern, boo
   RESHARD_ASSIGN_OR_RETURN(StoreAndKey dst, open_store(dst_pattern));
   auto pattern = ShardPattern::parse(dst.key);
   if (!pattern.ok()) return pattern.status().with_context("--dst");
-  const std::string dir = pattern->directory();
+  const std::string dir = pattern->control_prefix();
   RESHARD_ASSIGN_OR_RETURN(auto control, read_control_files(comm, *dst.store, dir));
   const Manifest& manifest = control.first;
   const auto& success = control.second;
@@ -129,7 +129,7 @@ Result<VerifyOutcome> run_verify(Comm& comm, const std::string& dst_pattern, boo
     }
     std::set<std::string> expected;
     for (const auto& r : manifest.shards) expected.insert(destination_key(*pattern, map, r.index));
-    auto listing = dst.store->list(dir);
+    auto listing = dst.store->list(pattern->directory());
     if (!listing.ok()) return listing.status();
     for (const auto& key : *listing) {
       if (pattern->match(key) && !expected.count(key)) problems.push_back("extra shard file " + dst.store->url(key));

@@ -180,13 +180,16 @@ class PosixStore final : public Store {
     return Status::Ok();
   }
 
-  Result<std::uint64_t> clean_up_incomplete_writes(const std::string& directory) override {
+  Result<std::uint64_t> clean_up_incomplete_writes(const std::string& prefix) override {
+    // "dir/" covers every temp file in dir; "dir/a.h5ad" only a.h5ad's.
+    const std::string directory = prefix.substr(0, prefix.rfind('/') + 1);
+    const std::string temp_start = "." + prefix.substr(directory.size());
     RESHARD_ASSIGN_OR_RETURN(auto keys, list(directory));
     std::uint64_t removed = 0;
     for (const auto& key : keys) {
       const std::string name = key.substr(directory.size());
       // Temp files are ".<final name>.tmp.<pid>.<salt>.<n>" (write_atomic).
-      if (name.size() < 2 || name[0] != '.' || name.find(kTempMarker) == std::string::npos) continue;
+      if (name.size() < 2 || !name.starts_with(temp_start) || name.find(kTempMarker) == std::string::npos) continue;
       RESHARD_RETURN_IF_ERROR(remove(key));
       ++removed;
     }

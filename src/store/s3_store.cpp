@@ -244,11 +244,11 @@ class S3Store final : public Store {
 
   Status remove(const std::string& key) override { return send("DELETE", key, {}, {}, {}, {200, 204, 404}).status(); }
 
-  Result<std::uint64_t> clean_up_incomplete_writes(const std::string& directory) override {
+  Result<std::uint64_t> clean_up_incomplete_writes(const std::string& prefix) override {
     // Interrupted multipart uploads are invisible to readers but cost
-    // storage: abort the ones under this directory. Servers without the
+    // storage: abort the ones under this prefix. Servers without the
     // listing answer with an error, which is not a reason to fail the job.
-    auto r = send("GET", "", {{"uploads", ""}, {"prefix", directory}}, {}, {}, {200, 400, 404, 405, 501});
+    auto r = send("GET", "", {{"uploads", ""}, {"prefix", prefix}}, {}, {}, {200, 400, 404, 405, 501});
     if (!r.ok() || r->status != 200) return std::uint64_t{0};
     std::uint64_t aborted = 0;
     for (const auto& upload : xml_all(body_text(*r), "Upload")) {

@@ -72,7 +72,12 @@ struct Plan {
   // will not write (removed before publishing when starting over).
   std::vector<std::string> existing_destination_keys;
   std::vector<std::string> stale_destination_keys;
+  // Prefix of the control files (ShardPattern::control_prefix): the
+  // destination directory, or "<file>." for a one-file destination.
   std::string destination_directory;
+  // Prefix of every destination key, for cleaning up interrupted writes: the
+  // directory, or the one file's key (never a neighbour's temp files).
+  std::string written_key_prefix;
 };
 
 // Whether a source shard can hold entries of a destination shard: their
@@ -90,6 +95,17 @@ std::string destination_key(const ShardPattern& pattern, const ShardMap& map, st
 Result<Plan> plan_sources(Comm& comm, Store& source_store, const ShardPattern& source_pattern,
                           const ShardingSpec& old_spec, const ShardingSpec& new_spec,
                           const std::string& source_group = "");
+
+// For a destination that is one local HDF5 file (one_file_sink.hpp): the
+// plan the shuffle runs on, the file cut into `parts` ranges of its major
+// axis (rows for CSR), each routed, owned and assembled like a destination
+// shard of that file's key. The parts' bounds are part_bounds.
+Result<Plan> plan_file_parts(const Plan& plan, std::uint64_t parts, std::vector<std::uint64_t>& part_bounds);
+// Parts for a one-file destination: one per rank at least, more when a
+// part's assembly would take over half of `working_bytes` or it would hold
+// over 256 MiB of arrays; at most one per row (column). Few parts, because
+// a gzip chunk shared by two parts is compressed twice.
+std::uint64_t file_part_count(const Plan& plan, int ranks, std::uint64_t working_bytes);
 
 // Collective; every rank returns the same Plan or the same error.
 Result<Plan> make_plan(Comm& comm, Store& source_store, const ShardPattern& source_pattern, Store& destination_store,

@@ -56,9 +56,10 @@ class Store {
   // no directories: always false, and nothing to remove.
   virtual Result<bool> directory_exists(const std::string& directory) = 0;
   virtual Status remove_empty_directory(const std::string& directory) = 0;
-  // Removes what interrupted atomic writes left inside `directory` (temp
-  // files on POSIX); returns how many it removed.
-  virtual Result<std::uint64_t> clean_up_incomplete_writes(const std::string& directory) = 0;
+  // Removes what interrupted atomic writes of keys starting with `prefix`
+  // left (temp files on POSIX, multipart uploads on S3): a directory ("d/")
+  // or one key ("d/a.h5ad"). Returns how many it removed.
+  virtual Result<std::uint64_t> clean_up_incomplete_writes(const std::string& prefix) = 0;
   // A normalized, absolute form of a directory key, so two spellings of one
   // place compare equal (used to refuse a destination inside the source).
   virtual std::string canonical_directory(const std::string& directory) const = 0;
