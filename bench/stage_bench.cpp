@@ -189,10 +189,10 @@ int main(int argc, char** argv) {
   {
     // Every destination shard in turn, as the owner of all of them would.
     Row row{"assemble"};
-    std::vector<std::vector<std::span<const Entry>>> parts;
+    std::vector<std::vector<SourceSegment>> parts;
     std::uint64_t offset = 0;
     for (const auto& segment : blocks[0].segments) {
-      parts.push_back({std::span<const Entry>(blocks[0].entries).subspan(offset, segment.count)});
+      parts.push_back({{std::span<const Entry>(blocks[0].entries).subspan(offset, segment.count), blocks[0].source}});
       offset += segment.count;
     }
     std::vector<Fingerprint> fingerprints[2];

@@ -11,7 +11,6 @@ namespace {
 
 struct MinorEntry {
   std::uint64_t minor;
-  std::uint64_t order;
   std::uint64_t value_bits;
 };
 
@@ -27,8 +26,8 @@ struct AxisMapping {
   std::uint64_t global(std::uint64_t local) const { return ids == nullptr ? local + offset : (*ids)[local]; }
 };
 
-// Sort key of an entry within a shard: (major, minor, source order), on
-// global coordinates; local ones are a monotone map of them.
+// Sort key of an entry within a shard: (major, minor), on global
+// coordinates; local ones are a monotone map of them.
 struct EntryKey {
   bool csr = true;
   bool less(const Entry& a, const Entry& b) const {
@@ -37,10 +36,25 @@ struct EntryKey {
     if (a_major != b_major) return a_major < b_major;
     const std::uint64_t a_minor = csr ? a.col : a.row;
     const std::uint64_t b_minor = csr ? b.col : b.row;
-    if (a_minor != b_minor) return a_minor < b_minor;
-    return a.order < b.order;
+    return a_minor < b_minor;
   }
 };
+
+// A sorted stretch of one source segment. Entries with equal keys in two
+// runs go in source order: by source, then by the run's place in its
+// segment (`piece`), which is their order in the source's storage.
+struct Run {
+  std::span<const Entry> entries;
+  std::uint64_t source = 0;
+  std::uint64_t piece = 0;
+};
+
+// Whether a (in run ra) goes before b (in run rb).
+bool goes_before(const EntryKey& key, const Entry& a, const Run& ra, const Entry& b, const Run& rb) {
+  if (key.less(a, b)) return true;
+  if (key.less(b, a)) return false;
+  return ra.source != rb.source ? ra.source < rb.source : ra.piece < rb.piece;
+}
 
 // Above this many sorted runs a merge costs more than the counting sort.
 constexpr std::size_t kMaxMergedRuns = 1024;
@@ -48,18 +62,18 @@ constexpr std::size_t kMaxMergedRuns = 1024;
 // saves.
 constexpr std::uint64_t kMinEntriesPerMergePiece = 1 << 16;
 
-// Entries usually arrive as a few sorted runs: each bucket segment is one
-// canonical source shard's entries in storage order, and a rank's segments
-// follow its sources' order. Splits the parts at every descent; false when
-// there are too many runs for a merge to pay.
-bool split_into_sorted_runs(const std::vector<std::span<const Entry>>& parts, bool csr,
-                            std::vector<std::span<const Entry>>& runs) {
+// Entries usually arrive as a few sorted runs: each segment is one source
+// shard's entries in storage order. Splits the segments at every descent;
+// false when there are too many runs for a merge to pay.
+bool split_into_sorted_runs(const std::vector<SourceSegment>& parts, bool csr, std::vector<Run>& runs) {
   const EntryKey key{csr};
-  for (const auto& part : parts) {
+  for (const auto& segment : parts) {
+    const auto& part = segment.entries;
     std::size_t begin = 0;
+    std::uint64_t piece = 0;
     for (std::size_t k = 1; k <= part.size(); ++k) {
       if (k == part.size() || key.less(part[k], part[k - 1])) {
-        if (k > begin) runs.push_back(part.subspan(begin, k - begin));
+        if (k > begin) runs.push_back({part.subspan(begin, k - begin), segment.source, piece++});
         if (runs.size() > kMaxMergedRuns) return false;
         begin = k;
       }
@@ -77,9 +91,9 @@ std::size_t run_entries_below(std::span<const Entry> run, bool csr, std::uint64_
       run.begin());
 }
 
-std::uint64_t entries_below(const std::vector<std::span<const Entry>>& runs, bool csr, std::uint64_t major) {
+std::uint64_t entries_below(const std::vector<Run>& runs, bool csr, std::uint64_t major) {
   std::uint64_t n = 0;
-  for (const auto& run : runs) n += run_entries_below(run, csr, major);
+  for (const auto& run : runs) n += run_entries_below(run.entries, csr, major);
   return n;
 }
 
@@ -100,20 +114,20 @@ struct MergePiece {
 // heads. After a pop, the run keeps the lead while it stays below the next
 // head, so runs that do not interleave (a row block's rows, a hashed row's
 // entries) are copied at one comparison per entry.
-void merge_piece(const std::vector<std::span<const Entry>>& all_runs, const AxisMapping& major_axis,
-                 const AxisMapping& minor_axis, bool csr, MergePiece& piece, AssembledShard& out) {
-  std::vector<std::span<const Entry>> runs;
+void merge_piece(const std::vector<Run>& all_runs, const AxisMapping& major_axis, const AxisMapping& minor_axis,
+                 bool csr, MergePiece& piece, AssembledShard& out) {
+  std::vector<Run> runs;
   for (const auto& run : all_runs) {
-    const std::size_t begin = run_entries_below(run, csr, piece.first_major);
-    const std::size_t end = run_entries_below(run, csr, piece.end_major);
-    if (end > begin) runs.push_back(run.subspan(begin, end - begin));
+    const std::size_t begin = run_entries_below(run.entries, csr, piece.first_major);
+    const std::size_t end = run_entries_below(run.entries, csr, piece.end_major);
+    if (end > begin) runs.push_back({run.entries.subspan(begin, end - begin), run.source, run.piece});
   }
   const std::uint32_t width = out.value_dtype.itemsize;
   const EntryKey key{csr};
   std::vector<std::size_t> position(runs.size(), 0);
   std::vector<std::size_t> heap;  // run indices, smallest head on top
   const auto heap_greater = [&](std::size_t a, std::size_t b) {
-    return key.less(runs[b][position[b]], runs[a][position[a]]);
+    return goes_before(key, runs[b].entries[position[b]], runs[b], runs[a].entries[position[a]], runs[a]);
   };
   for (std::size_t r = 0; r < runs.size(); ++r) heap.push_back(r);
   std::make_heap(heap.begin(), heap.end(), heap_greater);
@@ -142,11 +156,13 @@ void merge_piece(const std::vector<std::span<const Entry>>& all_runs, const Axis
   while (!heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), heap_greater);
     const std::size_t r = heap.back();
-    const auto& run = runs[r];
-    const Entry* limit = heap.size() > 1 ? &runs[heap.front()][position[heap.front()]] : nullptr;
+    const auto& run = runs[r].entries;
+    const Run* limit_run = heap.size() > 1 ? &runs[heap.front()] : nullptr;
+    const Entry* limit = limit_run != nullptr ? &limit_run->entries[position[heap.front()]] : nullptr;
     do {
       take(run[position[r]++]);
-    } while (position[r] < run.size() && (limit == nullptr || key.less(run[position[r]], *limit)));
+    } while (position[r] < run.size() &&
+             (limit == nullptr || goes_before(key, run[position[r]], runs[r], *limit, *limit_run)));
     if (position[r] < run.size()) {
       std::push_heap(heap.begin(), heap.end(), heap_greater);
     } else {
@@ -160,16 +176,15 @@ void merge_piece(const std::vector<std::span<const Entry>>& all_runs, const Axis
 // (a major is never split, so a piece may be larger than its share when one
 // row holds many entries) and merges them on `threads` threads. The result
 // is the one sorted order, whatever the thread count.
-void merge_sorted_runs(const std::vector<std::span<const Entry>>& runs, const AxisMapping& major_axis,
-                       const AxisMapping& minor_axis, bool csr, std::uint64_t nmajor, int threads,
-                       AssembledShard& out) {
+void merge_sorted_runs(const std::vector<Run>& runs, const AxisMapping& major_axis, const AxisMapping& minor_axis,
+                       bool csr, std::uint64_t nmajor, int threads, AssembledShard& out) {
   std::uint64_t n = 0;
   std::uint64_t lowest = std::numeric_limits<std::uint64_t>::max();
   std::uint64_t highest = 0;
   for (const auto& run : runs) {
-    n += run.size();
-    lowest = std::min(lowest, major_of(run.front(), csr));
-    highest = std::max(highest, major_of(run.back(), csr));
+    n += run.entries.size();
+    lowest = std::min(lowest, major_of(run.entries.front(), csr));
+    highest = std::max(highest, major_of(run.entries.back(), csr));
   }
   out.indptr.assign(nmajor + 1, 0);
   out.indices.resize(n);
@@ -203,10 +218,15 @@ void merge_sorted_runs(const std::vector<std::span<const Entry>>& runs, const Ax
   for (const auto& piece : pieces) out.fingerprint.merge(piece.fingerprint);
 }
 
-// The general path: counting sort by major index, then a sort of each
-// (short) major slice.
-void counting_sort(const std::vector<std::span<const Entry>>& parts, const AxisMapping& major_axis,
-                   const AxisMapping& minor_axis, bool csr, std::uint64_t nmajor, AssembledShard& out) {
+// The general path: counting sort by major index, taking the segments in
+// source order so each major slice holds its entries in (source, position)
+// order, then a stable sort of each (short) slice by minor index.
+void counting_sort(std::vector<SourceSegment> segments, const AxisMapping& major_axis, const AxisMapping& minor_axis,
+                   bool csr, std::uint64_t nmajor, AssembledShard& out) {
+  std::stable_sort(segments.begin(), segments.end(),
+                   [](const SourceSegment& a, const SourceSegment& b) { return a.source < b.source; });
+  std::vector<std::span<const Entry>> parts;
+  for (const auto& segment : segments) parts.push_back(segment.entries);
   std::uint64_t n = 0;
   for (const auto& part : parts) n += part.size();
   WorkArray<std::uint64_t> majors(n);
@@ -226,7 +246,7 @@ void counting_sort(const std::vector<std::span<const Entry>>& parts, const AxisM
     k = 0;
     for (const auto& part : parts) {
       for (const Entry& e : part) {
-        sorted[cursor[majors[k]]++] = MinorEntry{minor_axis.local(csr ? e.col : e.row), e.order, e.value_bits};
+        sorted[cursor[majors[k]]++] = MinorEntry{minor_axis.local(csr ? e.col : e.row), e.value_bits};
         ++k;
       }
     }
@@ -238,9 +258,7 @@ void counting_sort(const std::vector<std::span<const Entry>>& parts, const AxisM
   for (std::uint64_t i = 0; i < nmajor; ++i) {
     const auto begin = sorted.begin() + static_cast<std::ptrdiff_t>(out.indptr[i]);
     const auto end = sorted.begin() + static_cast<std::ptrdiff_t>(out.indptr[i + 1]);
-    std::sort(begin, end, [](const MinorEntry& a, const MinorEntry& b) {
-      return a.minor != b.minor ? a.minor < b.minor : a.order < b.order;
-    });
+    std::stable_sort(begin, end, [](const MinorEntry& a, const MinorEntry& b) { return a.minor < b.minor; });
     const std::uint64_t major_global = major_axis.global(i);
     for (std::uint64_t slot = out.indptr[i]; slot < out.indptr[i + 1]; ++slot) {
       const MinorEntry& e = sorted[slot];
@@ -262,9 +280,8 @@ std::vector<std::vector<std::uint64_t>> hashed_ids_for(const Plan& plan,
   return plan.destination_map.hashed_ids(shards);
 }
 
-AssembledShard assemble_shard(const std::vector<std::span<const Entry>>& parts, const DestinationShard& shard,
-                              const Plan& plan, npy::DType value_dtype, std::vector<std::uint64_t> hashed_ids,
-                              int threads) {
+AssembledShard assemble_shard(const std::vector<SourceSegment>& parts, const DestinationShard& shard, const Plan& plan,
+                              npy::DType value_dtype, std::vector<std::uint64_t> hashed_ids, int threads) {
   const auto& spec = plan.destination_map.spec();
   AssembledShard out;
   out.shard = &shard;
@@ -290,7 +307,7 @@ AssembledShard assemble_shard(const std::vector<std::span<const Entry>>& parts, 
   const AxisMapping& minor_axis = csr ? cols : rows;
   const std::uint64_t nmajor = csr ? out.nrows : out.ncols;
 
-  std::vector<std::span<const Entry>> runs;
+  std::vector<Run> runs;
   if (split_into_sorted_runs(parts, csr, runs)) {
     merge_sorted_runs(runs, major_axis, minor_axis, csr, nmajor, threads, out);
   } else {

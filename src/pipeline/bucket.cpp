@@ -46,20 +46,19 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
     if (kept > start) block.segments.push_back({d, kept - start});
   }
   block.entries.resize(kept);
-  const std::uint64_t order_base = source.shard->index << kOrderShardShift;
+  block.source = source.shard->index;
   std::vector<Fingerprint> fingerprints(ranges);
   run_in_parallel(ranges, threads, [&](std::size_t r) {
     auto& cursor = counts[r];
     auto& fingerprint = fingerprints[r];
     std::uint64_t k = range_begin(r);
-    source.for_each_global_entry_in(
-        range_begin(r), range_begin(r + 1),
-        [&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t position) {
-          const std::uint32_t shard = destination[k++];
-          if (shard == kDropped) return;
-          fingerprint.add(row, col, bits);
-          block.entries[cursor[shard]++] = Entry{row, col, bits, order_base | position};
-        });
+    source.for_each_global_entry_in(range_begin(r), range_begin(r + 1),
+                                    [&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t) {
+                                      const std::uint32_t shard = destination[k++];
+                                      if (shard == kDropped) return;
+                                      fingerprint.add(row, col, bits);
+                                      block.entries[cursor[shard]++] = Entry{row, col, bits};
+                                    });
   });
   for (const auto& fingerprint : fingerprints) block.fingerprint.merge(fingerprint);
   return block;
@@ -70,7 +69,7 @@ void Buckets::add(BucketBlock&& block) {
   std::uint64_t offset = 0;
   for (const auto& segment : block.segments) {
     held_[segment.shard] += segment.count;
-    pieces_[segment.shard].push_back({blocks_.size(), offset, segment.count});
+    pieces_[segment.shard].push_back({blocks_.size(), offset, segment.count, block.source});
     offset += segment.count;
   }
   resident_entries_ += block.entries.size();
@@ -100,12 +99,20 @@ Status Buckets::spill(ScratchFile& scratch) {
   return Status::Ok();
 }
 
-bool Buckets::resident_spans(std::uint64_t shard, std::vector<std::span<const Entry>>& out) const {
+bool Buckets::resident_segments(std::uint64_t shard, std::vector<SourceSegment>& out) const {
   for (const auto& piece : pieces_[shard]) {
     if (piece.block == Piece::kSpilled) return false;
   }
-  for (const auto& piece : pieces_[shard]) out.emplace_back(blocks_[piece.block].data() + piece.offset, piece.count);
+  for (const auto& piece : pieces_[shard]) {
+    out.push_back({std::span<const Entry>(blocks_[piece.block].data() + piece.offset, piece.count), piece.source});
+  }
   return true;
+}
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> Buckets::segments(std::uint64_t shard) const {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  for (const auto& piece : pieces_[shard]) out.emplace_back(piece.source, piece.count);
+  return out;
 }
 
 Status Buckets::copy_shard(std::uint64_t shard, Entry* out) const {

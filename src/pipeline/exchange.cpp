@@ -19,19 +19,25 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
   std::uint64_t spilled_here = 0;
   // My own entries of each of my shards: used where they lie when still in
   // memory; spilled ones are read back into `local`.
-  std::vector<std::vector<std::span<const Entry>>> own;
+  std::vector<std::vector<SourceSegment>> own;
+  // Per peer, the (source, count) of each segment sent, in send order.
+  std::vector<std::vector<std::uint64_t>> tables(ranks);
   for (const auto d : wave) {
     const int p = owner.owner_of(d);
     if (p == me) {
       out.shards.push_back(d);
       kept += mine[d];
-      auto& spans = own.emplace_back();
-      if (!buckets.resident_spans(d, spans)) {
-        spans.clear();
+      auto& segments = own.emplace_back();
+      if (!buckets.resident_segments(d, segments)) {
+        segments.clear();
         spilled_here += mine[d];
       }
     } else if (p != DestinationOwner::kNobody) {
       send_counts[static_cast<std::size_t>(p)] += mine[d] * sizeof(Entry);
+      for (const auto& [source, count] : buckets.segments(d)) {
+        tables[static_cast<std::size_t>(p)].push_back(source);
+        tables[static_cast<std::size_t>(p)].push_back(count);
+      }
     }
   }
   Status status;
@@ -41,8 +47,10 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
     const std::uint64_t count = mine[out.shards[k]];
     if (!own[k].empty() || count == 0) continue;
     status = buckets.copy_shard(out.shards[k], out.local.data() + local_cursor);
-    own[k].emplace_back(out.local.data() + local_cursor, count);
-    local_cursor += count;
+    for (const auto& [source, n] : buckets.segments(out.shards[k])) {
+      own[k].push_back({std::span<const Entry>(out.local.data() + local_cursor, n), source});
+      local_cursor += n;
+    }
   }
   std::vector<std::uint64_t> cursor(ranks, 0);
   std::uint64_t total = 0;
@@ -69,25 +77,55 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
   out.received = comm.alltoallv(send, send_counts, recv_counts, sizeof(Entry), max_message_bytes);
   ByteArray().swap(send);
   stats.rounds += comm.last_exchange_rounds();
+  constexpr std::uint64_t kPairBytes = 2 * sizeof(std::uint64_t);
+  std::vector<std::uint64_t> table_counts(ranks, 0);
+  std::vector<std::uint64_t> flat_table;
+  for (std::size_t p = 0; p < ranks; ++p) {
+    table_counts[p] = tables[p].size() * sizeof(std::uint64_t);
+    flat_table.insert(flat_table.end(), tables[p].begin(), tables[p].end());
+  }
+  std::vector<std::uint64_t> table_recv_counts;
+  const ByteArray table_bytes = comm.alltoallv(
+      ByteView(reinterpret_cast<const std::uint8_t*>(flat_table.data()), flat_table.size() * sizeof(std::uint64_t)),
+      table_counts, table_recv_counts, kPairBytes, max_message_bytes);
   stats.waves += 1;
   stats.entries_received += out.received.size() / sizeof(Entry);
 
   // Sender p's block holds, for each shard of mine in ascending order,
-  // held[p][shard] entries. Bytes come from operator new, aligned for Entry.
+  // held[p][shard] entries as the segments its table lists. Bytes come from
+  // operator new, aligned for Entry and for the table's words.
   const auto* received = reinterpret_cast<const Entry*>(out.received.data());
+  const auto* table = reinterpret_cast<const std::uint64_t*>(table_bytes.data());
   std::vector<std::uint64_t> from(ranks, 0);
+  std::vector<std::uint64_t> table_at(ranks, 0);
+  std::vector<std::uint64_t> table_end(ranks, 0);
   std::uint64_t start = 0;
+  std::uint64_t table_start = 0;
   for (std::size_t p = 0; p < ranks; ++p) {
     from[p] = start;
     start += recv_counts[p] / sizeof(Entry);
+    table_at[p] = table_start;
+    table_start += table_recv_counts[p] / sizeof(std::uint64_t);
+    table_end[p] = table_start;
   }
   for (std::size_t k = 0; k < out.shards.size(); ++k) {
     auto& parts = out.parts.emplace_back(std::move(own[k]));
     for (std::size_t p = 0; p < ranks; ++p) {
-      const std::uint64_t n = held[p][out.shards[k]];
-      if (static_cast<int>(p) == me || n == 0) continue;
-      parts.emplace_back(received + from[p], n);
-      from[p] += n;
+      std::uint64_t remaining = held[p][out.shards[k]];
+      if (static_cast<int>(p) == me) continue;
+      while (remaining > 0) {
+        const bool listed = table_at[p] + 2 <= table_end[p];
+        const std::uint64_t source = listed ? table[table_at[p]] : 0;
+        const std::uint64_t n = listed ? table[table_at[p] + 1] : 0;
+        if (n == 0 || n > remaining) {
+          return Status::Internal("rank " + std::to_string(p) + " sent a segment of " + std::to_string(n) +
+                                  " entries where " + std::to_string(remaining) + " were due");
+        }
+        table_at[p] += 2;
+        parts.push_back({std::span<const Entry>(received + from[p], n), source});
+        from[p] += n;
+        remaining -= n;
+      }
     }
   }
   return out;

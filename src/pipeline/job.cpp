@@ -610,6 +610,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   }
   for (const auto& wave : waves.waves) {
     phase = Clock::now();
+    const std::uint64_t rounds_before = stats.exchange.rounds;
     RESHARD_ASSIGN_OR_RETURN(WaveEntries entries, exchange_wave(comm, buckets, waves_problem.held, routing.owner, wave,
                                                                 config.max_message_bytes, stats.exchange));
     exchange_seconds += seconds_since(phase);
@@ -617,11 +618,11 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
         "wave " + std::to_string(stats.exchange.waves) + "/" + std::to_string(waves.waves.size());
     report_progress(
         "exchange", write_fraction(),
-        wave_text + " exchanged in " + std::to_string(comm.last_exchange_rounds()) + " all-to-all round(s)");
+        wave_text + " exchanged in " + std::to_string(stats.exchange.rounds - rounds_before) + " all-to-all round(s)");
     if (fault::active("drop-entry") && !dropped_entry) {
       for (auto& parts : entries.parts) {
         if (!parts.empty() && !dropped_entry) {
-          parts.back() = parts.back().first(parts.back().size() - 1);
+          parts.back().entries = parts.back().entries.first(parts.back().entries.size() - 1);
           dropped_entry = true;
         }
       }

@@ -29,8 +29,9 @@ Plan plan_for(const std::string& new_scheme, GlobalShape shape, int ranks) {
   return plan;
 }
 
-BucketBlock block_of(std::vector<Entry> entries, std::vector<BucketBlock::Segment> segments) {
+BucketBlock block_of(std::uint64_t source, std::vector<Entry> entries, std::vector<BucketBlock::Segment> segments) {
   BucketBlock block;
+  block.source = source;
   block.entries.assign(entries.begin(), entries.end());
   block.segments = std::move(segments);
   return block;
@@ -84,6 +85,7 @@ TEST(Bucket, SameBlockOnAnyThreadCountWithSkippedShards) {
   std::vector<bool> skip(map.shard_count(), false);
   skip[2] = skip[8] = true;
   const BucketBlock one = bucket_source(source, map, skip, 1);
+  EXPECT_EQ(one.source, 5u);
   std::uint64_t expected_kept = 0;
   source.for_each_global_entry([&](std::uint64_t, std::uint64_t col, std::uint64_t, std::uint64_t) {
     expected_kept += col / 100 == 2 || col / 100 == 8 ? 0 : 1;
@@ -99,7 +101,10 @@ TEST(Bucket, SameBlockOnAnyThreadCountWithSkippedShards) {
       EXPECT_EQ(one.entries[i].col / 100, segment.shard);
       EXPECT_GE(one.entries[i].row, 1000u);
       if (i > at) {
-        ASSERT_LT(one.entries[i - 1].order, one.entries[i].order);
+        // The source's storage order: CSR, so ascending (row, col).
+        const Entry& before = one.entries[i - 1];
+        const Entry& here = one.entries[i];
+        ASSERT_TRUE(std::tie(before.row, before.col) < std::tie(here.row, here.col)) << i;
       }
     }
     at += segment.count;
@@ -121,8 +126,8 @@ TEST(Bucket, SameBlockOnAnyThreadCountWithSkippedShards) {
 TEST(Exchange, SelfCommKeepsEverythingLocalAndCountsRounds) {
   auto comm = make_self_comm();
   Buckets buckets(2);
-  buckets.add(block_of({{0, 0, 0, 0}, {2, 2, 2, 2}, {1, 1, 1, 1}}, {{0, 2}, {1, 1}}));
-  buckets.add(block_of({{4, 4, 4, 4}, {3, 3, 3, 3}}, {{0, 1}, {1, 1}}));
+  buckets.add(block_of(10, {{0, 0, 0}, {2, 2, 2}, {1, 1, 1}}, {{0, 2}, {1, 1}}));
+  buckets.add(block_of(11, {{4, 4, 4}, {3, 3, 3}}, {{0, 1}, {1, 1}}));
   ExchangeStats stats;
   const std::vector<std::vector<std::uint64_t>> held = {buckets.held()};
   auto wave = exchange_wave(*comm, buckets, held, DestinationOwner(2, 1), {0, 1}, 32 * 3, stats);
@@ -131,16 +136,19 @@ TEST(Exchange, SelfCommKeepsEverythingLocalAndCountsRounds) {
   std::vector<std::uint64_t> counts;
   for (const auto& parts : wave->parts) {
     counts.push_back(0);
-    for (const auto& part : parts) counts.back() += part.size();
+    for (const auto& part : parts) counts.back() += part.entries.size();
   }
   EXPECT_EQ(counts, (std::vector<std::uint64_t>{3, 2}));
   EXPECT_EQ(stats.bytes_sent, 0u);
   EXPECT_EQ(stats.entries_kept_local, 5u);
   EXPECT_EQ(stats.waves, 1u);
   std::vector<std::uint64_t> shard0;
+  std::vector<std::uint64_t> sources;
   for (const auto& part : wave->parts[0]) {
-    for (const auto& e : part) shard0.push_back(e.value_bits);
+    sources.push_back(part.source);
+    for (const auto& e : part.entries) shard0.push_back(e.value_bits);
   }
+  EXPECT_EQ(sources, (std::vector<std::uint64_t>{10, 11})) << "each block's source";
   EXPECT_EQ(shard0, (std::vector<std::uint64_t>{0, 2, 4})) << "blocks in the order they were added";
 }
 
@@ -149,12 +157,12 @@ TEST(Buckets, SpilledEntriesComeBackIdentical) {
   auto scratch = ScratchFile::create(dir.path());
   ASSERT_TRUE(scratch.ok()) << scratch.status().message();
   Buckets buckets(3);
-  buckets.add(block_of({{1, 0, 10, 0}, {2, 0, 11, 1}, {5, 2, 12, 2}}, {{0, 2}, {2, 1}}));
+  buckets.add(block_of(10, {{1, 0, 10}, {2, 0, 11}, {5, 2, 12}}, {{0, 2}, {2, 1}}));
   EXPECT_EQ(buckets.resident_bytes(), 3 * sizeof(Entry));
   ASSERT_TRUE(buckets.spill(*scratch).ok());
   EXPECT_EQ(buckets.resident_bytes(), 0u);
   EXPECT_EQ(buckets.spilled_bytes(), 3 * sizeof(Entry));
-  buckets.add(block_of({{3, 0, 13, 3}, {7, 1, 14, 4}}, {{0, 1}, {1, 1}}));
+  buckets.add(block_of(11, {{3, 0, 13}, {7, 1, 14}}, {{0, 1}, {1, 1}}));
   EXPECT_EQ(buckets.held(), (std::vector<std::uint64_t>{3, 1, 1}));
   std::vector<Entry> shard0(3);
   ASSERT_TRUE(buckets.copy_shard(0, shard0.data()).ok());
@@ -164,7 +172,9 @@ TEST(Buckets, SpilledEntriesComeBackIdentical) {
   Entry shard2{};
   ASSERT_TRUE(buckets.copy_shard(2, &shard2).ok());
   EXPECT_EQ(shard2.row, 5u);
-  EXPECT_EQ(shard2.order, 2u);
+  using Segments = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
+  EXPECT_EQ(buckets.segments(0), (Segments{{10, 2}, {11, 1}})) << "(source, count), spilled or not";
+  EXPECT_EQ(buckets.segments(2), (Segments{{10, 1}}));
 }
 
 TEST(ScratchFile, LeavesNothingInTheDirectory) {
@@ -194,25 +204,23 @@ TEST(ScratchFile, MissingDirectoryIsAStorageError) {
 TEST(Assemble, SortsByColumnKeepsDuplicatesInSourceOrder) {
   Plan plan = plan_for("rows:block=2", {4, 5}, 1);
   // Shard 1 holds rows 2..3. Entry values tell them apart.
-  std::vector<Entry> entries = {
-      {3, 4, 100, (1ULL << kOrderShardShift) | 0},
-      {2, 3, 101, (0ULL << kOrderShardShift) | 7},
-      {3, 1, 102, (0ULL << kOrderShardShift) | 2},
-      {3, 1, 103, (0ULL << kOrderShardShift) | 1},  // duplicate (3,1), earlier in source order
-  };
-  auto shard = assemble_shard({std::span<const Entry>(entries)}, plan.destinations[1], plan, {'i', 8}, {});
+  // Source 0 in its storage order holds (3,1) twice; source 1 holds it
+  // once more. Given source 1 first: the order of parts must not matter.
+  const std::vector<Entry> source0 = {{3, 1, 103}, {3, 1, 102}, {2, 3, 101}};
+  const std::vector<Entry> source1 = {{3, 1, 104}, {3, 4, 100}};
+  const std::vector<SourceSegment> parts = {{source1, 1}, {source0, 0}};
+  auto shard = assemble_shard(parts, plan.destinations[1], plan, {'i', 8}, {});
   EXPECT_EQ(shard.nrows, 2u);
   EXPECT_EQ(shard.ncols, 5u);
-  EXPECT_EQ(shard.indptr, (std::vector<std::uint64_t>{0, 1, 4}));
-  EXPECT_EQ(shard.indices, (WorkArray<std::uint64_t>{3, 1, 1, 4}));
-  std::vector<std::int64_t> values(4);
-  std::memcpy(values.data(), shard.values.data(), 32);
-  EXPECT_EQ(values, (std::vector<std::int64_t>{101, 103, 102, 100}));
+  EXPECT_EQ(shard.indptr, (std::vector<std::uint64_t>{0, 1, 5}));
+  EXPECT_EQ(shard.indices, (WorkArray<std::uint64_t>{3, 1, 1, 1, 4}));
+  std::vector<std::int64_t> values(5);
+  std::memcpy(values.data(), shard.values.data(), 40);
+  EXPECT_EQ(values, (std::vector<std::int64_t>{101, 103, 102, 104, 100})) << "duplicates by (source, position)";
   Fingerprint expected;
-  expected.add(3, 4, 100);
-  expected.add(2, 3, 101);
-  expected.add(3, 1, 102);
-  expected.add(3, 1, 103);
+  for (const auto* source : {&source0, &source1}) {
+    for (const Entry& e : *source) expected.add(e.row, e.col, e.value_bits);
+  }
   EXPECT_EQ(shard.fingerprint, expected);
 }
 
@@ -221,10 +229,10 @@ TEST(Assemble, CscLayoutAndHashedIds) {
   std::vector<const DestinationShard*> owned = {&plan.destinations[1]};
   auto ids = hashed_ids_for(plan, owned);
   ASSERT_EQ(ids[0], (std::vector<std::uint64_t>{1, 3, 5}));
-  std::vector<Entry> entries = {{2, 5, 1, 0}, {0, 5, 2, 1}, {1, 1, 3, 2}};
-  // Split in two parts: the order of parts must not matter.
+  std::vector<Entry> entries = {{2, 5, 1}, {0, 5, 2}, {1, 1, 3}};
+  // Two sources' segments: the order of parts must not matter.
   const std::span<const Entry> all(entries);
-  auto shard = assemble_shard({all.subspan(2), all.first(2)}, plan.destinations[1], plan, {'i', 4}, ids[0]);
+  auto shard = assemble_shard({{all.subspan(2), 1}, {all.first(2), 0}}, plan.destinations[1], plan, {'i', 4}, ids[0]);
   EXPECT_EQ(shard.layout, Layout::kCsc);
   EXPECT_EQ(shard.ncols, 3u);
   EXPECT_EQ(shard.indptr, (std::vector<std::uint64_t>{0, 1, 1, 3}));  // local cols of 1, 3, 5
@@ -256,23 +264,29 @@ std::vector<std::vector<Entry>> merge_test_runs(std::uint64_t rows, const std::f
     for (std::uint64_t c = next() % 3; c < 700 + hot; c += 1 + next() % 4) {
       // A few entries go to the interleaving run, some duplicating a column.
       const bool interleave = next() % 8 == 0;
-      runs[interleave ? 2 : disjoint].push_back(
-          {r, c, value++, (interleave ? 2ULL : 1ULL) << kOrderShardShift | value});
-      if (interleave && next() % 2 == 0) runs[disjoint].push_back({r, c, value++, 1ULL << kOrderShardShift | value});
+      runs[interleave ? 2 : disjoint].push_back({r, c, value++});
+      if (interleave && next() % 2 == 0) runs[disjoint].push_back({r, c, value++});
     }
   }
   return runs;
 }
 
+// The runs are sources 1, 3 and 2 (the interleaving one): duplicates go in
+// (source, position) order.
 void expect_merge_matches_reference(const Plan& plan, const DestinationShard& shard, std::vector<std::uint64_t> ids,
                                     const std::vector<std::vector<Entry>>& runs) {
+  const std::uint64_t sources[3] = {1, 3, 2};
+  std::vector<std::tuple<std::uint64_t, std::uint64_t, std::uint64_t, std::size_t, std::uint64_t>> tagged;
+  for (std::size_t r = 0; r < runs.size(); ++r) {
+    for (std::size_t k = 0; k < runs[r].size(); ++k) {
+      tagged.emplace_back(runs[r][k].row, runs[r][k].col, sources[r], k, runs[r][k].value_bits);
+    }
+  }
+  std::sort(tagged.begin(), tagged.end());
   std::vector<Entry> reference;
-  for (const auto& run : runs) reference.insert(reference.end(), run.begin(), run.end());
-  std::sort(reference.begin(), reference.end(), [](const Entry& a, const Entry& b) {
-    return std::tie(a.row, a.col, a.order) < std::tie(b.row, b.col, b.order);
-  });
+  for (const auto& [row, col, source, position, bits] : tagged) reference.push_back({row, col, bits});
   ASSERT_GT(reference.size(), 5u * (1u << 16)) << "too small to be split over 5 threads";
-  const std::vector<std::span<const Entry>> parts = {runs[2], runs[0], runs[1]};
+  const std::vector<SourceSegment> parts = {{runs[2], sources[2]}, {runs[0], sources[0]}, {runs[1], sources[1]}};
   const AssembledShard one = assemble_shard(parts, shard, plan, {'i', 8}, ids, 1);
   ASSERT_EQ(one.indices.size(), reference.size());
   std::vector<std::uint64_t> local_rows = ids;

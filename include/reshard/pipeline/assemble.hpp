@@ -37,11 +37,10 @@ std::vector<std::vector<std::uint64_t>> hashed_ids_for(const Plan& plan,
                                                        const std::vector<const DestinationShard*>& owned);
 
 // Sort order within a shard: by local major index, then minor index, then
-// source order (so duplicates keep their source order); the order of `parts`
-// does not matter. Sorted runs are merged on up to `threads` threads; the
-// arrays do not depend on it.
-AssembledShard assemble_shard(const std::vector<std::span<const Entry>>& parts, const DestinationShard& shard,
-                              const Plan& plan, npy::DType value_dtype, std::vector<std::uint64_t> hashed_ids,
-                              int threads = 1);
+// (source, position in it), so duplicates keep their source order; the
+// order of `parts` does not matter. Sorted runs are merged on up to
+// `threads` threads; the arrays do not depend on it.
+AssembledShard assemble_shard(const std::vector<SourceSegment>& parts, const DestinationShard& shard, const Plan& plan,
+                              npy::DType value_dtype, std::vector<std::uint64_t> hashed_ids, int threads = 1);
 
 }  // namespace reshard

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "reshard/fingerprint.hpp"
@@ -21,6 +22,7 @@ namespace reshard {
 // One source shard's kept entries, contiguous per destination shard, the
 // destinations in ascending order.
 struct BucketBlock {
+  std::uint64_t source = 0;
   struct Segment {
     std::uint64_t shard = 0;
     std::uint64_t count = 0;
@@ -47,10 +49,13 @@ class Buckets {
   void add(BucketBlock&& block);
   // Moves every block held in memory to the end of `scratch`.
   Status spill(ScratchFile& scratch);
-  // Copies the entries held for `shard` (held()[shard] of them) to `out`.
+  // Copies the entries held for `shard` (held()[shard] of them) to `out`,
+  // segment after segment as segments() lists them.
   Status copy_shard(std::uint64_t shard, Entry* out) const;
-  // The entries held for `shard` in place, when none of them was spilled.
-  bool resident_spans(std::uint64_t shard, std::vector<std::span<const Entry>>& out) const;
+  // The (source, entry count) of each segment held for `shard`, in order.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> segments(std::uint64_t shard) const;
+  // The segments held for `shard` in place, when none of them was spilled.
+  bool resident_segments(std::uint64_t shard, std::vector<SourceSegment>& out) const;
 
   const std::vector<std::uint64_t>& held() const { return held_; }
   std::uint64_t resident_bytes() const { return resident_entries_ * sizeof(Entry); }
@@ -65,6 +70,7 @@ class Buckets {
     std::uint64_t block = 0;
     std::uint64_t offset = 0;
     std::uint64_t count = 0;
+    std::uint64_t source = 0;
   };
   std::vector<std::uint64_t> held_;
   std::vector<std::vector<Piece>> pieces_;

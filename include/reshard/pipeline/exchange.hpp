@@ -24,12 +24,13 @@ struct ExchangeStats {
 };
 
 // What a rank holds after one wave: for each shard of the wave it owns (in
-// ascending order), its entries as pieces of `received`, `local` (its own
-// entries read back from scratch) and the Buckets' blocks still in memory,
-// so it must not outlive the Buckets.
+// ascending order), its entries as source segments in `received`, `local`
+// (its own entries read back from scratch) and the Buckets' blocks still in
+// memory, so it must not outlive the Buckets. Each sender also sends the
+// (source, count) of its segments, 16 bytes per segment.
 struct WaveEntries {
   std::vector<std::uint64_t> shards;
-  std::vector<std::vector<std::span<const Entry>>> parts;  // parallel to `shards`
+  std::vector<std::vector<SourceSegment>> parts;  // parallel to `shards`
   ByteArray received;
   WorkArray<Entry> local;
 };
