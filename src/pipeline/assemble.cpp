@@ -186,7 +186,8 @@ void merge_sorted_runs(const std::vector<Run>& runs, const AxisMapping& major_ax
     lowest = std::min(lowest, major_of(run.entries.front(), csr));
     highest = std::max(highest, major_of(run.entries.back(), csr));
   }
-  out.indptr.assign(nmajor + 1, 0);
+  // Not zeroed: the pieces write every word of indptr.
+  out.indptr.resize(nmajor + 1);
   out.indices.resize(n);
   out.values.resize(n * out.value_dtype.itemsize);
   const std::uint64_t wanted = std::max<std::uint64_t>(

@@ -84,6 +84,7 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
     table_counts[p] = tables[p].size() * sizeof(std::uint64_t);
     flat_table.insert(flat_table.end(), tables[p].begin(), tables[p].end());
   }
+  stats.bytes_sent += flat_table.size() * sizeof(std::uint64_t);
   std::vector<std::uint64_t> table_recv_counts;
   const ByteArray table_bytes = comm.alltoallv(
       ByteView(reinterpret_cast<const std::uint8_t*>(flat_table.data()), flat_table.size() * sizeof(std::uint64_t)),

@@ -34,7 +34,7 @@ Part make_part(std::uint64_t index, std::vector<std::uint64_t> indptr, std::vect
   Part part;
   part.shard.index = index;
   part.assembled.layout = Layout::kCsr;
-  part.assembled.indptr = std::move(indptr);
+  part.assembled.indptr.assign(indptr.begin(), indptr.end());
   part.assembled.indices.resize(indices.size());
   std::copy(indices.begin(), indices.end(), part.assembled.indices.begin());
   part.assembled.value_dtype = {'f', 4};

@@ -20,7 +20,7 @@ struct AssembledShard {
   std::uint64_t nrows = 0;
   std::uint64_t ncols = 0;
   Layout layout = Layout::kCsr;
-  std::vector<std::uint64_t> indptr;
+  WorkArray<std::uint64_t> indptr;
   WorkArray<std::uint64_t> indices;
   npy::DType value_dtype;
   ByteArray values;
