@@ -39,7 +39,7 @@ Part make_part(std::uint64_t index, std::vector<std::uint64_t> indptr, std::vect
   std::copy(indices.begin(), indices.end(), part.assembled.indices.begin());
   part.assembled.value_dtype = {'f', 4};
   part.assembled.values.resize(values.size() * 4);
-  std::memcpy(part.assembled.values.data(), values.data(), values.size() * 4);
+  if (!values.empty()) std::memcpy(part.assembled.values.data(), values.data(), values.size() * 4);
   return part;
 }
 
