@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <thread>
 #include <vector>
 
@@ -27,6 +28,13 @@ void run_in_parallel(std::size_t count, int threads, Task&& task) {
   for (std::size_t t = 1; t < workers; ++t) helpers.emplace_back(work);
   work();
   for (auto& helper : helpers) helper.join();
+}
+
+// Cut point k of `total` items split into `parts` even ranges (k = 0 ..
+// parts): floor(total * k / parts) without overflowing, for parts small
+// enough that (total % parts) * k fits.
+inline std::uint64_t even_cut(std::uint64_t total, std::uint64_t parts, std::uint64_t k) {
+  return total / parts * k + total % parts * k / parts;
 }
 
 }  // namespace reshard

@@ -1,5 +1,6 @@
 #include "reshard/format/h5ad_objects.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace reshard::h5ad {
@@ -40,6 +41,13 @@ Result<hid_t> numeric_type(const npy::DType& dtype) {
   return Status::Invalid("values of dtype " + dtype.name() + " cannot be written to HDF5");
 }
 
+// Object timestamps off, so that the same content gives the same bytes.
+Result<Handle> untimed_list(hid_t list_class, const std::string& what) {
+  RESHARD_ASSIGN_OR_RETURN(Handle list, checked(H5Pcreate(list_class), H5Pclose, what));
+  RESHARD_RETURN_IF_ERROR(check(H5Pset_obj_track_times(list.get(), 0), what));
+  return list;
+}
+
 }  // namespace
 
 Status write_string_attribute(hid_t object, const char* name, const std::string& value) {
@@ -71,10 +79,15 @@ Status write_encoding(hid_t object, const Encoding& encoding) {
   return write_string_attribute(object, "encoding-version", encoding.version);
 }
 
-Result<Handle> untimed_list(hid_t list_class, const std::string& what) {
-  RESHARD_ASSIGN_OR_RETURN(Handle list, checked(H5Pcreate(list_class), H5Pclose, what));
-  RESHARD_RETURN_IF_ERROR(check(H5Pset_obj_track_times(list.get(), 0), what));
-  return list;
+Result<Handle> dataset_creation_list(std::uint64_t length, int gzip_level, std::uint64_t chunk_elements,
+                                     const std::string& what) {
+  RESHARD_ASSIGN_OR_RETURN(Handle creation, untimed_list(H5P_DATASET_CREATE, what));
+  if (gzip_level > 0 && length > 0) {
+    const hsize_t chunk[1] = {std::min<hsize_t>(length, chunk_elements)};
+    RESHARD_RETURN_IF_ERROR(check(H5Pset_chunk(creation.get(), 1, chunk), what));
+    RESHARD_RETURN_IF_ERROR(check(H5Pset_deflate(creation.get(), static_cast<unsigned>(gzip_level)), what));
+  }
+  return creation;
 }
 
 Result<Handle> create_group(hid_t parent, const std::string& path) {

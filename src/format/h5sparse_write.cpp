@@ -19,13 +19,8 @@ Status write_dataset(hid_t group, const char* name, hid_t file_type, hid_t memor
   const std::string what = std::string("dataset '") + name + "'";
   const hsize_t dims[1] = {length};
   RESHARD_ASSIGN_OR_RETURN(Handle space, checked(H5Screate_simple(1, dims, nullptr), H5Sclose, what));
-  RESHARD_ASSIGN_OR_RETURN(Handle creation, h5ad::untimed_list(H5P_DATASET_CREATE, what));
-  // Filters need chunks, and chunks need a non-empty dataset.
-  if (options.gzip_level > 0 && length > 0) {
-    const hsize_t chunk[1] = {std::min<hsize_t>(length, options.chunk_elements)};
-    RESHARD_RETURN_IF_ERROR(check(H5Pset_chunk(creation.get(), 1, chunk), what));
-    RESHARD_RETURN_IF_ERROR(check(H5Pset_deflate(creation.get(), static_cast<unsigned>(options.gzip_level)), what));
-  }
+  RESHARD_ASSIGN_OR_RETURN(Handle creation,
+                           h5ad::dataset_creation_list(length, options.gzip_level, options.chunk_elements, what));
   RESHARD_ASSIGN_OR_RETURN(
       Handle dataset, checked(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, creation.get(), H5P_DEFAULT),
                               H5Dclose, "creating " + what));

@@ -604,7 +604,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
       for (const auto& row : waves_problem.held) entries += row[k];
       layout.part_offsets[k + 1] = layout.part_offsets[k] + entries;
     }
-    auto created = OneFileSink::create(comm, std::move(layout));
+    auto created = OneFileSink::create(comm, dst_store, std::move(layout));
     RESHARD_RETURN_IF_ERROR(agree(comm, created.status()));
     sink = std::move(created).value();
   }

@@ -1,17 +1,13 @@
 #include "reshard/pipeline/one_file_sink.hpp"
 
-#include <fcntl.h>
 #include <mpi.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 
 #include "reshard/crc32c.hpp"
 #include "reshard/format/h5ad_objects.hpp"
 #include "reshard/format/npz.hpp"
+#include "reshard/parallel.hpp"
 
 namespace reshard {
 
@@ -25,37 +21,18 @@ namespace {
 // sits in one rank's memory.
 constexpr std::uint64_t kNamesPerWrite = 1 << 22;
 
-std::string directory_of(const std::string& path) {
-  const auto slash = path.rfind('/');
-  return slash == std::string::npos ? "." : path.substr(0, slash + 1);
-}
-
-Status errno_status(const std::string& action, const std::string& path, int error) {
-  return Status::Storage(action + " " + path + ": " + std::strerror(error));
-}
-
-Status sync_path(const std::string& path, int flags) {
-  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
-  if (fd < 0) return errno_status("opening", path, errno);
-  const int synced = ::fsync(fd);
-  const int error = errno;
-  ::close(fd);
-  return synced == 0 ? Status::Ok() : errno_status("syncing", path, error);
-}
+// Bytes read per call when rank 0 reads the closed file back for its CRC.
+constexpr std::uint64_t kReadBackBytes = 8 << 20;
 
 Result<Handle> create_dataset(hid_t group, const char* name, hid_t file_type, std::uint64_t length,
                               const OneFileLayout& layout) {
   const std::string what = std::string("dataset '") + name + "'";
   const hsize_t dims[1] = {length};
   RESHARD_ASSIGN_OR_RETURN(Handle space, checked(H5Screate_simple(1, dims, nullptr), H5Sclose, what));
-  RESHARD_ASSIGN_OR_RETURN(Handle creation, h5ad::untimed_list(H5P_DATASET_CREATE, what));
+  RESHARD_ASSIGN_OR_RETURN(Handle creation,
+                           h5ad::dataset_creation_list(length, layout.gzip_level, layout.chunk_elements, what));
   // Every element is written, so fill values would only cost a pass.
   RESHARD_RETURN_IF_ERROR(check(H5Pset_fill_time(creation.get(), H5D_FILL_TIME_NEVER), what));
-  if (layout.gzip_level > 0 && length > 0) {
-    const hsize_t chunk[1] = {std::min<hsize_t>(length, layout.chunk_elements)};
-    RESHARD_RETURN_IF_ERROR(check(H5Pset_chunk(creation.get(), 1, chunk), what));
-    RESHARD_RETURN_IF_ERROR(check(H5Pset_deflate(creation.get(), static_cast<unsigned>(layout.gzip_level)), what));
-  }
   return checked(H5Dcreate2(group, name, file_type, space.get(), H5P_DEFAULT, creation.get(), H5P_DEFAULT), H5Dclose,
                  "creating " + what);
 }
@@ -87,7 +64,8 @@ struct OneFileSink::Open {
   }
 };
 
-OneFileSink::OneFileSink(OneFileLayout layout) : layout_(std::move(layout)), open_(std::make_unique<Open>()) {}
+OneFileSink::OneFileSink(Store& store, OneFileLayout layout)
+    : store_(store), layout_(std::move(layout)), open_(std::make_unique<Open>()) {}
 
 std::string one_file_temp_path(const std::string& path, const std::string& job_id) {
   const auto slash = path.rfind('/');
@@ -103,11 +81,11 @@ OneFileSink::~OneFileSink() {
   }
   // A job that stops before publishing leaves no half-written file (a
   // killed one leaves the temp file to the next run's clean-up).
-  if (owns_temp_file_ && !placed_) (void)::unlink(layout_.temp_path.c_str());
+  if (owns_temp_file_ && !placed_) (void)store_.remove(layout_.temp_path);
 }
 
-Result<std::unique_ptr<OneFileSink>> OneFileSink::create(Comm& comm, OneFileLayout layout) {
-  std::unique_ptr<OneFileSink> sink(new OneFileSink(std::move(layout)));
+Result<std::unique_ptr<OneFileSink>> OneFileSink::create(Comm& comm, Store& store, OneFileLayout layout) {
+  std::unique_ptr<OneFileSink> sink(new OneFileSink(store, std::move(layout)));
   const OneFileLayout& l = sink->layout_;
   Open& h5 = *sink->open_;
   const std::string context = "writing " + l.path;
@@ -182,9 +160,8 @@ Status OneFileSink::Open::write_names(Comm& comm, const OneFileLayout& layout, c
   // call count is the same on every rank.
   const auto ranks = static_cast<std::uint64_t>(comm.size());
   const auto rank = static_cast<std::uint64_t>(comm.rank());
-  auto share_begin = [&](std::uint64_t r) { return count / ranks * r + count % ranks * r / ranks; };
-  const std::uint64_t begin = share_begin(rank);
-  const std::uint64_t end = share_begin(rank + 1);
+  const std::uint64_t begin = even_cut(count, ranks, rank);
+  const std::uint64_t end = even_cut(count, ranks, rank + 1);
   const std::uint64_t largest_share = (count + ranks - 1) / ranks;
   const std::uint64_t calls = (largest_share + kNamesPerWrite - 1) / kNamesPerWrite;
   for (std::uint64_t call = 0; call < calls; ++call) {
@@ -264,33 +241,25 @@ Result<OneFileSink::Closed> OneFileSink::close(Comm& comm) {
   Status status;
   if (comm.rank() == 0) {
     status = [&]() -> Status {
-      const int fd = ::open(layout_.temp_path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) return errno_status("reading back", layout_.temp_path, errno);
-      std::vector<std::uint8_t> buffer(8 << 20);
-      ssize_t n = 0;
-      while ((n = ::read(fd, buffer.data(), buffer.size())) > 0) {
-        closed.crc32c = crc32c(ByteView(buffer.data(), static_cast<std::size_t>(n)), closed.crc32c);
-        closed.bytes += static_cast<std::uint64_t>(n);
+      RESHARD_ASSIGN_OR_RETURN(const auto info, store_.stat(layout_.temp_path));
+      if (!info) return Status::Storage("reading back " + layout_.temp_path + ": it is gone");
+      closed.bytes = info->size;
+      for (std::uint64_t at = 0; at < closed.bytes; at += kReadBackBytes) {
+        RESHARD_ASSIGN_OR_RETURN(const Bytes piece,
+                                 store_.read(layout_.temp_path, at, std::min(kReadBackBytes, closed.bytes - at)));
+        closed.crc32c = crc32c(piece, closed.crc32c);
       }
-      const int error = errno;
-      const int synced = n == 0 ? ::fsync(fd) : 0;
-      const int sync_error = errno;
-      ::close(fd);
-      if (n < 0) return errno_status("reading back", layout_.temp_path, error);
-      if (synced != 0) return errno_status("syncing", layout_.temp_path, sync_error);
       return Status::Ok();
     }();
   }
-  RESHARD_RETURN_IF_ERROR(agree(comm, status));
+  RESHARD_RETURN_IF_ERROR(agree(comm, status.with_context(context)));
   return closed;
 }
 
 Status OneFileSink::move_into_place() {
-  if (::rename(layout_.temp_path.c_str(), layout_.path.c_str()) != 0) {
-    return errno_status("renaming " + layout_.temp_path + " to", layout_.path, errno);
-  }
+  RESHARD_RETURN_IF_ERROR(store_.move_into_place(layout_.temp_path, layout_.path));
   placed_ = true;
-  return sync_path(directory_of(layout_.path), O_RDONLY | O_DIRECTORY);
+  return Status::Ok();
 }
 
 }  // namespace reshard

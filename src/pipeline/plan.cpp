@@ -1,5 +1,7 @@
 #include "reshard/pipeline/plan.hpp"
 
+#include "reshard/parallel.hpp"
+
 #include "reshard/format/h5sparse.hpp"
 #include "reshard/pipeline/json_messages.hpp"
 
@@ -218,6 +220,13 @@ std::string destination_key(const ShardPattern& pattern, const ShardMap& map, st
 
 namespace {
 
+// The parts + 1 cut points of [0, n) into even ranges.
+std::vector<std::uint64_t> even_bounds(std::uint64_t n, std::uint64_t parts) {
+  std::vector<std::uint64_t> bounds(parts + 1);
+  for (std::uint64_t k = 0; k <= parts; ++k) bounds[k] = even_cut(n, parts, k);
+  return bounds;
+}
+
 // Parts a one-file source is read in: enough that each holds about
 // kPartBytes of arrays, and at least kMinParts so that every rank of a
 // large job gets some, whatever the rank count (the parts, and so the
@@ -237,11 +246,7 @@ Result<std::vector<SourceShard>> split_into_parts(Store& store, const SourceShar
   const std::uint64_t entry_bytes = summary.value_itemsize + summary.index_itemsize;
   const std::uint64_t array_bytes = summary.nnz * entry_bytes + (nmajor + 1) * 8;
   const std::uint64_t parts = std::min(nmajor, std::max(kMinParts, (array_bytes + kPartBytes - 1) / kPartBytes));
-  std::vector<std::uint64_t> bounds(parts + 1);
-  for (std::uint64_t k = 0; k <= parts; ++k) {
-    // floor(nmajor * k / parts) without overflow: parts is small.
-    bounds[k] = nmajor / parts * k + nmajor % parts * k / parts;
-  }
+  const std::vector<std::uint64_t> bounds = even_bounds(nmajor, parts);
   RESHARD_ASSIGN_OR_RETURN(auto offsets, h5sparse::indptr_at(*path, whole.group, bounds));
   std::vector<SourceShard> out(parts, whole);
   for (std::uint64_t k = 0; k < parts; ++k) {
@@ -479,8 +484,7 @@ Result<Plan> plan_file_parts(const Plan& plan, std::uint64_t parts, std::vector<
   ShardingSpec spec;
   spec.axis = csr ? Axis::kRows : Axis::kCols;
   spec.layout = plan.destination_map.spec().layout;
-  part_bounds.assign(parts + 1, 0);
-  for (std::uint64_t k = 0; k <= parts; ++k) part_bounds[k] = nmajor / parts * k + nmajor % parts * k / parts;
+  part_bounds = even_bounds(nmajor, parts);
   auto& starts = csr ? spec.row_starts : spec.col_starts;
   starts.assign(part_bounds.begin(), part_bounds.end() - 1);
   Plan routing = plan;

@@ -54,6 +54,19 @@ Status fsync_directory(const std::string& dir) {
   return Status::Ok();
 }
 
+// rename(2) of a synced temp file over `key`, then a sync of the directory,
+// so the new name survives a crash.
+Status rename_into_place(const std::string& temp, const std::string& key) {
+  if (::rename(temp.c_str(), key.c_str()) != 0) {
+    const int err = errno;
+    // The planner refuses a destination name taken by a directory; one
+    // that appears while the job writes is the storage's failure.
+    if (err == EISDIR) return Status::Storage("renaming into place " + key + ": " + std::strerror(err));
+    return errno_status("renaming into place", key, err);
+  }
+  return fsync_directory(parent_of(key));
+}
+
 constexpr const char* kTempMarker = ".tmp.";
 
 std::string temp_suffix() {
@@ -180,6 +193,13 @@ class PosixStore final : public Store {
     return Status::Ok();
   }
 
+  Status move_into_place(const std::string& temp_key, const std::string& key) override {
+    FileDescriptor fd(::open(temp_key.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) return errno_status("opening", temp_key, errno);
+    if (::fsync(fd.get()) != 0) return errno_status("syncing", temp_key, errno);
+    return rename_into_place(temp_key, key);
+  }
+
   Result<std::uint64_t> clean_up_incomplete_writes(const std::string& prefix) override {
     // "dir/" covers every temp file in dir; "dir/a.h5ad" only a.h5ad's.
     const std::string directory = prefix.substr(0, prefix.rfind('/') + 1);
@@ -234,15 +254,13 @@ class PosixStore final : public Store {
       ::unlink(temp.c_str());
       if (linked != 0 && err == EEXIST) return false;
       if (linked != 0) return errno_status("creating", key, err);
-    } else if (::rename(temp.c_str(), key.c_str()) != 0) {
-      const int err = errno;
-      ::unlink(temp.c_str());
-      // The planner refuses a destination name taken by a directory; one
-      // that appears while the job writes is the storage's failure.
-      if (err == EISDIR) return Status::Storage("renaming into place " + key + ": " + std::strerror(err));
-      return errno_status("renaming into place", key, err);
+      RESHARD_RETURN_IF_ERROR(fsync_directory(dir));
+      return true;
     }
-    RESHARD_RETURN_IF_ERROR(fsync_directory(dir));
+    if (Status placed = rename_into_place(temp, key); !placed.ok()) {
+      ::unlink(temp.c_str());
+      return placed;
+    }
     return true;
   }
 

@@ -29,6 +29,10 @@ Result<bool> Store::copy_from(Store& /*source*/, const std::string& /*source_key
   return false;
 }
 
+Status Store::move_into_place(const std::string& temp_key, const std::string& key) {
+  return Status::Internal("moving " + temp_key + " into place: " + url(key) + " is not on a POSIX filesystem");
+}
+
 Status Store::write_atomic_pieces(const std::string& key, const std::vector<ByteView>& pieces) {
   Bytes joined;
   std::size_t size = 0;

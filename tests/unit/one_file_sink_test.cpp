@@ -10,6 +10,7 @@
 #include <iterator>
 
 #include "reshard/format/h5sparse.hpp"
+#include "reshard/store/posix_store.hpp"
 
 namespace reshard {
 namespace {
@@ -61,13 +62,14 @@ TEST(OneFileSink, PartsLandAtTheirOffsetsInAnyOrder) {
   const fs::path dir = fs::temp_directory_path() / ("one_file_sink_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   auto comm = make_self_comm();
+  auto store = make_posix_store();
   for (int gzip : {0, 1}) {
     SCOPED_TRACE(gzip);
     std::vector<Part> parts;
     parts.push_back(make_part(2, {0, 1, 1, 3}, {0, 2, 3}, {4, 5, 6}));
     parts.push_back(make_part(0, {0, 2, 2}, {0, 3}, {1, 2}));
     parts.push_back(make_part(1, {0, 1}, {1}, {3}));
-    auto sink = OneFileSink::create(*comm, layout_in(dir, gzip));
+    auto sink = OneFileSink::create(*comm, *store, layout_in(dir, gzip));
     ASSERT_TRUE(sink.ok()) << sink.status().message();
     EXPECT_EQ(one_file_temp_path((dir / "m.h5ad").string(), "job1"), (dir / ".m.h5ad.tmp.job1.collective").string());
     for (auto& part : parts) {
@@ -108,8 +110,9 @@ TEST(OneFileSink, APartWithAnotherEntryCountIsRefusedAndNothingIsLeft) {
   const fs::path dir = fs::temp_directory_path() / ("one_file_sink_bad_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   auto comm = make_self_comm();
+  auto store = make_posix_store();
   {
-    auto sink = OneFileSink::create(*comm, layout_in(dir, 0));
+    auto sink = OneFileSink::create(*comm, *store, layout_in(dir, 0));
     ASSERT_TRUE(sink.ok());
     Part part = make_part(1, {0, 0}, {}, {});  // planned: 1 entry
     part.assembled.shard = &part.shard;

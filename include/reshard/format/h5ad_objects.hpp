@@ -24,9 +24,12 @@ Status write_string_attribute(hid_t object, const char* name, const std::string&
 Status write_array_attribute(hid_t object, const char* name, hid_t file_type, hid_t memory_type, std::uint64_t count,
                              const void* values);
 Status write_encoding(hid_t object, const Encoding& encoding);
-// A creation property list with object timestamps off, so that the same
-// content gives the same bytes.
-Result<hdf5::Handle> untimed_list(hid_t list_class, const std::string& what);
+// The creation list of a 1-D dataset of `length` elements: object
+// timestamps off (the same content gives the same bytes); with
+// gzip (level > 0), chunks of `chunk_elements` (filters need chunks, and
+// chunks need a non-empty dataset).
+Result<hdf5::Handle> dataset_creation_list(std::uint64_t length, int gzip_level, std::uint64_t chunk_elements,
+                                           const std::string& what);
 // Creates `path` and any missing parents.
 Result<hdf5::Handle> create_group(hid_t parent, const std::string& path);
 // The matrix group at `path` ("/X", "/layers/counts"), its missing parents

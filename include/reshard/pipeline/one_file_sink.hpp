@@ -20,11 +20,12 @@
 #include "reshard/comm.hpp"
 #include "reshard/format/npy.hpp"
 #include "reshard/pipeline/assemble.hpp"
+#include "reshard/store/store.hpp"
 
 namespace reshard {
 
 struct OneFileLayout {
-  std::string path;       // the final file (a local path)
+  std::string path;       // the final file: its key in a POSIX store, which is its local path
   std::string temp_path;  // where it is written until publishing
   std::string group = "/X";
   bool csr = true;
@@ -46,8 +47,9 @@ std::string one_file_temp_path(const std::string& path, const std::string& job_i
 class OneFileSink {
  public:
   // Collective: creates the temp file with every dataset at its final
-  // length and writes the obs/var names, each rank a slice.
-  static Result<std::unique_ptr<OneFileSink>> create(Comm& comm, OneFileLayout layout);
+  // length and writes the obs/var names, each rank a slice. `store` (POSIX)
+  // reads the file back, puts it in place and removes it.
+  static Result<std::unique_ptr<OneFileSink>> create(Comm& comm, Store& store, OneFileLayout layout);
   ~OneFileSink();
   OneFileSink(const OneFileSink&) = delete;
   OneFileSink& operator=(const OneFileSink&) = delete;
@@ -62,19 +64,19 @@ class OneFileSink {
     std::uint64_t bytes = 0;
     std::uint32_t crc32c = 0;
   };
-  // Collective: flushes and closes the file. Rank 0 then syncs it and reads
-  // it back for its size and CRC-32C (the manifest's record); other ranks
-  // get zeros.
+  // Collective: flushes and closes the file. Rank 0 then reads it back for
+  // its size and CRC-32C (the manifest's record); other ranks get zeros.
   Result<Closed> close(Comm& comm);
-  // Rank 0, after close: renames the temp file to its final name and syncs
-  // the directory; the last step before _SUCCESS. Until then, destroying the
-  // sink on rank 0 removes the temp file.
+  // Rank 0, after close: syncs the temp file and renames it to its final
+  // name (Store::move_into_place); the last step before _SUCCESS. Until
+  // then, destroying the sink on rank 0 removes the temp file.
   Status move_into_place();
 
  private:
   struct Open;  // the HDF5 ids, kept out of this header
-  explicit OneFileSink(OneFileLayout layout);
+  OneFileSink(Store& store, OneFileLayout layout);
 
+  Store& store_;
   OneFileLayout layout_;
   bool owns_temp_file_ = false;
   bool placed_ = false;

@@ -51,6 +51,11 @@ class Store {
   virtual Result<std::vector<std::string>> list(const std::string& directory) = 0;
   // Removing a missing object succeeds.
   virtual Status remove(const std::string& key) = 0;
+  // Puts in place a file that something other than the store wrote beside
+  // `key` (parallel HDF5 writes a one-file destination itself), as the
+  // store's atomic writes do: on POSIX, sync it, rename it over `key`, sync
+  // the directory. Object stores have no such file: an internal error.
+  virtual Status move_into_place(const std::string& temp_key, const std::string& key);
   // POSIX: whether `directory` exists as a directory, and rmdir of it when
   // empty (a missing or non-empty one is left as it is). Object stores have
   // no directories: always false, and nothing to remove.
