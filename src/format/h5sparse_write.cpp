@@ -46,19 +46,24 @@ Status write_names(hid_t file, const char* path, std::uint64_t count, std::uint6
   return h5ad::write_encoding(index.get(), {"string-array", "0.2.0"});
 }
 
-template <typename Index>
-std::vector<Index> narrowed(std::span<const std::uint64_t> values) {
-  return std::vector<Index>(values.begin(), values.end());
-}
-
-Status write_indices(hid_t group, const char* name, std::span<const std::uint64_t> values, bool int32,
-                     const WriteOptions& options) {
-  if (int32) {
-    const auto narrow = narrowed<std::int32_t>(values);
-    return write_dataset(group, name, H5T_STD_I32LE, H5T_NATIVE_INT32, narrow.size(), narrow.data(), options);
+Status write_indices(hid_t group, const char* name, IndexView values, bool int32, const WriteOptions& options) {
+  // Ids and indices are below 2^63 (2^31 when int32 is chosen): their bits
+  // are those of the stored signed type, so an array at the stored width is
+  // written as it is.
+  const std::uint32_t stored_width = int32 ? 4 : 8;
+  const hid_t file_type = int32 ? H5T_STD_I32LE : H5T_STD_I64LE;
+  const hid_t memory_type = int32 ? H5T_NATIVE_INT32 : H5T_NATIVE_INT64;
+  if (values.width() == stored_width) {
+    return write_dataset(group, name, file_type, memory_type, values.size(), values.bytes().data(), options);
   }
-  // Ids and indices are below 2^63: their bits are the same as int64.
-  return write_dataset(group, name, H5T_STD_I64LE, H5T_NATIVE_UINT64, values.size(), values.data(), options);
+  if (int32) {
+    std::vector<std::uint32_t> narrow(values.size());
+    for (std::uint64_t k = 0; k < values.size(); ++k) narrow[k] = static_cast<std::uint32_t>(values[k]);
+    return write_dataset(group, name, file_type, memory_type, narrow.size(), narrow.data(), options);
+  }
+  std::vector<std::uint64_t> wide(values.size());
+  for (std::uint64_t k = 0; k < values.size(); ++k) wide[k] = values[k];
+  return write_dataset(group, name, file_type, memory_type, wide.size(), wide.data(), options);
 }
 
 Result<Bytes> encode_locked(const npz::EncodeInput& input, const WriteOptions& options) {

@@ -320,7 +320,7 @@ namespace {
 
 // The npy header, then the values narrowed to Index, written in place.
 template <typename Index>
-Bytes encode_indices_as(std::span<const std::uint64_t> values, const npy::DType& dtype) {
+Bytes encode_indices_as(IndexView values, const npy::DType& dtype) {
   Bytes out = npy::encode_header(dtype, {values.size()});
   const std::size_t header = out.size();
   out.resize(header + values.size() * sizeof(Index));
@@ -332,7 +332,7 @@ Bytes encode_indices_as(std::span<const std::uint64_t> values, const npy::DType&
   return out;
 }
 
-Bytes encode_indices(std::span<const std::uint64_t> values, bool int32) {
+Bytes encode_indices(IndexView values, bool int32) {
   return int32 ? encode_indices_as<std::int32_t>(values, npy::int32_dtype())
                : encode_indices_as<std::int64_t>(values, npy::int64_dtype());
 }
@@ -349,7 +349,14 @@ Result<zip::Archive> encode_pieces(const EncodeInput& input, const zip::WriteOpt
     return Status::Internal("encode: values length does not match indices");
   }
   const bool int32 = fits_int32(input.nrows, input.ncols, nnz);
-  Bytes indices = encode_indices(input.indices, int32);
+  // Indices already at the stored width are written from the caller's
+  // buffer, behind their header, like the values (indices are below 2^31
+  // when int32 is chosen, so their bits are int32's).
+  const std::uint32_t stored_width = int32 ? 4 : 8;
+  const bool indices_as_given = input.indices.width() == stored_width;
+  Bytes indices_header =
+      indices_as_given ? npy::encode_header(int32 ? npy::int32_dtype() : npy::int64_dtype(), {nnz}) : Bytes{};
+  Bytes indices = indices_as_given ? Bytes{} : encode_indices(input.indices, int32);
   Bytes indptr = encode_indices(input.indptr, int32);
   const std::string format = format_name(input.format);
   Bytes format_npy = npy::encode({'S', static_cast<std::uint32_t>(format.size())}, {},
@@ -357,10 +364,10 @@ Result<zip::Archive> encode_pieces(const EncodeInput& input, const zip::WriteOpt
   const std::int64_t shape_values[2] = {static_cast<std::int64_t>(input.nrows), static_cast<std::int64_t>(input.ncols)};
   Bytes shape_npy =
       npy::encode(npy::int64_dtype(), {2}, ByteView(reinterpret_cast<const std::uint8_t*>(shape_values), 16));
-  // The values are written from the caller's buffer, behind their header.
   Bytes data_header = npy::encode_header(input.value_dtype, {nnz});
   std::vector<zip::MemberToWrite> members = {
-      {"indices.npy", indices},
+      indices_as_given ? zip::MemberToWrite{"indices.npy", input.indices.bytes(), indices_header}
+                       : zip::MemberToWrite{"indices.npy", indices},
       {"indptr.npy", indptr},
       {"format.npy", format_npy},
       {"shape.npy", shape_npy},
@@ -378,7 +385,7 @@ Result<zip::Archive> encode_pieces(const EncodeInput& input, const zip::WriteOpt
   }
   RESHARD_ASSIGN_OR_RETURN(zip::Archive archive, zip::write_archive_pieces(members, options));
   // The arrays built here must live as long as the archive's views of them.
-  for (Bytes* owned : {&indices, &indptr, &format_npy, &shape_npy, &data_header, &row_ids, &col_ids}) {
+  for (Bytes* owned : {&indices, &indices_header, &indptr, &format_npy, &shape_npy, &data_header, &row_ids, &col_ids}) {
     if (!owned->empty()) archive.owned.push_back(std::move(*owned));
   }
   return archive;

@@ -4,10 +4,17 @@
 #include <cstring>
 #include <limits>
 
+#include "reshard/format/npz.hpp"
 #include "reshard/parallel.hpp"
 
 namespace reshard {
 namespace {
+
+// Stores a local index at the shard's index width (little-endian: the low
+// four bytes of a word are its value when it fits).
+inline void store_index(AssembledShard& out, std::uint64_t slot, std::uint64_t index) {
+  std::memcpy(out.indices.data() + slot * out.index_width, &index, out.index_width);
+}
 
 struct MinorEntry {
   std::uint64_t minor;
@@ -144,7 +151,7 @@ void merge_piece(const std::vector<Run>& all_runs, const AxisMapping& major_axis
     }
     while (next_indptr <= major_local) out.indptr[next_indptr++] = slot;
     const std::uint64_t minor_local = minor_axis.local(csr ? e.col : e.row);
-    out.indices[slot] = minor_local;
+    store_index(out, slot, minor_local);
     std::memcpy(out.values.data() + slot * width, &e.value_bits, width);
     // The fingerprint maps the local indices back to global ones: an
     // independent check of the mapping, as in the counting sort.
@@ -188,7 +195,7 @@ void merge_sorted_runs(const std::vector<Run>& runs, const AxisMapping& major_ax
   }
   // Not zeroed: the pieces write every word of indptr.
   out.indptr.resize(nmajor + 1);
-  out.indices.resize(n);
+  out.indices.resize(n * out.index_width);
   out.values.resize(n * out.value_dtype.itemsize);
   const std::uint64_t wanted = std::max<std::uint64_t>(
       1, std::min<std::uint64_t>(static_cast<std::uint64_t>(std::max(1, threads)), n / kMinEntriesPerMergePiece));
@@ -254,7 +261,7 @@ void counting_sort(std::vector<SourceSegment> segments, const AxisMapping& major
   }
   WorkArray<std::uint64_t>().swap(majors);
   const std::uint32_t width = out.value_dtype.itemsize;
-  out.indices.resize(sorted.size());
+  out.indices.resize(sorted.size() * out.index_width);
   out.values.resize(sorted.size() * width);
   for (std::uint64_t i = 0; i < nmajor; ++i) {
     const auto begin = sorted.begin() + static_cast<std::ptrdiff_t>(out.indptr[i]);
@@ -263,7 +270,7 @@ void counting_sort(std::vector<SourceSegment> segments, const AxisMapping& major
     const std::uint64_t major_global = major_axis.global(i);
     for (std::uint64_t slot = out.indptr[i]; slot < out.indptr[i + 1]; ++slot) {
       const MinorEntry& e = sorted[slot];
-      out.indices[slot] = e.minor;
+      store_index(out, slot, e.minor);
       std::memcpy(out.values.data() + slot * width, &e.value_bits, width);
       const std::uint64_t minor_global = minor_axis.global(e.minor);
       out.fingerprint.add(csr ? major_global : minor_global, csr ? minor_global : major_global, e.value_bits);
@@ -307,6 +314,9 @@ AssembledShard assemble_shard(const std::vector<SourceSegment>& parts, const Des
   const AxisMapping& major_axis = csr ? rows : cols;
   const AxisMapping& minor_axis = csr ? cols : rows;
   const std::uint64_t nmajor = csr ? out.nrows : out.ncols;
+  std::uint64_t n = 0;
+  for (const auto& segment : parts) n += segment.entries.size();
+  out.index_width = npz::fits_int32(out.nrows, out.ncols, n) ? 4 : 8;
 
   std::vector<Run> runs;
   if (split_into_sorted_runs(parts, csr, runs)) {

@@ -639,7 +639,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
         if (k < owned.size()) {
           part = assemble_shard(entries.parts[k], *owned[k], routing, value_dtype, {}, threads);
           written_fingerprint.merge(part->fingerprint);
-          stats.entries_written += part->indices.size();
+          stats.entries_written += part->nnz();
           ++parts_written;
         }
         const auto t1 = Clock::now();

@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "reshard/crc32c.hpp"
 #include "reshard/format/h5ad_objects.hpp"
@@ -181,9 +182,9 @@ Status OneFileSink::write_part(Comm& comm, const AssembledShard* part) {
   if (part != nullptr) {
     k = part->shard->index;
     const std::uint64_t expected = layout_.part_offsets[k + 1] - layout_.part_offsets[k];
-    if (part->indices.size() != expected) {
+    if (part->nnz() != expected) {
       planned = Status::Verification("part " + std::to_string(k) + " of " + layout_.path + " holds " +
-                                     std::to_string(part->indices.size()) + " entries where the exchange planned " +
+                                     std::to_string(part->nnz()) + " entries where the exchange planned " +
                                      std::to_string(expected) + "; nothing was published");
     }
   }
@@ -192,22 +193,31 @@ Status OneFileSink::write_part(Comm& comm, const AssembledShard* part) {
   const Open& h5 = *open_;
   const std::uint64_t nnz = layout_.part_offsets.back();
   const std::uint64_t offset = part != nullptr ? layout_.part_offsets[k] : 0;
-  const std::uint64_t count = part != nullptr ? part->indices.size() : 0;
+  const std::uint64_t count = part != nullptr ? part->nnz() : 0;
   if (nnz > 0) {
     RESHARD_RETURN_IF_ERROR(h5.write_slice(h5.data.get(), h5.value_memory_type, offset, count,
                                            part != nullptr ? part->values.data() : nullptr)
                                 .with_context(context + " data"));
-    if (h5.int32) {
-      std::vector<std::int32_t> narrow;
-      if (part != nullptr) narrow.assign(part->indices.begin(), part->indices.end());
-      RESHARD_RETURN_IF_ERROR(h5.write_slice(h5.indices.get(), H5T_NATIVE_INT32, offset, count, narrow.data())
-                                  .with_context(context + " indices"));
-    } else {
-      // Indices are below 2^63: their bits are the same as int64's.
-      RESHARD_RETURN_IF_ERROR(h5.write_slice(h5.indices.get(), H5T_NATIVE_INT64, offset, count,
-                                             part != nullptr ? part->indices.data() : nullptr)
-                                  .with_context(context + " indices"));
+    // A part's indices are at its own width (scipy's rule for the part); the
+    // file's width follows the whole file. Indices are below 2^31 (2^63):
+    // their bits are the same as int32's (int64's).
+    const std::uint32_t file_width = h5.int32 ? 4 : 8;
+    ByteArray converted;
+    const std::uint8_t* indices = nullptr;
+    if (part != nullptr && part->index_width == file_width) {
+      indices = part->indices.data();
+    } else if (part != nullptr) {
+      const IndexView given = part->index_view();
+      converted.resize(count * file_width);
+      for (std::uint64_t i = 0; i < count; ++i) {
+        const std::uint64_t index = given[i];
+        std::memcpy(converted.data() + i * file_width, &index, file_width);
+      }
+      indices = converted.data();
     }
+    RESHARD_RETURN_IF_ERROR(
+        h5.write_slice(h5.indices.get(), h5.int32 ? H5T_NATIVE_INT32 : H5T_NATIVE_INT64, offset, count, indices)
+            .with_context(context + " indices"));
   }
   // indptr[major_begin + 1 .. major_end], and indptr[0] from the first part:
   // neighbours never write the same element.

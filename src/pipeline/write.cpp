@@ -30,7 +30,7 @@ Result<WrittenShard> write_shard(Store& store, const AssembledShard& shard, cons
   input.nrows = shard.nrows;
   input.ncols = shard.ncols;
   input.indptr = shard.indptr;
-  input.indices = shard.indices;
+  input.indices = shard.index_view();
   input.value_dtype = shard.value_dtype;
   input.values = shard.values;
   if (shard.row_ids) input.row_ids = std::span<const std::uint64_t>(*shard.row_ids);
@@ -55,7 +55,7 @@ Result<WrittenShard> write_shard(Store& store, const AssembledShard& shard, cons
   WrittenShard written;
   written.index = shard.shard->index;
   written.key = shard.shard->key;
-  written.nnz = shard.indices.size();
+  written.nnz = shard.nnz();
   for (const ByteView piece : pieces) {
     written.bytes += piece.size();
     written.crc32c = crc32c(piece, written.crc32c);

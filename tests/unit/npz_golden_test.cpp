@@ -126,6 +126,39 @@ TEST(NpzEncode, RoundTripsAndChoosesIndexWidth) {
   EXPECT_EQ(decoded->matrix.index_dtype, npy::int64_dtype());
 }
 
+// Indices handed over 4 bytes wide are written as they are when the file
+// stores int32, converted when it stores int64: the same file either way.
+TEST(NpzEncode, IndicesAtEitherWidthGiveTheSameFile) {
+  const std::vector<std::uint64_t> indptr = {0, 2, 2, 3};
+  const std::vector<std::uint64_t> wide = {1, 4, 0};
+  const std::vector<std::uint32_t> narrow = {1, 4, 0};
+  const ByteView narrow_bytes(reinterpret_cast<const std::uint8_t*>(narrow.data()), narrow.size() * 4);
+  const double values[3] = {1.5, -2.0, 3.25};
+  for (const std::uint64_t ncols : {std::uint64_t{5}, (std::uint64_t{1} << 31) + 7}) {
+    EncodeInput input;
+    input.nrows = 3;
+    input.ncols = ncols;
+    input.indptr = indptr;
+    input.value_dtype = {'f', 8};
+    input.values = ByteView(reinterpret_cast<const std::uint8_t*>(values), 24);
+    for (auto method : {zip::Method::kStored, zip::Method::kDeflate}) {
+      input.indices = wide;
+      auto from_wide = encode(input, {method, 1, false});
+      input.indices = IndexView(narrow_bytes, 4);
+      auto from_narrow = encode(input, {method, 1, false});
+      ASSERT_TRUE(from_wide.ok() && from_narrow.ok());
+      EXPECT_EQ(*from_narrow, *from_wide) << ncols << " columns";
+      auto decoded = decode(*from_narrow);
+      ASSERT_TRUE(decoded.ok()) << decoded.status().message();
+      EXPECT_EQ(decoded->matrix.index_dtype, ncols == 5 ? npy::int32_dtype() : npy::int64_dtype());
+      std::vector<std::uint64_t> columns;
+      decoded->matrix.for_each_entry(
+          [&](std::uint64_t, std::uint64_t c, std::uint64_t, std::uint64_t) { columns.push_back(c); });
+      EXPECT_EQ(columns, wide);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace reshard::npz
 

@@ -36,8 +36,10 @@ Part make_part(std::uint64_t index, std::vector<std::uint64_t> indptr, std::vect
   part.shard.index = index;
   part.assembled.layout = Layout::kCsr;
   part.assembled.indptr.assign(indptr.begin(), indptr.end());
-  part.assembled.indices.resize(indices.size());
-  std::copy(indices.begin(), indices.end(), part.assembled.indices.begin());
+  // Kept 8 bytes wide: the sink converts them to the file's int32.
+  part.assembled.index_width = 8;
+  part.assembled.indices.resize(indices.size() * 8);
+  if (!indices.empty()) std::memcpy(part.assembled.indices.data(), indices.data(), indices.size() * 8);
   part.assembled.value_dtype = {'f', 4};
   part.assembled.values.resize(values.size() * 4);
   if (!values.empty()) std::memcpy(part.assembled.values.data(), values.data(), values.size() * 4);

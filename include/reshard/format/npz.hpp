@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "reshard/bytes.hpp"
+#include "reshard/format/index_view.hpp"
 #include "reshard/format/npy.hpp"
 #include "reshard/format/zip.hpp"
 #include "reshard/status.hpp"
@@ -99,7 +100,9 @@ struct EncodeInput {
   std::uint64_t nrows = 0;
   std::uint64_t ncols = 0;
   std::span<const std::uint64_t> indptr;
-  std::span<const std::uint64_t> indices;
+  // At 4 bytes wide when the file stores int32 indices, they are written
+  // from the caller's buffer like the values; otherwise converted.
+  IndexView indices;
   npy::DType value_dtype;
   ByteView values;  // nnz * value_dtype.itemsize bytes
   // Hashed shards carry the global id of each local row (column) as int64.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "reshard/fingerprint.hpp"
+#include "reshard/format/index_view.hpp"
 #include "reshard/format/npy.hpp"
 #include "reshard/pipeline/entry.hpp"
 #include "reshard/pipeline/plan.hpp"
@@ -21,7 +22,11 @@ struct AssembledShard {
   std::uint64_t ncols = 0;
   Layout layout = Layout::kCsr;
   WorkArray<std::uint64_t> indptr;
-  WorkArray<std::uint64_t> indices;
+  // Local minor indices, little-endian, at the width the shard's file
+  // stores them: 4 bytes when scipy would choose int32 for the shard
+  // (npz::fits_int32), else 8. The writer then uses them as they are.
+  ByteArray indices;
+  std::uint32_t index_width = 8;
   npy::DType value_dtype;
   ByteArray values;
   std::optional<std::vector<std::uint64_t>> row_ids;  // rows:hash destinations
@@ -29,6 +34,9 @@ struct AssembledShard {
   // Recomputed from the assembled arrays, mapping local indices back to
   // global ones: an independent path from the entries' coordinates.
   Fingerprint fingerprint;
+
+  std::uint64_t nnz() const { return indices.size() / index_width; }
+  IndexView index_view() const { return IndexView(indices, index_width); }
 };
 
 // For hashed destination schemes: the global ids of each owned shard's rows
