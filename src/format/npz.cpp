@@ -349,15 +349,22 @@ Result<zip::Archive> encode_pieces(const EncodeInput& input, const zip::WriteOpt
     return Status::Internal("encode: values length does not match indices");
   }
   const bool int32 = fits_int32(input.nrows, input.ncols, nnz);
-  // Indices already at the stored width are written from the caller's
-  // buffer, behind their header, like the values (indices are below 2^31
-  // when int32 is chosen, so their bits are int32's).
+  // Arrays already at the stored width are written from the caller's
+  // buffer, behind their header, like the values (they are below 2^31 when
+  // int32 is chosen, so their bits are int32's); others are converted.
   const std::uint32_t stored_width = int32 ? 4 : 8;
-  const bool indices_as_given = input.indices.width() == stored_width;
-  Bytes indices_header =
-      indices_as_given ? npy::encode_header(int32 ? npy::int32_dtype() : npy::int64_dtype(), {nnz}) : Bytes{};
-  Bytes indices = indices_as_given ? Bytes{} : encode_indices(input.indices, int32);
-  Bytes indptr = encode_indices(input.indptr, int32);
+  std::vector<Bytes> owned;
+  owned.reserve(4);
+  const auto index_member = [&](const char* name, IndexView array) {
+    if (array.width() == stored_width) {
+      owned.push_back(npy::encode_header(int32 ? npy::int32_dtype() : npy::int64_dtype(), {array.size()}));
+      return zip::MemberToWrite{name, array.bytes(), owned.back()};
+    }
+    owned.push_back(encode_indices(array, int32));
+    return zip::MemberToWrite{name, owned.back()};
+  };
+  zip::MemberToWrite indices = index_member("indices.npy", input.indices);
+  zip::MemberToWrite indptr = index_member("indptr.npy", input.indptr);
   const std::string format = format_name(input.format);
   Bytes format_npy = npy::encode({'S', static_cast<std::uint32_t>(format.size())}, {},
                                  ByteView(reinterpret_cast<const std::uint8_t*>(format.data()), format.size()));
@@ -366,12 +373,7 @@ Result<zip::Archive> encode_pieces(const EncodeInput& input, const zip::WriteOpt
       npy::encode(npy::int64_dtype(), {2}, ByteView(reinterpret_cast<const std::uint8_t*>(shape_values), 16));
   Bytes data_header = npy::encode_header(input.value_dtype, {nnz});
   std::vector<zip::MemberToWrite> members = {
-      indices_as_given ? zip::MemberToWrite{"indices.npy", input.indices.bytes(), indices_header}
-                       : zip::MemberToWrite{"indices.npy", indices},
-      {"indptr.npy", indptr},
-      {"format.npy", format_npy},
-      {"shape.npy", shape_npy},
-      {"data.npy", input.values, data_header},
+      indices, indptr, {"format.npy", format_npy}, {"shape.npy", shape_npy}, {"data.npy", input.values, data_header},
   };
   Bytes row_ids;
   Bytes col_ids;
@@ -385,8 +387,9 @@ Result<zip::Archive> encode_pieces(const EncodeInput& input, const zip::WriteOpt
   }
   RESHARD_ASSIGN_OR_RETURN(zip::Archive archive, zip::write_archive_pieces(members, options));
   // The arrays built here must live as long as the archive's views of them.
-  for (Bytes* owned : {&indices, &indices_header, &indptr, &format_npy, &shape_npy, &data_header, &row_ids, &col_ids}) {
-    if (!owned->empty()) archive.owned.push_back(std::move(*owned));
+  for (Bytes& array : owned) archive.owned.push_back(std::move(array));
+  for (Bytes* array : {&format_npy, &shape_npy, &data_header, &row_ids, &col_ids}) {
+    if (!array->empty()) archive.owned.push_back(std::move(*array));
   }
   return archive;
 }

@@ -10,10 +10,10 @@
 namespace reshard {
 namespace {
 
-// Stores a local index at the shard's index width (little-endian: the low
-// four bytes of a word are its value when it fits).
-inline void store_index(AssembledShard& out, std::uint64_t slot, std::uint64_t index) {
-  std::memcpy(out.indices.data() + slot * out.index_width, &index, out.index_width);
+// Stores word k of an index array at the shard's index width
+// (little-endian: the low four bytes of a word are its value when it fits).
+inline void store_word(ByteArray& array, std::uint32_t width, std::uint64_t k, std::uint64_t value) {
+  std::memcpy(array.data() + k * width, &value, width);
 }
 
 struct MinorEntry {
@@ -149,9 +149,9 @@ void merge_piece(const std::vector<Run>& all_runs, const AxisMapping& major_axis
     } else {
       while ((*major_axis.ids)[major_local] < major_global) ++major_local;
     }
-    while (next_indptr <= major_local) out.indptr[next_indptr++] = slot;
+    while (next_indptr <= major_local) store_word(out.indptr, out.index_width, next_indptr++, slot);
     const std::uint64_t minor_local = minor_axis.local(csr ? e.col : e.row);
-    store_index(out, slot, minor_local);
+    store_word(out.indices, out.index_width, slot, minor_local);
     std::memcpy(out.values.data() + slot * width, &e.value_bits, width);
     // The fingerprint maps the local indices back to global ones: an
     // independent check of the mapping, as in the counting sort.
@@ -176,7 +176,7 @@ void merge_piece(const std::vector<Run>& all_runs, const AxisMapping& major_axis
       heap.pop_back();
     }
   }
-  while (next_indptr < piece.end_local) out.indptr[next_indptr++] = slot;
+  while (next_indptr < piece.end_local) store_word(out.indptr, out.index_width, next_indptr++, slot);
 }
 
 // Splits the merge into pieces of about equal entries by global major index
@@ -194,7 +194,7 @@ void merge_sorted_runs(const std::vector<Run>& runs, const AxisMapping& major_ax
     highest = std::max(highest, major_of(run.entries.back(), csr));
   }
   // Not zeroed: the pieces write every word of indptr.
-  out.indptr.resize(nmajor + 1);
+  out.indptr.resize((nmajor + 1) * out.index_width);
   out.indices.resize(n * out.index_width);
   out.values.resize(n * out.value_dtype.itemsize);
   const std::uint64_t wanted = std::max<std::uint64_t>(
@@ -238,19 +238,19 @@ void counting_sort(std::vector<SourceSegment> segments, const AxisMapping& major
   std::uint64_t n = 0;
   for (const auto& part : parts) n += part.size();
   WorkArray<std::uint64_t> majors(n);
-  out.indptr.assign(nmajor + 1, 0);
+  std::vector<std::uint64_t> indptr(nmajor + 1, 0);
   std::uint64_t k = 0;
   for (const auto& part : parts) {
     for (const Entry& e : part) {
       majors[k] = major_axis.local(csr ? e.row : e.col);
-      ++out.indptr[majors[k] + 1];
+      ++indptr[majors[k] + 1];
       ++k;
     }
   }
-  for (std::uint64_t i = 0; i < nmajor; ++i) out.indptr[i + 1] += out.indptr[i];
+  for (std::uint64_t i = 0; i < nmajor; ++i) indptr[i + 1] += indptr[i];
   WorkArray<MinorEntry> sorted(n);
   {
-    std::vector<std::uint64_t> cursor(out.indptr.begin(), out.indptr.end() - 1);
+    std::vector<std::uint64_t> cursor(indptr.begin(), indptr.end() - 1);
     k = 0;
     for (const auto& part : parts) {
       for (const Entry& e : part) {
@@ -264,18 +264,20 @@ void counting_sort(std::vector<SourceSegment> segments, const AxisMapping& major
   out.indices.resize(sorted.size() * out.index_width);
   out.values.resize(sorted.size() * width);
   for (std::uint64_t i = 0; i < nmajor; ++i) {
-    const auto begin = sorted.begin() + static_cast<std::ptrdiff_t>(out.indptr[i]);
-    const auto end = sorted.begin() + static_cast<std::ptrdiff_t>(out.indptr[i + 1]);
+    const auto begin = sorted.begin() + static_cast<std::ptrdiff_t>(indptr[i]);
+    const auto end = sorted.begin() + static_cast<std::ptrdiff_t>(indptr[i + 1]);
     std::stable_sort(begin, end, [](const MinorEntry& a, const MinorEntry& b) { return a.minor < b.minor; });
     const std::uint64_t major_global = major_axis.global(i);
-    for (std::uint64_t slot = out.indptr[i]; slot < out.indptr[i + 1]; ++slot) {
+    for (std::uint64_t slot = indptr[i]; slot < indptr[i + 1]; ++slot) {
       const MinorEntry& e = sorted[slot];
-      store_index(out, slot, e.minor);
+      store_word(out.indices, out.index_width, slot, e.minor);
       std::memcpy(out.values.data() + slot * width, &e.value_bits, width);
       const std::uint64_t minor_global = minor_axis.global(e.minor);
       out.fingerprint.add(csr ? major_global : minor_global, csr ? minor_global : major_global, e.value_bits);
     }
   }
+  out.indptr.resize((nmajor + 1) * out.index_width);
+  for (std::uint64_t i = 0; i <= nmajor; ++i) store_word(out.indptr, out.index_width, i, indptr[i]);
 }
 
 }  // namespace

@@ -226,8 +226,9 @@ Status OneFileSink::write_part(Comm& comm, const AssembledShard* part) {
   if (part != nullptr) {
     const std::uint64_t skip = k == 0 ? 0 : 1;
     first = layout_.part_bounds[k] + skip;
-    for (std::size_t j = skip; j < part->indptr.size(); ++j) {
-      shifted.push_back(static_cast<std::int64_t>(part->indptr[j] + offset));
+    const IndexView indptr = part->indptr_view();
+    for (std::uint64_t j = skip; j < indptr.size(); ++j) {
+      shifted.push_back(static_cast<std::int64_t>(indptr[j] + offset));
     }
   }
   if (h5.int32) {

@@ -29,7 +29,7 @@ Result<WrittenShard> write_shard(Store& store, const AssembledShard& shard, cons
   input.format = shard.layout == Layout::kCsr ? npz::SparseFormat::kCsr : npz::SparseFormat::kCsc;
   input.nrows = shard.nrows;
   input.ncols = shard.ncols;
-  input.indptr = shard.indptr;
+  input.indptr = shard.indptr_view();
   input.indices = shard.index_view();
   input.value_dtype = shard.value_dtype;
   input.values = shard.values;

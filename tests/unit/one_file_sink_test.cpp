@@ -35,9 +35,10 @@ Part make_part(std::uint64_t index, std::vector<std::uint64_t> indptr, std::vect
   Part part;
   part.shard.index = index;
   part.assembled.layout = Layout::kCsr;
-  part.assembled.indptr.assign(indptr.begin(), indptr.end());
   // Kept 8 bytes wide: the sink converts them to the file's int32.
   part.assembled.index_width = 8;
+  part.assembled.indptr.resize(indptr.size() * 8);
+  std::memcpy(part.assembled.indptr.data(), indptr.data(), indptr.size() * 8);
   part.assembled.indices.resize(indices.size() * 8);
   if (!indices.empty()) std::memcpy(part.assembled.indices.data(), indices.data(), indices.size() * 8);
   part.assembled.value_dtype = {'f', 4};

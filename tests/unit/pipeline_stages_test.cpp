@@ -18,13 +18,14 @@ namespace {
 
 using testing::TempDir;
 
-// An assembled shard's indices as words, whatever width they are kept at.
-std::vector<std::uint64_t> indices_of(const AssembledShard& shard) {
-  const IndexView view = shard.index_view();
+// An assembled shard's index arrays as words, whatever width they are kept at.
+std::vector<std::uint64_t> words_of(IndexView view) {
   std::vector<std::uint64_t> words(view.size());
   for (std::uint64_t k = 0; k < view.size(); ++k) words[k] = view[k];
   return words;
 }
+std::vector<std::uint64_t> indices_of(const AssembledShard& shard) { return words_of(shard.index_view()); }
+std::vector<std::uint64_t> indptr_of(const AssembledShard& shard) { return words_of(shard.indptr_view()); }
 
 Plan plan_for(const std::string& new_scheme, GlobalShape shape, int ranks) {
   Plan plan;
@@ -220,7 +221,7 @@ TEST(Assemble, SortsByColumnKeepsDuplicatesInSourceOrder) {
   auto shard = assemble_shard(parts, plan.destinations[1], plan, {'i', 8}, {});
   EXPECT_EQ(shard.nrows, 2u);
   EXPECT_EQ(shard.ncols, 5u);
-  EXPECT_EQ(shard.indptr, (WorkArray<std::uint64_t>{0, 1, 5}));
+  EXPECT_EQ(indptr_of(shard), (std::vector<std::uint64_t>{0, 1, 5}));
   EXPECT_EQ(shard.index_width, 4u) << "a small shard keeps its indices as int32, as scipy would store them";
   EXPECT_EQ(indices_of(shard), (std::vector<std::uint64_t>{3, 1, 1, 1, 4}));
   std::vector<std::int64_t> values(5);
@@ -244,8 +245,8 @@ TEST(Assemble, CscLayoutAndHashedIds) {
   auto shard = assemble_shard({{all.subspan(2), 1}, {all.first(2), 0}}, plan.destinations[1], plan, {'i', 4}, ids[0]);
   EXPECT_EQ(shard.layout, Layout::kCsc);
   EXPECT_EQ(shard.ncols, 3u);
-  EXPECT_EQ(shard.indptr, (WorkArray<std::uint64_t>{0, 1, 1, 3}));      // local cols of 1, 3, 5
-  EXPECT_EQ(indices_of(shard), (std::vector<std::uint64_t>{1, 0, 2}));  // rows, ascending within a column
+  EXPECT_EQ(indptr_of(shard), (std::vector<std::uint64_t>{0, 1, 1, 3}));  // local cols of 1, 3, 5
+  EXPECT_EQ(indices_of(shard), (std::vector<std::uint64_t>{1, 0, 2}));    // rows, ascending within a column
   ASSERT_TRUE(shard.col_ids.has_value());
   EXPECT_EQ(shard.values.size(), 12u);
   Fingerprint expected;
@@ -315,7 +316,7 @@ void expect_merge_matches_reference(const Plan& plan, const DestinationShard& sh
     fingerprint.add(reference[k].row, reference[k].col, reference[k].value_bits);
   }
   for (std::size_t i = 0; i + 1 < indptr.size(); ++i) indptr[i + 1] += indptr[i];
-  EXPECT_TRUE(std::equal(one.indptr.begin(), one.indptr.end(), indptr.begin(), indptr.end()));
+  EXPECT_EQ(indptr_of(one), indptr);
   EXPECT_EQ(one.fingerprint, fingerprint);
   for (const int threads : {2, 3, 5}) {
     const AssembledShard many = assemble_shard(parts, shard, plan, {'i', 8}, ids, threads);

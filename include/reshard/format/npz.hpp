@@ -99,9 +99,9 @@ struct EncodeInput {
   SparseFormat format = SparseFormat::kCsr;  // csr or csc
   std::uint64_t nrows = 0;
   std::uint64_t ncols = 0;
-  std::span<const std::uint64_t> indptr;
-  // At 4 bytes wide when the file stores int32 indices, they are written
-  // from the caller's buffer like the values; otherwise converted.
+  // At 4 bytes wide when the file stores int32 indices (8 for int64), these
+  // are written from the caller's buffer like the values; else converted.
+  IndexView indptr;
   IndexView indices;
   npy::DType value_dtype;
   ByteView values;  // nnz * value_dtype.itemsize bytes

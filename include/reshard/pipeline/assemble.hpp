@@ -21,12 +21,12 @@ struct AssembledShard {
   std::uint64_t nrows = 0;
   std::uint64_t ncols = 0;
   Layout layout = Layout::kCsr;
-  WorkArray<std::uint64_t> indptr;
-  // Local minor indices, little-endian, at the width the shard's file
-  // stores them: 4 bytes when scipy would choose int32 for the shard
-  // (npz::fits_int32), else 8. The writer then uses them as they are.
-  ByteArray indices;
+  // indptr and the local minor indices, little-endian, at the width the
+  // shard's file stores them: 4 bytes when scipy would choose int32 for the
+  // shard (npz::fits_int32), else 8. The writer then uses them as they are.
   std::uint32_t index_width = 8;
+  ByteArray indptr;
+  ByteArray indices;
   npy::DType value_dtype;
   ByteArray values;
   std::optional<std::vector<std::uint64_t>> row_ids;  // rows:hash destinations
@@ -37,6 +37,7 @@ struct AssembledShard {
 
   std::uint64_t nnz() const { return indices.size() / index_width; }
   IndexView index_view() const { return IndexView(indices, index_width); }
+  IndexView indptr_view() const { return IndexView(indptr, index_width); }
 };
 
 // For hashed destination schemes: the global ids of each owned shard's rows
