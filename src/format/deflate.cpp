@@ -24,29 +24,20 @@ std::uint32_t igzip_level_buffer_bytes(int level) {
   }
 }
 
-// The compressed bytes, in a vector of their own size. Compressors write to
-// a bound-sized buffer; returning that buffer, zero-filled and shrunk with
-// resize(), kept the whole bound resident: ~4.1 MiB per 4 MiB igzip chunk,
-// about 1.1 GB more peak RSS on the hot shard's rank of the 100M benchmark
-// at igzip:1 than at --compress none.
-Bytes exact_copy(const ByteArray& buffer, std::size_t size) {
-  return Bytes(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(size));
-}
-
 }  // namespace
 
-Result<Bytes> libdeflate_stream(ByteView input, int level) {
+Result<ByteArray> libdeflate_stream(ByteView input, int level) {
   std::unique_ptr<libdeflate_compressor, LibdeflateCompressorDeleter> compressor(libdeflate_alloc_compressor(level));
   if (!compressor) return Status::Internal("libdeflate cannot compress at level " + std::to_string(level));
-  // Not zeroed: only the pages the compressor writes become resident.
   ByteArray out(libdeflate_deflate_compress_bound(compressor.get(), input.size()));
   const std::size_t n =
       libdeflate_deflate_compress(compressor.get(), input.data(), input.size(), out.data(), out.size());
   if (n == 0) return Status::Internal("libdeflate: output larger than its own bound");
-  return exact_copy(out, n);
+  out.resize(n);
+  return out;
 }
 
-Result<Bytes> igzip_piece(ByteView input, int level, bool last) {
+Result<ByteArray> igzip_piece(ByteView input, int level, bool last) {
   if (level < ISAL_DEF_MIN_LEVEL || level > ISAL_DEF_MAX_LEVEL) {
     return Status::Invalid("igzip level must be 0..3, got " + std::to_string(level));
   }
@@ -56,12 +47,11 @@ Result<Bytes> igzip_piece(ByteView input, int level, bool last) {
   }
   isal_zstream stream{};
   isal_deflate_stateless_init(&stream);
-  // One thread's buffers, reused by each chunk it compresses.
+  // One thread's level buffer, reused by each chunk it compresses.
   thread_local ByteArray level_buffer;
-  thread_local ByteArray out;
   level_buffer.resize(igzip_level_buffer_bytes(level));
   // Incompressible input is stored: 5 bytes per 64 KiB block, plus headers.
-  out.resize(input.size() + input.size() / 4096 + 4096);
+  ByteArray out(input.size() + input.size() / 4096 + 4096);
   stream.next_in = const_cast<std::uint8_t*>(input.data());  // NOLINT: ISA-L does not write its input
   stream.avail_in = static_cast<std::uint32_t>(input.size());
   stream.next_out = out.data();
@@ -73,7 +63,8 @@ Result<Bytes> igzip_piece(ByteView input, int level, bool last) {
   stream.flush = last ? NO_FLUSH : FULL_FLUSH;
   const int rc = isal_deflate_stateless(&stream);
   if (rc != COMP_OK) return Status::Internal("igzip compression failed (code " + std::to_string(rc) + ")");
-  return exact_copy(out, stream.total_out);
+  out.resize(stream.total_out);
+  return out;
 }
 
 }  // namespace reshard::deflate

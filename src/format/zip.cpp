@@ -238,7 +238,7 @@ struct DeflateChunk {
   std::uint64_t offset = 0;
   std::uint64_t length = 0;
   bool last = true;
-  Bytes compressed;
+  ByteArray compressed;
   Status status;
 };
 
@@ -291,16 +291,16 @@ Result<Archive> write_archive_pieces(const std::vector<MemberToWrite>& members, 
     DeflateChunk& chunk = chunks[task - members.size()];
     Bytes joined;
     const ByteView input = chunk_input(members[chunk.member], chunk, joined);
-    Result<Bytes> compressed = options.deflater == Deflater::kIgzip
-                                   ? deflate::igzip_piece(input, options.level, chunk.last)
-                                   : deflate::libdeflate_stream(input, options.level);
+    Result<ByteArray> compressed = options.deflater == Deflater::kIgzip
+                                       ? deflate::igzip_piece(input, options.level, chunk.last)
+                                       : deflate::libdeflate_stream(input, options.level);
     if (compressed.ok()) {
       chunk.compressed = std::move(compressed).value();
     } else {
       chunk.status = compressed.status().with_context("compressing member " + members[chunk.member].name);
     }
   });
-  std::vector<std::vector<Bytes>> compressed(members.size());
+  std::vector<std::vector<ByteArray>> compressed(members.size());
   std::vector<std::uint64_t> compressed_sizes(members.size(), 0);
   for (auto& chunk : chunks) {
     RESHARD_RETURN_IF_ERROR(chunk.status);
@@ -325,7 +325,8 @@ Result<Archive> write_archive_pieces(const std::vector<MemberToWrite>& members, 
     archive.size += bytes.size();
     archive.pieces.push_back(bytes);
   };
-  archive.owned.reserve(members.size() + chunks.size() + 1);
+  archive.owned.reserve(members.size() + 1);
+  archive.compressed.reserve(chunks.size());
   std::vector<Written> written;
   for (std::size_t i = 0; i < members.size(); ++i) {
     const auto& member = members[i];
@@ -359,7 +360,11 @@ Result<Archive> write_archive_pieces(const std::vector<MemberToWrite>& members, 
     }
     add_owned(std::move(header));
     if (options.method == Method::kDeflate) {
-      for (auto& piece : compressed[i]) add_owned(std::move(piece));
+      for (auto& piece : compressed[i]) {
+        archive.size += piece.size();
+        archive.compressed.push_back(std::move(piece));
+        archive.pieces.emplace_back(archive.compressed.back());
+      }
     } else {
       // Stored members are written straight from the caller's buffers.
       add_view(member.prefix);

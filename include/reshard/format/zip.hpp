@@ -10,6 +10,7 @@
 
 #include "reshard/bytes.hpp"
 #include "reshard/status.hpp"
+#include "reshard/work_array.hpp"
 
 namespace reshard::zip {
 
@@ -85,6 +86,7 @@ Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const Wri
 // members' buffers, which must outlive it. Saves a copy of every stored array.
 struct Archive {
   std::vector<Bytes> owned;
+  std::vector<ByteArray> compressed;  // deflated payloads, as the compressors returned them
   std::vector<ByteView> pieces;
   std::uint64_t size = 0;
   Bytes flatten() const;
