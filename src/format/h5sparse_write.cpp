@@ -6,6 +6,7 @@
 #include "reshard/format/h5ad_objects.hpp"
 #include "reshard/format/h5sparse.hpp"
 #include "reshard/format/hdf5_handle.hpp"
+#include "reshard/work_array.hpp"
 
 namespace reshard::h5sparse {
 namespace {
@@ -56,14 +57,9 @@ Status write_indices(hid_t group, const char* name, IndexView values, bool int32
   if (values.width() == stored_width) {
     return write_dataset(group, name, file_type, memory_type, values.size(), values.bytes().data(), options);
   }
-  if (int32) {
-    std::vector<std::uint32_t> narrow(values.size());
-    for (std::uint64_t k = 0; k < values.size(); ++k) narrow[k] = static_cast<std::uint32_t>(values[k]);
-    return write_dataset(group, name, file_type, memory_type, narrow.size(), narrow.data(), options);
-  }
-  std::vector<std::uint64_t> wide(values.size());
-  for (std::uint64_t k = 0; k < values.size(); ++k) wide[k] = values[k];
-  return write_dataset(group, name, file_type, memory_type, wide.size(), wide.data(), options);
+  ByteArray converted(values.size() * stored_width);
+  copy_indices(values, stored_width, converted.data());
+  return write_dataset(group, name, file_type, memory_type, values.size(), converted.data(), options);
 }
 
 Result<Bytes> encode_locked(const npz::EncodeInput& input, const WriteOptions& options) {

@@ -318,23 +318,15 @@ Result<SparseStructure> decode_structure(const ShapeAndFormat& shape, const std:
 
 namespace {
 
-// The npy header, then the values narrowed to Index, written in place.
-template <typename Index>
-Bytes encode_indices_as(IndexView values, const npy::DType& dtype) {
-  Bytes out = npy::encode_header(dtype, {values.size()});
-  const std::size_t header = out.size();
-  out.resize(header + values.size() * sizeof(Index));
-  auto* dst = out.data() + header;
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    const auto v = static_cast<Index>(values[i]);
-    std::memcpy(dst + i * sizeof(Index), &v, sizeof(Index));
-  }
-  return out;
-}
-
+// The npy header, then the values as int32 or int64, written in place
+// (they are below 2^31 or 2^63, so their bits are the signed type's).
 Bytes encode_indices(IndexView values, bool int32) {
-  return int32 ? encode_indices_as<std::int32_t>(values, npy::int32_dtype())
-               : encode_indices_as<std::int64_t>(values, npy::int64_dtype());
+  Bytes out = npy::encode_header(int32 ? npy::int32_dtype() : npy::int64_dtype(), {values.size()});
+  const std::size_t header = out.size();
+  const std::uint32_t width = int32 ? 4 : 8;
+  out.resize(header + values.size() * width);
+  copy_indices(values, width, out.data() + header);
+  return out;
 }
 
 }  // namespace

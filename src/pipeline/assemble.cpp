@@ -10,12 +10,6 @@
 namespace reshard {
 namespace {
 
-// Stores word k of an index array at the shard's index width
-// (little-endian: the low four bytes of a word are its value when it fits).
-inline void store_word(ByteArray& array, std::uint32_t width, std::uint64_t k, std::uint64_t value) {
-  std::memcpy(array.data() + k * width, &value, width);
-}
-
 struct MinorEntry {
   std::uint64_t minor;
   std::uint64_t value_bits;
@@ -149,9 +143,9 @@ void merge_piece(const std::vector<Run>& all_runs, const AxisMapping& major_axis
     } else {
       while ((*major_axis.ids)[major_local] < major_global) ++major_local;
     }
-    while (next_indptr <= major_local) store_word(out.indptr, out.index_width, next_indptr++, slot);
+    while (next_indptr <= major_local) store_index(out.indptr.data(), out.index_width, next_indptr++, slot);
     const std::uint64_t minor_local = minor_axis.local(csr ? e.col : e.row);
-    store_word(out.indices, out.index_width, slot, minor_local);
+    store_index(out.indices.data(), out.index_width, slot, minor_local);
     std::memcpy(out.values.data() + slot * width, &e.value_bits, width);
     // The fingerprint maps the local indices back to global ones: an
     // independent check of the mapping, as in the counting sort.
@@ -176,7 +170,7 @@ void merge_piece(const std::vector<Run>& all_runs, const AxisMapping& major_axis
       heap.pop_back();
     }
   }
-  while (next_indptr < piece.end_local) store_word(out.indptr, out.index_width, next_indptr++, slot);
+  while (next_indptr < piece.end_local) store_index(out.indptr.data(), out.index_width, next_indptr++, slot);
 }
 
 // Splits the merge into pieces of about equal entries by global major index
@@ -270,14 +264,14 @@ void counting_sort(std::vector<SourceSegment> segments, const AxisMapping& major
     const std::uint64_t major_global = major_axis.global(i);
     for (std::uint64_t slot = indptr[i]; slot < indptr[i + 1]; ++slot) {
       const MinorEntry& e = sorted[slot];
-      store_word(out.indices, out.index_width, slot, e.minor);
+      store_index(out.indices.data(), out.index_width, slot, e.minor);
       std::memcpy(out.values.data() + slot * width, &e.value_bits, width);
       const std::uint64_t minor_global = minor_axis.global(e.minor);
       out.fingerprint.add(csr ? major_global : minor_global, csr ? minor_global : major_global, e.value_bits);
     }
   }
   out.indptr.resize((nmajor + 1) * out.index_width);
-  for (std::uint64_t i = 0; i <= nmajor; ++i) store_word(out.indptr, out.index_width, i, indptr[i]);
+  for (std::uint64_t i = 0; i <= nmajor; ++i) store_index(out.indptr.data(), out.index_width, i, indptr[i]);
 }
 
 }  // namespace

@@ -3,7 +3,6 @@
 #include <mpi.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "reshard/crc32c.hpp"
 #include "reshard/format/h5ad_objects.hpp"
@@ -207,12 +206,8 @@ Status OneFileSink::write_part(Comm& comm, const AssembledShard* part) {
     if (part != nullptr && part->index_width == file_width) {
       indices = part->indices.data();
     } else if (part != nullptr) {
-      const IndexView given = part->index_view();
       converted.resize(count * file_width);
-      for (std::uint64_t i = 0; i < count; ++i) {
-        const std::uint64_t index = given[i];
-        std::memcpy(converted.data() + i * file_width, &index, file_width);
-      }
+      copy_indices(part->index_view(), file_width, converted.data());
       indices = converted.data();
     }
     RESHARD_RETURN_IF_ERROR(

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <span>
+#include <vector>
 
 #include "reshard/bytes.hpp"
 
@@ -21,7 +23,6 @@ class IndexView {
       : IndexView(std::span<const std::uint64_t>(wide)) {}
 
   std::uint64_t size() const { return bytes_.size() / width_; }
-  bool empty() const { return bytes_.empty(); }
   std::uint32_t width() const { return width_; }
   ByteView bytes() const { return bytes_; }
   std::uint64_t operator[](std::uint64_t k) const {
@@ -32,5 +33,17 @@ class IndexView {
   ByteView bytes_;
   std::uint32_t width_ = 8;
 };
+
+// Writes `value` as word k of an array of `width`-byte (4 or 8) words,
+// little-endian: the low four bytes of a word are its value when it fits.
+inline void store_index(std::uint8_t* array, std::uint32_t width, std::uint64_t k, std::uint64_t value) {
+  std::memcpy(array + k * width, &value, width);
+}
+
+// Every index of `from`, as `width`-byte words at `out`: the conversion
+// when a writer needs another width than the one the indices are kept at.
+inline void copy_indices(IndexView from, std::uint32_t width, std::uint8_t* out) {
+  for (std::uint64_t k = 0; k < from.size(); ++k) store_index(out, width, k, from[k]);
+}
 
 }  // namespace reshard
