@@ -45,8 +45,8 @@ write_sharded(skewed_matrix(200000, 50000, 3000000, seed=4), Scheme.parse('rows:
 # before it reads anything (the report's memory.baseline_bytes): ASan's shadow
 # memory and Open MPI make that ~110-130 MiB, and it differs between machines
 # (a fixed 160MiB spilled here and not on CI's machine at 8312add). A probe
-# run with room to spare measures it; the real run then gets 16 MiB of
-# working memory for ~21 MiB of 24-byte entries per rank, so it must spill.
+# run with room to spare measures it; the real run then gets 8 MiB of
+# working memory for ~15 MiB of 16-byte entries per rank, so it must spill.
 san_job() {
   ASAN_OPTIONS=detect_leaks=0 mpirun -np 3 -x ASAN_OPTIONS build-asan/bin/mpi_reshard \
     --src "$san_work/src/shard_{i}.npz" --old-scheme rows:block=12500 \
@@ -54,7 +54,7 @@ san_job() {
     --memory-limit "$2" --scratch-dir "$san_work" --threads 2 --report "$san_work/$1.json" -q
 }
 san_job probe 2GiB
-san_limit="$(/usr/bin/python3 -c "import json; b = json.load(open('$san_work/probe.json'))['memory']['baseline_bytes']; print(-(-b // 2**20) + 6 + 16)")MiB"
+san_limit="$(/usr/bin/python3 -c "import json; b = json.load(open('$san_work/probe.json'))['memory']['baseline_bytes']; print(-(-b // 2**20) + 6 + 8)")MiB"
 echo "   spilling run: --memory-limit $san_limit"
 san_job dst "$san_limit"
 /usr/bin/python3 -c "import json, sys; r = json.load(open('$san_work/dst.json')); sys.exit(0 if r['totals']['bytes_spilled'] > 0 else 'the sanitizer job did not spill: ' + json.dumps(r['memory']))"

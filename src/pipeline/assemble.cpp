@@ -27,20 +27,6 @@ struct AxisMapping {
   std::uint64_t global(std::uint64_t local) const { return ids == nullptr ? local + offset : (*ids)[local]; }
 };
 
-// Sort key of an entry within a shard: (major, minor), on global
-// coordinates; local ones are a monotone map of them.
-struct EntryKey {
-  bool csr = true;
-  bool less(const Entry& a, const Entry& b) const {
-    const std::uint64_t a_major = csr ? a.row : a.col;
-    const std::uint64_t b_major = csr ? b.row : b.col;
-    if (a_major != b_major) return a_major < b_major;
-    const std::uint64_t a_minor = csr ? a.col : a.row;
-    const std::uint64_t b_minor = csr ? b.col : b.row;
-    return a_minor < b_minor;
-  }
-};
-
 // A sorted stretch of one source segment. Entries with equal keys in two
 // runs go in source order: by source, then by the run's place in its
 // segment (`piece`), which is their order in the source's storage.
@@ -51,9 +37,10 @@ struct Run {
 };
 
 // Whether a (in run ra) goes before b (in run rb).
-bool goes_before(const EntryKey& key, const Entry& a, const Run& ra, const Entry& b, const Run& rb) {
-  if (key.less(a, b)) return true;
-  if (key.less(b, a)) return false;
+// Keys order entries by (major, minor) on global coordinates; local ones are
+// a monotone map of them.
+bool goes_before(const Entry& a, const Run& ra, const Entry& b, const Run& rb) {
+  if (a.key != b.key) return a.key < b.key;
   return ra.source != rb.source ? ra.source < rb.source : ra.piece < rb.piece;
 }
 
@@ -66,14 +53,13 @@ constexpr std::uint64_t kMinEntriesPerMergePiece = 1 << 16;
 // Entries usually arrive as a few sorted runs: each segment is one source
 // shard's entries in storage order. Splits the segments at every descent;
 // false when there are too many runs for a merge to pay.
-bool split_into_sorted_runs(const std::vector<SourceSegment>& parts, bool csr, std::vector<Run>& runs) {
-  const EntryKey key{csr};
+bool split_into_sorted_runs(const std::vector<SourceSegment>& parts, std::vector<Run>& runs) {
   for (const auto& segment : parts) {
     const auto& part = segment.entries;
     std::size_t begin = 0;
     std::uint64_t piece = 0;
     for (std::size_t k = 1; k <= part.size(); ++k) {
-      if (k == part.size() || key.less(part[k], part[k - 1])) {
+      if (k == part.size() || part[k].key < part[k - 1].key) {
         if (k > begin) runs.push_back({part.subspan(begin, k - begin), segment.source, piece++});
         if (runs.size() > kMaxMergedRuns) return false;
         begin = k;
@@ -83,18 +69,16 @@ bool split_into_sorted_runs(const std::vector<SourceSegment>& parts, bool csr, s
   return true;
 }
 
-std::uint64_t major_of(const Entry& e, bool csr) { return csr ? e.row : e.col; }
-
 // Entries of a sorted run with a global major index below `major`.
-std::size_t run_entries_below(std::span<const Entry> run, bool csr, std::uint64_t major) {
+std::size_t run_entries_below(std::span<const Entry> run, const EntryKeyCodec& codec, std::uint64_t major) {
   return static_cast<std::size_t>(
-      std::partition_point(run.begin(), run.end(), [&](const Entry& e) { return major_of(e, csr) < major; }) -
+      std::partition_point(run.begin(), run.end(), [&](const Entry& e) { return codec.major(e.key) < major; }) -
       run.begin());
 }
 
-std::uint64_t entries_below(const std::vector<Run>& runs, bool csr, std::uint64_t major) {
+std::uint64_t entries_below(const std::vector<Run>& runs, const EntryKeyCodec& codec, std::uint64_t major) {
   std::uint64_t n = 0;
-  for (const auto& run : runs) n += run_entries_below(run.entries, csr, major);
+  for (const auto& run : runs) n += run_entries_below(run.entries, codec, major);
   return n;
 }
 
@@ -116,19 +100,19 @@ struct MergePiece {
 // head, so runs that do not interleave (a row block's rows, a hashed row's
 // entries) are copied at one comparison per entry.
 void merge_piece(const std::vector<Run>& all_runs, const AxisMapping& major_axis, const AxisMapping& minor_axis,
-                 bool csr, MergePiece& piece, AssembledShard& out) {
+                 const EntryKeyCodec& codec, MergePiece& piece, AssembledShard& out) {
   std::vector<Run> runs;
   for (const auto& run : all_runs) {
-    const std::size_t begin = run_entries_below(run.entries, csr, piece.first_major);
-    const std::size_t end = run_entries_below(run.entries, csr, piece.end_major);
+    const std::size_t begin = run_entries_below(run.entries, codec, piece.first_major);
+    const std::size_t end = run_entries_below(run.entries, codec, piece.end_major);
     if (end > begin) runs.push_back({run.entries.subspan(begin, end - begin), run.source, run.piece});
   }
   const std::uint32_t width = out.value_dtype.itemsize;
-  const EntryKey key{csr};
+  const bool csr = codec.csr();
   std::vector<std::size_t> position(runs.size(), 0);
   std::vector<std::size_t> heap;  // run indices, smallest head on top
   const auto heap_greater = [&](std::size_t a, std::size_t b) {
-    return goes_before(key, runs[b].entries[position[b]], runs[b], runs[a].entries[position[a]], runs[a]);
+    return goes_before(runs[b].entries[position[b]], runs[b], runs[a].entries[position[a]], runs[a]);
   };
   for (std::size_t r = 0; r < runs.size(); ++r) heap.push_back(r);
   std::make_heap(heap.begin(), heap.end(), heap_greater);
@@ -137,14 +121,14 @@ void merge_piece(const std::vector<Run>& all_runs, const AxisMapping& major_axis
   // Local majors only grow, so a hashed axis is walked, not searched.
   std::uint64_t major_local = piece.first_local;
   const auto take = [&](const Entry& e) {
-    const std::uint64_t major_global = major_of(e, csr);
+    const std::uint64_t major_global = codec.major(e.key);
     if (major_axis.ids == nullptr) {
       major_local = major_global - major_axis.offset;
     } else {
       while ((*major_axis.ids)[major_local] < major_global) ++major_local;
     }
     while (next_indptr <= major_local) store_index(out.indptr.data(), out.index_width, next_indptr++, slot);
-    const std::uint64_t minor_local = minor_axis.local(csr ? e.col : e.row);
+    const std::uint64_t minor_local = minor_axis.local(codec.minor(e.key));
     store_index(out.indices.data(), out.index_width, slot, minor_local);
     std::memcpy(out.values.data() + slot * width, &e.value_bits, width);
     // The fingerprint maps the local indices back to global ones: an
@@ -163,7 +147,7 @@ void merge_piece(const std::vector<Run>& all_runs, const AxisMapping& major_axis
     do {
       take(run[position[r]++]);
     } while (position[r] < run.size() &&
-             (limit == nullptr || goes_before(key, run[position[r]], runs[r], *limit, *limit_run)));
+             (limit == nullptr || goes_before(run[position[r]], runs[r], *limit, *limit_run)));
     if (position[r] < run.size()) {
       std::push_heap(heap.begin(), heap.end(), heap_greater);
     } else {
@@ -178,14 +162,14 @@ void merge_piece(const std::vector<Run>& all_runs, const AxisMapping& major_axis
 // row holds many entries) and merges them on `threads` threads. The result
 // is the one sorted order, whatever the thread count.
 void merge_sorted_runs(const std::vector<Run>& runs, const AxisMapping& major_axis, const AxisMapping& minor_axis,
-                       bool csr, std::uint64_t nmajor, int threads, AssembledShard& out) {
+                       const EntryKeyCodec& codec, std::uint64_t nmajor, int threads, AssembledShard& out) {
   std::uint64_t n = 0;
   std::uint64_t lowest = std::numeric_limits<std::uint64_t>::max();
   std::uint64_t highest = 0;
   for (const auto& run : runs) {
     n += run.entries.size();
-    lowest = std::min(lowest, major_of(run.entries.front(), csr));
-    highest = std::max(highest, major_of(run.entries.back(), csr));
+    lowest = std::min(lowest, codec.major(run.entries.front().key));
+    highest = std::max(highest, codec.major(run.entries.back().key));
   }
   // Not zeroed: the pieces write every word of indptr.
   out.indptr.resize((nmajor + 1) * out.index_width);
@@ -201,14 +185,14 @@ void merge_sorted_runs(const std::vector<Run>& runs, const AxisMapping& major_ax
     std::uint64_t hi = highest + 1;
     while (lo < hi) {
       const std::uint64_t mid = lo + (hi - lo) / 2;
-      if (entries_below(runs, csr, mid) >= target) {
+      if (entries_below(runs, codec, mid) >= target) {
         hi = mid;
       } else {
         lo = mid + 1;
       }
     }
     pieces[t].first_major = lo;
-    pieces[t].first_slot = entries_below(runs, csr, lo);
+    pieces[t].first_slot = entries_below(runs, codec, lo);
     pieces[t].first_local = major_axis.local(lo);
   }
   for (std::uint64_t t = 0; t < wanted; ++t) {
@@ -216,7 +200,7 @@ void merge_sorted_runs(const std::vector<Run>& runs, const AxisMapping& major_ax
     pieces[t].end_local = t + 1 < wanted ? pieces[t + 1].first_local : nmajor + 1;
   }
   run_in_parallel(pieces.size(), threads,
-                  [&](std::size_t t) { merge_piece(runs, major_axis, minor_axis, csr, pieces[t], out); });
+                  [&](std::size_t t) { merge_piece(runs, major_axis, minor_axis, codec, pieces[t], out); });
   for (const auto& piece : pieces) out.fingerprint.merge(piece.fingerprint);
 }
 
@@ -224,7 +208,8 @@ void merge_sorted_runs(const std::vector<Run>& runs, const AxisMapping& major_ax
 // source order so each major slice holds its entries in (source, position)
 // order, then a stable sort of each (short) slice by minor index.
 void counting_sort(std::vector<SourceSegment> segments, const AxisMapping& major_axis, const AxisMapping& minor_axis,
-                   bool csr, std::uint64_t nmajor, AssembledShard& out) {
+                   const EntryKeyCodec& codec, std::uint64_t nmajor, AssembledShard& out) {
+  const bool csr = codec.csr();
   std::stable_sort(segments.begin(), segments.end(),
                    [](const SourceSegment& a, const SourceSegment& b) { return a.source < b.source; });
   std::vector<std::span<const Entry>> parts;
@@ -236,7 +221,7 @@ void counting_sort(std::vector<SourceSegment> segments, const AxisMapping& major
   std::uint64_t k = 0;
   for (const auto& part : parts) {
     for (const Entry& e : part) {
-      majors[k] = major_axis.local(csr ? e.row : e.col);
+      majors[k] = major_axis.local(codec.major(e.key));
       ++indptr[majors[k] + 1];
       ++k;
     }
@@ -248,7 +233,7 @@ void counting_sort(std::vector<SourceSegment> segments, const AxisMapping& major
     k = 0;
     for (const auto& part : parts) {
       for (const Entry& e : part) {
-        sorted[cursor[majors[k]]++] = MinorEntry{minor_axis.local(csr ? e.col : e.row), e.value_bits};
+        sorted[cursor[majors[k]]++] = MinorEntry{minor_axis.local(codec.minor(e.key)), e.value_bits};
         ++k;
       }
     }
@@ -307,6 +292,7 @@ AssembledShard assemble_shard(const std::vector<SourceSegment>& parts, const Des
     }
   }
   const bool csr = out.layout == Layout::kCsr;
+  const EntryKeyCodec codec(spec.layout, plan.destination_map.shape());
   const AxisMapping& major_axis = csr ? rows : cols;
   const AxisMapping& minor_axis = csr ? cols : rows;
   const std::uint64_t nmajor = csr ? out.nrows : out.ncols;
@@ -315,10 +301,10 @@ AssembledShard assemble_shard(const std::vector<SourceSegment>& parts, const Des
   out.index_width = npz::fits_int32(out.nrows, out.ncols, n) ? 4 : 8;
 
   std::vector<Run> runs;
-  if (split_into_sorted_runs(parts, csr, runs)) {
-    merge_sorted_runs(runs, major_axis, minor_axis, csr, nmajor, threads, out);
+  if (split_into_sorted_runs(parts, runs)) {
+    merge_sorted_runs(runs, major_axis, minor_axis, codec, nmajor, threads, out);
   } else {
-    counting_sort(parts, major_axis, minor_axis, csr, nmajor, out);
+    counting_sort(parts, major_axis, minor_axis, codec, nmajor, out);
   }
   return out;
 }

@@ -13,6 +13,7 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
   constexpr std::uint32_t kDropped = std::numeric_limits<std::uint32_t>::max();
   const std::uint64_t nnz = source.decoded.matrix.nnz;
   const std::uint64_t shards = skip.size();
+  const EntryKeyCodec codec(destination_map.spec().layout, destination_map.shape());
   // Each thread takes one contiguous range of positions. Its entries land,
   // per destination, after those of the ranges before it, so the block is
   // the same for any thread count: ranges are few and large because the
@@ -57,7 +58,7 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
                                       const std::uint32_t shard = destination[k++];
                                       if (shard == kDropped) return;
                                       fingerprint.add(row, col, bits);
-                                      block.entries[cursor[shard]++] = Entry{row, col, bits};
+                                      block.entries[cursor[shard]++] = Entry{codec.key(row, col), bits};
                                     });
   });
   for (const auto& fingerprint : fingerprints) block.fingerprint.merge(fingerprint);

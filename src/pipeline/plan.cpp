@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "reshard/pipeline/entry.hpp"
 #include "reshard/pipeline/read.hpp"
 
 namespace reshard {
@@ -460,6 +461,13 @@ Result<Plan> plan_sources(Comm& comm, Store& source_store, const ShardPattern& s
   if (dst_count >= (1ULL << 32) - 1) {
     return Status::Invalid("new scheme " + new_spec.to_text() + " gives " + std::to_string(dst_count) +
                            " destination shards; at most 4294967294 are supported");
+  }
+  // The shuffle packs (row, col) into one 64-bit key (pipeline/entry.hpp).
+  if (!EntryKeyCodec::fits(plan.shape)) {
+    return Status::Invalid(
+        "the matrix is " + shape_text(plan.shape.nrows, plan.shape.ncols) + ": its row and column " + "indices need " +
+        std::to_string(EntryKeyCodec::bits_for(plan.shape.nrows) + EntryKeyCodec::bits_for(plan.shape.ncols)) +
+        " bits together, and at most 64 are supported");
   }
   return plan;
 }

@@ -125,9 +125,9 @@ def test_report_summary_and_progress(tmp_path, reshard):
     assert report["source_shards"] == 6 and report["destination_shards"] == 4
     totals = report["totals"]
     assert totals["entries_sent"] + totals["entries_kept_local"] == report["nnz"] == m.nnz
-    # 24 bytes per entry, plus 16 per (source, destination) segment sent.
-    segments_sent = (totals["bytes_sent"] - 24 * totals["entries_sent"]) // 16
-    assert totals["bytes_sent"] == 24 * totals["entries_sent"] + 16 * segments_sent
+    # 16 bytes per entry, plus 16 per (source, destination) segment sent.
+    segments_sent = (totals["bytes_sent"] - 16 * totals["entries_sent"]) // 16
+    assert totals["bytes_sent"] == 16 * totals["entries_sent"] + 16 * segments_sent
     assert 0 < segments_sent <= 6 * 4
     assert totals["bytes_read"] == sum(os.path.getsize(tmp_path / "src" / f) for f in os.listdir(tmp_path / "src"))
     assert totals["bytes_written"] == sum(os.path.getsize(tmp_path / "dst" / f) for f in os.listdir(tmp_path / "dst")

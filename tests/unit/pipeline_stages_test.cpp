@@ -38,6 +38,20 @@ Plan plan_for(const std::string& new_scheme, GlobalShape shape, int ranks) {
   return plan;
 }
 
+// An entry by its coordinates, as tests write them; the shuffle carries them
+// packed in Entry::key by the destination's EntryKeyCodec.
+struct Triple {
+  std::uint64_t row;
+  std::uint64_t col;
+  std::uint64_t value_bits;
+};
+std::vector<Entry> keyed(const Plan& plan, const std::vector<Triple>& triples) {
+  const EntryKeyCodec codec(plan.destination_map.spec().layout, plan.shape);
+  std::vector<Entry> entries;
+  for (const auto& t : triples) entries.push_back({codec.key(t.row, t.col), t.value_bits});
+  return entries;
+}
+
 BucketBlock block_of(std::uint64_t source, std::vector<Entry> entries, std::vector<BucketBlock::Segment> segments) {
   BucketBlock block;
   block.source = source;
@@ -83,6 +97,39 @@ LoadedSource loaded_csr_source(const SourceShard& shard, std::uint64_t nnz_wante
   return source;
 }
 
+TEST(EntryKeyCodec, KeysSortInTheDestinationsStorageOrderAndDecode) {
+  const GlobalShape shape{1000, 300};  // 10 bits of rows, 9 of columns
+  const EntryKeyCodec csr(Layout::kCsr, shape);
+  const EntryKeyCodec csc(Layout::kCsc, shape);
+  EXPECT_EQ(csr.key(2, 5), (2u << 9) | 5u);
+  EXPECT_EQ(csc.key(2, 5), (5u << 10) | 2u);
+  const std::vector<std::pair<std::uint64_t, std::uint64_t>> cells = {{0, 0}, {0, 299}, {1, 0}, {999, 1}, {998, 299}};
+  for (const auto& [r1, c1] : cells) {
+    for (const auto& [r2, c2] : cells) {
+      EXPECT_EQ(csr.key(r1, c1) < csr.key(r2, c2), std::tie(r1, c1) < std::tie(r2, c2));
+      EXPECT_EQ(csc.key(r1, c1) < csc.key(r2, c2), std::tie(c1, r1) < std::tie(c2, r2));
+    }
+    for (const auto* codec : {&csr, &csc}) {
+      EXPECT_EQ(codec->row(codec->key(r1, c1)), r1);
+      EXPECT_EQ(codec->col(codec->key(r1, c1)), c1);
+    }
+  }
+}
+
+TEST(EntryKeyCodec, FitsUpToSixtyFourBitsOfIndices) {
+  EXPECT_TRUE(EntryKeyCodec::fits({1ULL << 40, 1ULL << 24}));
+  EXPECT_FALSE(EntryKeyCodec::fits({(1ULL << 40) + 1, 1ULL << 24}));
+  EXPECT_TRUE(EntryKeyCodec::fits({1, 1ULL << 63}));
+  EXPECT_FALSE(EntryKeyCodec::fits({1, (1ULL << 63) + 1}));
+  EXPECT_TRUE(EntryKeyCodec::fits({0, 0}));
+  // The largest indices of a 64-bit shape come back whole.
+  const EntryKeyCodec codec(Layout::kCsr, {1ULL << 40, 1ULL << 24});
+  const std::uint64_t key = codec.key((1ULL << 40) - 1, (1ULL << 24) - 1);
+  EXPECT_EQ(key, ~std::uint64_t{0});
+  EXPECT_EQ(codec.row(key), (1ULL << 40) - 1);
+  EXPECT_EQ(codec.col(key), (1ULL << 24) - 1);
+}
+
 TEST(Bucket, SameBlockOnAnyThreadCountWithSkippedShards) {
   const GlobalShape shape{4000, 900};
   const auto map = *ShardMap::bind(*ShardingSpec::parse_text("cols:block=100"), shape);
@@ -102,18 +149,22 @@ TEST(Bucket, SameBlockOnAnyThreadCountWithSkippedShards) {
   ASSERT_EQ(one.entries.size(), expected_kept);
   EXPECT_EQ(one.fingerprint.count, expected_kept);
   // Within each destination, source order; rows are global.
+  const EntryKeyCodec codec(Layout::kCsr, shape);
   std::uint64_t at = 0;
   for (const auto& segment : one.segments) {
     EXPECT_NE(segment.shard, 2u);
     EXPECT_NE(segment.shard, 8u);
     for (std::uint64_t i = at; i < at + segment.count; ++i) {
-      EXPECT_EQ(one.entries[i].col / 100, segment.shard);
-      EXPECT_GE(one.entries[i].row, 1000u);
+      const std::uint64_t row = codec.row(one.entries[i].key);
+      const std::uint64_t col = codec.col(one.entries[i].key);
+      EXPECT_EQ(col / 100, segment.shard);
+      EXPECT_GE(row, 1000u);
+      EXPECT_LT(row, 3000u);
+      EXPECT_LT(col, 900u);
       if (i > at) {
         // The source's storage order: CSR, so ascending (row, col).
-        const Entry& before = one.entries[i - 1];
-        const Entry& here = one.entries[i];
-        ASSERT_TRUE(std::tie(before.row, before.col) < std::tie(here.row, here.col)) << i;
+        const std::uint64_t before = one.entries[i - 1].key;
+        ASSERT_TRUE(std::make_pair(codec.row(before), codec.col(before)) < std::make_pair(row, col)) << i;
       }
     }
     at += segment.count;
@@ -135,8 +186,8 @@ TEST(Bucket, SameBlockOnAnyThreadCountWithSkippedShards) {
 TEST(Exchange, SelfCommKeepsEverythingLocalAndCountsRounds) {
   auto comm = make_self_comm();
   Buckets buckets(2);
-  buckets.add(block_of(10, {{0, 0, 0}, {2, 2, 2}, {1, 1, 1}}, {{0, 2}, {1, 1}}));
-  buckets.add(block_of(11, {{4, 4, 4}, {3, 3, 3}}, {{0, 1}, {1, 1}}));
+  buckets.add(block_of(10, {{0, 0}, {2, 2}, {1, 1}}, {{0, 2}, {1, 1}}));
+  buckets.add(block_of(11, {{4, 4}, {3, 3}}, {{0, 1}, {1, 1}}));
   ExchangeStats stats;
   const std::vector<std::vector<std::uint64_t>> held = {buckets.held()};
   auto wave = exchange_wave(*comm, buckets, held, DestinationOwner(2, 1), {0, 1}, 32 * 3, stats);
@@ -166,12 +217,12 @@ TEST(Buckets, SpilledEntriesComeBackIdentical) {
   auto scratch = ScratchFile::create(dir.path());
   ASSERT_TRUE(scratch.ok()) << scratch.status().message();
   Buckets buckets(3);
-  buckets.add(block_of(10, {{1, 0, 10}, {2, 0, 11}, {5, 2, 12}}, {{0, 2}, {2, 1}}));
+  buckets.add(block_of(10, {{1, 10}, {2, 11}, {5, 12}}, {{0, 2}, {2, 1}}));
   EXPECT_EQ(buckets.resident_bytes(), 3 * sizeof(Entry));
   ASSERT_TRUE(buckets.spill(*scratch).ok());
   EXPECT_EQ(buckets.resident_bytes(), 0u);
   EXPECT_EQ(buckets.spilled_bytes(), 3 * sizeof(Entry));
-  buckets.add(block_of(11, {{3, 0, 13}, {7, 1, 14}}, {{0, 1}, {1, 1}}));
+  buckets.add(block_of(11, {{3, 13}, {7, 14}}, {{0, 1}, {1, 1}}));
   EXPECT_EQ(buckets.held(), (std::vector<std::uint64_t>{3, 1, 1}));
   std::vector<Entry> shard0(3);
   ASSERT_TRUE(buckets.copy_shard(0, shard0.data()).ok());
@@ -180,7 +231,7 @@ TEST(Buckets, SpilledEntriesComeBackIdentical) {
   EXPECT_EQ(shard0[2].value_bits, 13u) << "resident piece";
   Entry shard2{};
   ASSERT_TRUE(buckets.copy_shard(2, &shard2).ok());
-  EXPECT_EQ(shard2.row, 5u);
+  EXPECT_EQ(shard2.key, 5u);
   using Segments = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
   EXPECT_EQ(buckets.segments(0), (Segments{{10, 2}, {11, 1}})) << "(source, count), spilled or not";
   EXPECT_EQ(buckets.segments(2), (Segments{{10, 1}}));
@@ -215,9 +266,11 @@ TEST(Assemble, SortsByColumnKeepsDuplicatesInSourceOrder) {
   // Shard 1 holds rows 2..3. Entry values tell them apart.
   // Source 0 in its storage order holds (3,1) twice; source 1 holds it
   // once more. Given source 1 first: the order of parts must not matter.
-  const std::vector<Entry> source0 = {{3, 1, 103}, {3, 1, 102}, {2, 3, 101}};
-  const std::vector<Entry> source1 = {{3, 1, 104}, {3, 4, 100}};
-  const std::vector<SourceSegment> parts = {{source1, 1}, {source0, 0}};
+  const std::vector<Triple> source0 = {{3, 1, 103}, {3, 1, 102}, {2, 3, 101}};
+  const std::vector<Triple> source1 = {{3, 1, 104}, {3, 4, 100}};
+  const auto entries0 = keyed(plan, source0);
+  const auto entries1 = keyed(plan, source1);
+  const std::vector<SourceSegment> parts = {{entries1, 1}, {entries0, 0}};
   auto shard = assemble_shard(parts, plan.destinations[1], plan, {'i', 8}, {});
   EXPECT_EQ(shard.nrows, 2u);
   EXPECT_EQ(shard.ncols, 5u);
@@ -229,7 +282,7 @@ TEST(Assemble, SortsByColumnKeepsDuplicatesInSourceOrder) {
   EXPECT_EQ(values, (std::vector<std::int64_t>{101, 103, 102, 104, 100})) << "duplicates by (source, position)";
   Fingerprint expected;
   for (const auto* source : {&source0, &source1}) {
-    for (const Entry& e : *source) expected.add(e.row, e.col, e.value_bits);
+    for (const Triple& e : *source) expected.add(e.row, e.col, e.value_bits);
   }
   EXPECT_EQ(shard.fingerprint, expected);
 }
@@ -239,7 +292,7 @@ TEST(Assemble, CscLayoutAndHashedIds) {
   std::vector<const DestinationShard*> owned = {&plan.destinations[1]};
   auto ids = hashed_ids_for(plan, owned);
   ASSERT_EQ(ids[0], (std::vector<std::uint64_t>{1, 3, 5}));
-  std::vector<Entry> entries = {{2, 5, 1}, {0, 5, 2}, {1, 1, 3}};
+  const std::vector<Entry> entries = keyed(plan, {{2, 5, 1}, {0, 5, 2}, {1, 1, 3}});
   // Two sources' segments: the order of parts must not matter.
   const std::span<const Entry> all(entries);
   auto shard = assemble_shard({{all.subspan(2), 1}, {all.first(2), 0}}, plan.destinations[1], plan, {'i', 4}, ids[0]);
@@ -259,8 +312,8 @@ TEST(Assemble, CscLayoutAndHashedIds) {
 // Runs as a rank receives them: two row-disjoint sorted runs, one run that
 // interleaves with both, a row that holds a third of the entries, and empty
 // rows. Only rows for which keep(row) is true.
-std::vector<std::vector<Entry>> merge_test_runs(std::uint64_t rows, const std::function<bool(std::uint64_t)>& keep) {
-  std::vector<std::vector<Entry>> runs(3);
+std::vector<std::vector<Triple>> merge_test_runs(std::uint64_t rows, const std::function<bool(std::uint64_t)>& keep) {
+  std::vector<std::vector<Triple>> runs(3);
   std::uint64_t state = 99;
   auto next = [&state] {
     state = state * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -284,7 +337,7 @@ std::vector<std::vector<Entry>> merge_test_runs(std::uint64_t rows, const std::f
 // The runs are sources 1, 3 and 2 (the interleaving one): duplicates go in
 // (source, position) order.
 void expect_merge_matches_reference(const Plan& plan, const DestinationShard& shard, std::vector<std::uint64_t> ids,
-                                    const std::vector<std::vector<Entry>>& runs) {
+                                    const std::vector<std::vector<Triple>>& runs) {
   const std::uint64_t sources[3] = {1, 3, 2};
   std::vector<std::tuple<std::uint64_t, std::uint64_t, std::uint64_t, std::size_t, std::uint64_t>> tagged;
   for (std::size_t r = 0; r < runs.size(); ++r) {
@@ -293,10 +346,13 @@ void expect_merge_matches_reference(const Plan& plan, const DestinationShard& sh
     }
   }
   std::sort(tagged.begin(), tagged.end());
-  std::vector<Entry> reference;
+  std::vector<Triple> reference;
   for (const auto& [row, col, source, position, bits] : tagged) reference.push_back({row, col, bits});
   ASSERT_GT(reference.size(), 5u * (1u << 16)) << "too small to be split over 5 threads";
-  const std::vector<SourceSegment> parts = {{runs[2], sources[2]}, {runs[0], sources[0]}, {runs[1], sources[1]}};
+  std::vector<std::vector<Entry>> entries;
+  for (const auto& run : runs) entries.push_back(keyed(plan, run));
+  const std::vector<SourceSegment> parts = {
+      {entries[2], sources[2]}, {entries[0], sources[0]}, {entries[1], sources[1]}};
   const AssembledShard one = assemble_shard(parts, shard, plan, {'i', 8}, ids, 1);
   const std::vector<std::uint64_t> one_indices = indices_of(one);
   ASSERT_EQ(one_indices.size(), reference.size());
@@ -331,7 +387,7 @@ TEST(Assemble, ParallelMergeOfBlockRowsMatchesAReferenceSort) {
   Plan plan = plan_for("rows:block=1000", {3000, 200000}, 1);
   const auto& shard = plan.destinations[1];
   const auto runs = merge_test_runs(1000, [](std::uint64_t) { return true; });
-  std::vector<std::vector<Entry>> shifted = runs;
+  std::vector<std::vector<Triple>> shifted = runs;
   for (auto& run : shifted) {
     for (auto& e : run) e.row += 1000;  // into shard 1's rows, so local != global
   }
