@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
   const std::vector<bool> skip(map->shard_count(), false);
   BucketBlock blocks[2];
   {
-    Row row{"bucket"};
+    Row row{"bucket cols:block"};
     for (const int threads : {1, 2}) {
       (threads == 1 ? row.one : row.two) =
           best_of_3([&] { blocks[threads - 1] = bucket_source(source, plan.destination_map, skip, threads); });
@@ -183,6 +183,26 @@ int main(int argc, char** argv) {
         std::memcmp(blocks[0].entries.data(), blocks[1].entries.data(), blocks[0].entries.size() * sizeof(Entry)) !=
             0) {
       fail("bucket: 2 threads made another block than 1");
+    }
+    rows.push_back(row);
+  }
+  {
+    // rows:hash computes a row's shard once (bucket.cpp), not per entry.
+    auto hash_spec = ShardingSpec::parse_text("rows:hash=mix,shards=8");
+    if (!hash_spec.ok()) fail(hash_spec.status().message());
+    auto hash_map = ShardMap::bind(*hash_spec, shape);
+    if (!hash_map.ok()) fail(hash_map.status().message());
+    const std::vector<bool> keep_all(hash_map->shard_count(), false);
+    BucketBlock hashed[2];
+    Row row{"bucket rows:hash"};
+    for (const int threads : {1, 2}) {
+      (threads == 1 ? row.one : row.two) =
+          best_of_3([&] { hashed[threads - 1] = bucket_source(source, *hash_map, keep_all, threads); });
+    }
+    if (hashed[0].entries.size() != hashed[1].entries.size() ||
+        std::memcmp(hashed[0].entries.data(), hashed[1].entries.data(), hashed[0].entries.size() * sizeof(Entry)) !=
+            0) {
+      fail("bucket rows:hash: 2 threads made another block than 1");
     }
     rows.push_back(row);
   }

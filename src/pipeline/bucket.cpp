@@ -7,6 +7,45 @@
 #include "reshard/parallel.hpp"
 
 namespace reshard {
+namespace {
+
+// Under a rows (cols) scheme every entry of a CSR row (CSC column) goes to
+// one destination shard: the source stores its entries a major at a time,
+// so the shard is computed when the major changes (once per row of a
+// rows:hash destination instead of once per entry), and recomputed by the
+// second pass instead of being kept in a 4-byte id per entry.
+bool destination_follows_source_major(const LoadedSource& source, const ShardMap& destination_map) {
+  switch (source.decoded.matrix.format) {
+    case npz::SparseFormat::kCsr: return destination_map.spec().axis == Axis::kRows;
+    case npz::SparseFormat::kCsc: return destination_map.spec().axis == Axis::kCols;
+    case npz::SparseFormat::kCoo: return false;
+  }
+  return false;
+}
+
+// shard_of, remembering the last coordinate its rows (cols) scheme looked at.
+class ShardOfLastMajor {
+ public:
+  explicit ShardOfLastMajor(const ShardMap& map) : map_(map), rows_(map.spec().axis == Axis::kRows) {}
+  std::uint64_t operator()(std::uint64_t row, std::uint64_t col) {
+    const std::uint64_t x = rows_ ? row : col;
+    if (!known_ || x != last_) {
+      known_ = true;
+      last_ = x;
+      shard_ = map_.shard_of(row, col);
+    }
+    return shard_;
+  }
+
+ private:
+  const ShardMap& map_;
+  bool rows_;
+  bool known_ = false;
+  std::uint64_t last_ = 0;
+  std::uint64_t shard_ = 0;
+};
+
+}  // namespace
 
 BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destination_map, const std::vector<bool>& skip,
                           int threads) {
@@ -21,10 +60,20 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
   const std::uint64_t ranges = std::max<std::uint64_t>(
       1, std::min<std::uint64_t>(static_cast<std::uint64_t>(std::max(1, threads)), nnz / kMinEntriesPerBucketRange));
   auto range_begin = [&](std::uint64_t r) { return nnz / ranges * r + std::min(r, nnz % ranges); };
-  WorkArray<std::uint32_t> destination(nnz);
+  const bool by_major = destination_follows_source_major(source, destination_map);
+  WorkArray<std::uint32_t> destination(by_major ? 0 : nnz);
   std::vector<std::vector<std::uint64_t>> counts(ranges, std::vector<std::uint64_t>(shards, 0));
   run_in_parallel(ranges, threads, [&](std::size_t r) {
     auto& mine = counts[r];
+    if (by_major) {
+      ShardOfLastMajor shard_of(destination_map);
+      source.for_each_global_entry_in(range_begin(r), range_begin(r + 1),
+                                      [&](std::uint64_t row, std::uint64_t col, std::uint64_t, std::uint64_t) {
+                                        const std::uint64_t shard = shard_of(row, col);
+                                        mine[shard] += skip[shard] ? 0 : 1;
+                                      });
+      return;
+    }
     std::uint64_t k = range_begin(r);
     source.for_each_global_entry_in(range_begin(r), range_begin(r + 1),
                                     [&](std::uint64_t row, std::uint64_t col, std::uint64_t, std::uint64_t) {
@@ -52,6 +101,17 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
   run_in_parallel(ranges, threads, [&](std::size_t r) {
     auto& cursor = counts[r];
     auto& fingerprint = fingerprints[r];
+    if (by_major) {
+      ShardOfLastMajor shard_of(destination_map);
+      source.for_each_global_entry_in(range_begin(r), range_begin(r + 1),
+                                      [&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t) {
+                                        const std::uint64_t shard = shard_of(row, col);
+                                        if (skip[shard]) return;
+                                        fingerprint.add(row, col, bits);
+                                        block.entries[cursor[shard]++] = Entry{codec.key(row, col), bits};
+                                      });
+      return;
+    }
     std::uint64_t k = range_begin(r);
     source.for_each_global_entry_in(range_begin(r), range_begin(r + 1),
                                     [&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t) {

@@ -212,6 +212,50 @@ TEST(Exchange, SelfCommKeepsEverythingLocalAndCountsRounds) {
   EXPECT_EQ(shard0, (std::vector<std::uint64_t>{0, 2, 4})) << "blocks in the order they were added";
 }
 
+// A rows scheme from a CSR source takes the path that computes the shard
+// once per row: the same block as grouping every entry by shard_of.
+TEST(Bucket, RowsSchemeFromCsrMatchesGroupingEveryEntry) {
+  const GlobalShape shape{4000, 900};
+  SourceShard shard;
+  shard.index = 3;
+  shard.box = {1000, 3000, 0, 900};
+  const LoadedSource source = loaded_csr_source(shard, 400000);
+  for (const char* scheme : {"rows:hash=mix,shards=7", "rows:block=300"}) {
+    const auto map = *ShardMap::bind(*ShardingSpec::parse_text(scheme), shape);
+    std::vector<bool> skip(map.shard_count(), false);
+    skip[1] = true;
+    const EntryKeyCodec codec(Layout::kCsr, shape);
+    std::vector<std::vector<Entry>> by_shard(map.shard_count());
+    Fingerprint kept;
+    source.for_each_global_entry([&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t) {
+      const std::uint64_t d = map.shard_of(row, col);
+      if (skip[d]) return;
+      by_shard[d].push_back({codec.key(row, col), bits});
+      kept.add(row, col, bits);
+    });
+    std::vector<Entry> expected;
+    std::vector<BucketBlock::Segment> expected_segments;
+    for (std::uint64_t d = 0; d < map.shard_count(); ++d) {
+      if (by_shard[d].empty()) continue;
+      expected.insert(expected.end(), by_shard[d].begin(), by_shard[d].end());
+      expected_segments.push_back({d, by_shard[d].size()});
+    }
+    ASSERT_GT(expected_segments.size(), 2u) << scheme;
+    for (const int threads : {1, 2, 3}) {
+      const BucketBlock block = bucket_source(source, map, skip, threads);
+      ASSERT_EQ(block.entries.size(), expected.size()) << scheme << ", " << threads << " threads";
+      EXPECT_EQ(std::memcmp(block.entries.data(), expected.data(), expected.size() * sizeof(Entry)), 0)
+          << scheme << ", " << threads << " threads";
+      ASSERT_EQ(block.segments.size(), expected_segments.size());
+      for (std::size_t i = 0; i < expected_segments.size(); ++i) {
+        EXPECT_EQ(block.segments[i].shard, expected_segments[i].shard);
+        EXPECT_EQ(block.segments[i].count, expected_segments[i].count);
+      }
+      EXPECT_EQ(block.fingerprint, kept);
+    }
+  }
+}
+
 TEST(Buckets, SpilledEntriesComeBackIdentical) {
   TempDir dir;
   auto scratch = ScratchFile::create(dir.path());
