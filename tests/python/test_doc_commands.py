@@ -34,6 +34,7 @@ COMMAND_WORDS = ("mpirun", "mpi_reshard", "build/bin/", "scripts/", "bench/", "s
 NOT_RUN = {
     "scripts/test.sh": "it is what runs this test",
     "bench/run.sh": "the benchmark; scripts/test.sh runs bench/run.sh --quick",
+    "bench/ab.sh": "compares two builds on the sources of an earlier full bench/run.sh (its --work folder)",
     "sbatch ": "needs a Slurm cluster; tests/slurm/run_slurm_test.sh runs scripts/slurm/reshard.sbatch under slurmctld",
     "squeue ": "needs a Slurm cluster (as above)",
     "tail -f ": "follows a Slurm job's log (as above)",
