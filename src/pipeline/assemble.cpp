@@ -292,7 +292,7 @@ AssembledShard assemble_shard(const std::vector<SourceSegment>& parts, const Des
     }
   }
   const bool csr = out.layout == Layout::kCsr;
-  const EntryKeyCodec codec(spec.layout, plan.destination_map.shape());
+  const EntryKeyCodec codec(plan.destination_map);
   const AxisMapping& major_axis = csr ? rows : cols;
   const AxisMapping& minor_axis = csr ? cols : rows;
   const std::uint64_t nmajor = csr ? out.nrows : out.ncols;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <limits>
 
 #include "reshard/parallel.hpp"
 
@@ -49,10 +48,9 @@ class ShardOfLastMajor {
 
 BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destination_map, const std::vector<bool>& skip,
                           int threads) {
-  constexpr std::uint32_t kDropped = std::numeric_limits<std::uint32_t>::max();
   const std::uint64_t nnz = source.decoded.matrix.nnz;
   const std::uint64_t shards = skip.size();
-  const EntryKeyCodec codec(destination_map.spec().layout, destination_map.shape());
+  const EntryKeyCodec codec(destination_map);
   // Each thread takes one contiguous range of positions. Its entries land,
   // per destination, after those of the ranges before it, so the block is
   // the same for any thread count: ranges are few and large because the
@@ -65,23 +63,14 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
   std::vector<std::vector<std::uint64_t>> counts(ranges, std::vector<std::uint64_t>(shards, 0));
   run_in_parallel(ranges, threads, [&](std::size_t r) {
     auto& mine = counts[r];
-    if (by_major) {
-      ShardOfLastMajor shard_of(destination_map);
-      source.for_each_global_entry_in(range_begin(r), range_begin(r + 1),
-                                      [&](std::uint64_t row, std::uint64_t col, std::uint64_t, std::uint64_t) {
-                                        const std::uint64_t shard = shard_of(row, col);
-                                        mine[shard] += skip[shard] ? 0 : 1;
-                                      });
-      return;
-    }
+    ShardOfLastMajor last_major(destination_map);
     std::uint64_t k = range_begin(r);
-    source.for_each_global_entry_in(range_begin(r), range_begin(r + 1),
-                                    [&](std::uint64_t row, std::uint64_t col, std::uint64_t, std::uint64_t) {
-                                      const std::uint64_t shard = destination_map.shard_of(row, col);
-                                      const bool dropped = skip[shard];
-                                      destination[k++] = dropped ? kDropped : static_cast<std::uint32_t>(shard);
-                                      mine[shard] += dropped ? 0 : 1;
-                                    });
+    source.for_each_global_entry_in(
+        range_begin(r), range_begin(r + 1), [&](std::uint64_t row, std::uint64_t col, std::uint64_t, std::uint64_t) {
+          const std::uint64_t shard = by_major ? last_major(row, col) : destination_map.shard_of(row, col);
+          if (!by_major) destination[k++] = static_cast<std::uint32_t>(shard);
+          mine[shard] += skip[shard] ? 0 : 1;
+        });
   });
   BucketBlock block;
   // counts[r][d] becomes where range r's first entry for d goes.
@@ -101,22 +90,12 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
   run_in_parallel(ranges, threads, [&](std::size_t r) {
     auto& cursor = counts[r];
     auto& fingerprint = fingerprints[r];
-    if (by_major) {
-      ShardOfLastMajor shard_of(destination_map);
-      source.for_each_global_entry_in(range_begin(r), range_begin(r + 1),
-                                      [&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t) {
-                                        const std::uint64_t shard = shard_of(row, col);
-                                        if (skip[shard]) return;
-                                        fingerprint.add(row, col, bits);
-                                        block.entries[cursor[shard]++] = Entry{codec.key(row, col), bits};
-                                      });
-      return;
-    }
+    ShardOfLastMajor last_major(destination_map);
     std::uint64_t k = range_begin(r);
     source.for_each_global_entry_in(range_begin(r), range_begin(r + 1),
                                     [&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t) {
-                                      const std::uint32_t shard = destination[k++];
-                                      if (shard == kDropped) return;
+                                      const std::uint64_t shard = by_major ? last_major(row, col) : destination[k++];
+                                      if (skip[shard]) return;
                                       fingerprint.add(row, col, bits);
                                       block.entries[cursor[shard]++] = Entry{codec.key(row, col), bits};
                                     });

@@ -465,7 +465,7 @@ Result<Plan> plan_sources(Comm& comm, Store& source_store, const ShardPattern& s
   // The shuffle packs (row, col) into one 64-bit key (pipeline/entry.hpp).
   if (!EntryKeyCodec::fits(plan.shape)) {
     return Status::Invalid(
-        "the matrix is " + shape_text(plan.shape.nrows, plan.shape.ncols) + ": its row and column " + "indices need " +
+        "the matrix is " + shape_text(plan.shape.nrows, plan.shape.ncols) + ": its row and column indices need " +
         std::to_string(EntryKeyCodec::bits_for(plan.shape.nrows) + EntryKeyCodec::bits_for(plan.shape.ncols)) +
         " bits together, and at most 64 are supported");
   }

@@ -46,7 +46,7 @@ struct Triple {
   std::uint64_t value_bits;
 };
 std::vector<Entry> keyed(const Plan& plan, const std::vector<Triple>& triples) {
-  const EntryKeyCodec codec(plan.destination_map.spec().layout, plan.shape);
+  const EntryKeyCodec codec(plan.destination_map);
   std::vector<Entry> entries;
   for (const auto& t : triples) entries.push_back({codec.key(t.row, t.col), t.value_bits});
   return entries;

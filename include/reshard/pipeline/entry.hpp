@@ -40,6 +40,8 @@ class EntryKeyCodec {
 
   EntryKeyCodec(Layout destination_layout, GlobalShape shape)
       : csr_(destination_layout == Layout::kCsr), minor_bits_(bits_for(csr_ ? shape.ncols : shape.nrows)) {}
+  // The codec of a destination scheme: bucket and assemble must agree on it.
+  explicit EntryKeyCodec(const ShardMap& destination) : EntryKeyCodec(destination.spec().layout, destination.shape()) {}
 
   std::uint64_t key(std::uint64_t row, std::uint64_t col) const {
     return csr_ ? (row << minor_bits_) | col : (col << minor_bits_) | row;
