@@ -20,6 +20,8 @@ class Comm {
   virtual int size() const = 0;
   // Ranks of this job on this node (they share its memory).
   virtual int ranks_on_node() const = 0;
+  // Returns once every rank has called it. A waiting rank sleeps rather than
+  // polls, so the cores of its node go to ranks still working.
   virtual void barrier() = 0;
   virtual std::uint64_t sum(std::uint64_t value) = 0;
   virtual std::uint64_t max(std::uint64_t value) = 0;

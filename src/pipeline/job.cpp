@@ -565,6 +565,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
                             " destination shards on rank 0 (" + note + ")",
                         stats.entries_written);
       }
+      comm.barrier();  // ranks that finished first sleep here, not poll
       RESHARD_RETURN_IF_ERROR(agree(comm, status));
       fault::point("before-report");
       RESHARD_RETURN_IF_ERROR(log.record_round(comm, this_round));
