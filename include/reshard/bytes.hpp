@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -10,8 +11,13 @@
 
 namespace reshard {
 
+class Status;
+
 using Bytes = std::vector<std::uint8_t>;
 using ByteView = std::span<const std::uint8_t>;
+// Takes bytes in order (a file being written as it is encoded); a view is
+// valid only during the call.
+using ByteSink = std::function<Status(ByteView)>;
 
 template <typename T>
 T load_le(const std::uint8_t* p) {

@@ -26,18 +26,18 @@ std::uint32_t igzip_level_buffer_bytes(int level) {
 
 }  // namespace
 
-Result<ByteArray> libdeflate_stream(ByteView input, int level) {
+Status libdeflate_stream(ByteView input, int level, ByteArray& out) {
   std::unique_ptr<libdeflate_compressor, LibdeflateCompressorDeleter> compressor(libdeflate_alloc_compressor(level));
   if (!compressor) return Status::Internal("libdeflate cannot compress at level " + std::to_string(level));
-  ByteArray out(libdeflate_deflate_compress_bound(compressor.get(), input.size()));
+  out.resize(libdeflate_deflate_compress_bound(compressor.get(), input.size()));
   const std::size_t n =
       libdeflate_deflate_compress(compressor.get(), input.data(), input.size(), out.data(), out.size());
   if (n == 0) return Status::Internal("libdeflate: output larger than its own bound");
   out.resize(n);
-  return out;
+  return Status::Ok();
 }
 
-Result<ByteArray> igzip_piece(ByteView input, int level, bool last) {
+Status igzip_piece(ByteView input, int level, bool last, ByteArray& out) {
   if (level < ISAL_DEF_MIN_LEVEL || level > ISAL_DEF_MAX_LEVEL) {
     return Status::Invalid("igzip level must be 0..3, got " + std::to_string(level));
   }
@@ -51,7 +51,7 @@ Result<ByteArray> igzip_piece(ByteView input, int level, bool last) {
   thread_local ByteArray level_buffer;
   level_buffer.resize(igzip_level_buffer_bytes(level));
   // Incompressible input is stored: 5 bytes per 64 KiB block, plus headers.
-  ByteArray out(input.size() + input.size() / 4096 + 4096);
+  out.resize(input.size() + input.size() / 4096 + 4096);
   stream.next_in = const_cast<std::uint8_t*>(input.data());  // NOLINT: ISA-L does not write its input
   stream.avail_in = static_cast<std::uint32_t>(input.size());
   stream.next_out = out.data();
@@ -64,7 +64,7 @@ Result<ByteArray> igzip_piece(ByteView input, int level, bool last) {
   const int rc = isal_deflate_stateless(&stream);
   if (rc != COMP_OK) return Status::Internal("igzip compression failed (code " + std::to_string(rc) + ")");
   out.resize(stream.total_out);
-  return out;
+  return Status::Ok();
 }
 
 }  // namespace reshard::deflate

@@ -331,7 +331,7 @@ Bytes encode_indices(IndexView values, bool int32) {
 
 }  // namespace
 
-Result<zip::Archive> encode_pieces(const EncodeInput& input, const zip::WriteOptions& options) {
+Status encode_streamed(const EncodeInput& input, const zip::WriteOptions& options, const ByteSink& sink) {
   if (input.format == SparseFormat::kCoo) return Status::Internal("encoding coo is not supported");
   const bool csr = input.format == SparseFormat::kCsr;
   const std::uint64_t nmajor = csr ? input.nrows : input.ncols;
@@ -377,18 +377,16 @@ Result<zip::Archive> encode_pieces(const EncodeInput& input, const zip::WriteOpt
     col_ids = encode_indices(*input.col_ids, false);
     members.push_back({"col_ids.npy", col_ids});
   }
-  RESHARD_ASSIGN_OR_RETURN(zip::Archive archive, zip::write_archive_pieces(members, options));
-  // The arrays built here must live as long as the archive's views of them.
-  for (Bytes& array : owned) archive.owned.push_back(std::move(array));
-  for (Bytes* array : {&format_npy, &shape_npy, &data_header, &row_ids, &col_ids}) {
-    if (!array->empty()) archive.owned.push_back(std::move(*array));
-  }
-  return archive;
+  return zip::write_archive_streamed(members, options, sink);
 }
 
 Result<Bytes> encode(const EncodeInput& input, const zip::WriteOptions& options) {
-  RESHARD_ASSIGN_OR_RETURN(zip::Archive archive, encode_pieces(input, options));
-  return archive.flatten();
+  Bytes out;
+  RESHARD_RETURN_IF_ERROR(encode_streamed(input, options, [&out](ByteView piece) {
+    append_bytes(out, piece);
+    return Status::Ok();
+  }));
+  return out;
 }
 
 }  // namespace reshard::npz

@@ -6,6 +6,7 @@
 #include <libdeflate.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <limits>
 #include <memory>
@@ -217,19 +218,19 @@ Result<Bytes> extract(ByteView compressed, const MemberInfo& member) {
   return out;
 }
 
-Bytes Archive::flatten() const {
+Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const WriteOptions& options) {
   Bytes out;
-  out.reserve(size);
-  for (const auto& piece : pieces) append_bytes(out, piece);
+  RESHARD_RETURN_IF_ERROR(write_archive_streamed(members, options, [&out](ByteView piece) {
+    append_bytes(out, piece);
+    return Status::Ok();
+  }));
   return out;
 }
 
-Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const WriteOptions& options) {
-  RESHARD_ASSIGN_OR_RETURN(Archive archive, write_archive_pieces(members, options));
-  return archive.flatten();
-}
-
 namespace {
+
+constexpr std::uint16_t kDataDescriptorFlag = 0x0008;
+constexpr std::uint32_t kDataDescriptorSig = 0x08074b50;
 
 // A deflate job: bytes [offset, offset + length) of a member's prefix-then-
 // content, compressed alone.
@@ -238,8 +239,6 @@ struct DeflateChunk {
   std::uint64_t offset = 0;
   std::uint64_t length = 0;
   bool last = true;
-  ByteArray compressed;
-  Status status;
 };
 
 // libdeflate deflates a member as one stream; igzip cuts it into fixed-size
@@ -252,7 +251,7 @@ std::vector<DeflateChunk> plan_deflate_chunks(const std::vector<MemberToWrite>& 
     std::uint64_t offset = 0;
     do {
       const std::uint64_t length = std::min(step, size - offset);
-      chunks.push_back({i, offset, length, offset + length == size, {}, {}});
+      chunks.push_back({i, offset, length, offset + length == size});
       offset += length;
     } while (offset < size);
   }
@@ -272,113 +271,69 @@ ByteView chunk_input(const MemberToWrite& member, const DeflateChunk& chunk, Byt
   return joined;
 }
 
-}  // namespace
+// What the central directory repeats of a member.
+struct WrittenMember {
+  MemberInfo info;
+  bool zip64 = false;
+  // Deflated: sizes and CRC follow the data, not in the local header.
+  bool descriptor = false;
+};
 
-Result<Archive> write_archive_pieces(const std::vector<MemberToWrite>& members, const WriteOptions& options) {
-  const int max_level = options.deflater == Deflater::kIgzip ? 3 : 12;
-  if (options.method == Method::kDeflate && (options.level < 0 || options.level > max_level)) {
-    return Status::Invalid("deflate level must be 0.." + std::to_string(max_level));
-  }
-  // Checksums and deflate chunks all run at once, as independent tasks.
-  std::vector<std::uint32_t> crcs(members.size(), 0);
-  std::vector<DeflateChunk> chunks;
-  if (options.method == Method::kDeflate) chunks = plan_deflate_chunks(members, options.deflater);
-  run_in_parallel(members.size() + chunks.size(), options.threads, [&](std::size_t task) {
-    if (task < members.size()) {
-      crcs[task] = crc32(members[task].content, crc32(members[task].prefix));
-      return;
-    }
-    DeflateChunk& chunk = chunks[task - members.size()];
-    Bytes joined;
-    const ByteView input = chunk_input(members[chunk.member], chunk, joined);
-    Result<ByteArray> compressed = options.deflater == Deflater::kIgzip
-                                       ? deflate::igzip_piece(input, options.level, chunk.last)
-                                       : deflate::libdeflate_stream(input, options.level);
-    if (compressed.ok()) {
-      chunk.compressed = std::move(compressed).value();
-    } else {
-      chunk.status = compressed.status().with_context("compressing member " + members[chunk.member].name);
-    }
-  });
-  std::vector<std::vector<ByteArray>> compressed(members.size());
-  std::vector<std::uint64_t> compressed_sizes(members.size(), 0);
-  for (auto& chunk : chunks) {
-    RESHARD_RETURN_IF_ERROR(chunk.status);
-    compressed_sizes[chunk.member] += chunk.compressed.size();
-    compressed[chunk.member].push_back(std::move(chunk.compressed));
-  }
+// Deflate's output stays below this (igzip stores incompressible input at 5
+// bytes per 64 KiB; libdeflate's bound is smaller), so a member whose bound
+// fits 32 bits needs no ZIP64 record, decided before its size is known.
+std::uint64_t deflated_size_bound(std::uint64_t input_bytes) {
+  return input_bytes + input_bytes / 1024 + (input_bytes / kIgzipChunkBytes + 2) * 4096;
+}
 
-  struct Written {
-    MemberInfo info;
-    bool zip64 = false;
+Bytes local_header(const WrittenMember& m) {
+  const bool d = m.descriptor;
+  Bytes header;
+  append_le<std::uint32_t>(header, kLocalHeaderSig);
+  append_le<std::uint16_t>(header, m.zip64 ? 45 : 20);
+  append_le<std::uint16_t>(header, d ? kDataDescriptorFlag : 0);
+  append_le<std::uint16_t>(header, static_cast<std::uint16_t>(m.info.method));
+  append_le<std::uint16_t>(header, kFixedDosTime);
+  append_le<std::uint16_t>(header, kFixedDosDate);
+  append_le<std::uint32_t>(header, d ? 0 : m.info.crc32);
+  const auto size32 = [&](std::uint64_t size) {
+    return m.zip64 ? k32BitMarker : d ? 0 : static_cast<std::uint32_t>(size);
   };
-  Archive archive;
-  // Buffers move into `owned` and keep their heap storage, so views of them
-  // stay valid as more are added.
-  auto add_owned = [&](Bytes&& bytes) {
-    archive.size += bytes.size();
-    archive.owned.push_back(std::move(bytes));
-    archive.pieces.emplace_back(archive.owned.back());
-  };
-  auto add_view = [&](ByteView bytes) {
-    if (bytes.empty()) return;
-    archive.size += bytes.size();
-    archive.pieces.push_back(bytes);
-  };
-  archive.owned.reserve(members.size() + 1);
-  archive.compressed.reserve(chunks.size());
-  std::vector<Written> written;
-  for (std::size_t i = 0; i < members.size(); ++i) {
-    const auto& member = members[i];
-    Written w;
-    w.info.name = member.name;
-    w.info.method = options.method;
-    w.info.crc32 = crcs[i];
-    w.info.uncompressed_size = member.prefix.size() + member.content.size();
-    w.info.local_header_offset = archive.size;
-    w.info.compressed_size = options.method == Method::kDeflate ? compressed_sizes[i] : w.info.uncompressed_size;
-    w.zip64 = options.force_zip64 || w.info.uncompressed_size >= k32BitMarker ||
-              w.info.compressed_size >= k32BitMarker || w.info.local_header_offset >= k32BitMarker;
-    Bytes header;
-    append_le<std::uint32_t>(header, kLocalHeaderSig);
-    append_le<std::uint16_t>(header, w.zip64 ? 45 : 20);
-    append_le<std::uint16_t>(header, 0);
-    append_le<std::uint16_t>(header, static_cast<std::uint16_t>(options.method));
-    append_le<std::uint16_t>(header, kFixedDosTime);
-    append_le<std::uint16_t>(header, kFixedDosDate);
-    append_le<std::uint32_t>(header, w.info.crc32);
-    append_le<std::uint32_t>(header, w.zip64 ? k32BitMarker : static_cast<std::uint32_t>(w.info.compressed_size));
-    append_le<std::uint32_t>(header, w.zip64 ? k32BitMarker : static_cast<std::uint32_t>(w.info.uncompressed_size));
-    append_le<std::uint16_t>(header, static_cast<std::uint16_t>(member.name.size()));
-    append_le<std::uint16_t>(header, w.zip64 ? 20 : 0);
-    append_bytes(header, member.name);
-    if (w.zip64) {
-      append_le<std::uint16_t>(header, kZip64ExtraId);
-      append_le<std::uint16_t>(header, 16);
-      append_le<std::uint64_t>(header, w.info.uncompressed_size);
-      append_le<std::uint64_t>(header, w.info.compressed_size);
-    }
-    add_owned(std::move(header));
-    if (options.method == Method::kDeflate) {
-      for (auto& piece : compressed[i]) {
-        archive.size += piece.size();
-        archive.compressed.push_back(std::move(piece));
-        archive.pieces.emplace_back(archive.compressed.back());
-      }
-    } else {
-      // Stored members are written straight from the caller's buffers.
-      add_view(member.prefix);
-      add_view(member.content);
-    }
-    written.push_back(std::move(w));
+  append_le<std::uint32_t>(header, size32(m.info.compressed_size));
+  append_le<std::uint32_t>(header, size32(m.info.uncompressed_size));
+  append_le<std::uint16_t>(header, static_cast<std::uint16_t>(m.info.name.size()));
+  append_le<std::uint16_t>(header, m.zip64 ? 20 : 0);
+  append_bytes(header, m.info.name);
+  if (m.zip64) {
+    append_le<std::uint16_t>(header, kZip64ExtraId);
+    append_le<std::uint16_t>(header, 16);
+    append_le<std::uint64_t>(header, d ? 0 : m.info.uncompressed_size);
+    append_le<std::uint64_t>(header, d ? 0 : m.info.compressed_size);
   }
-  const std::uint64_t directory_offset = archive.size;
+  return header;
+}
+
+Bytes data_descriptor(const WrittenMember& m) {
+  Bytes out;
+  append_le<std::uint32_t>(out, kDataDescriptorSig);
+  append_le<std::uint32_t>(out, m.info.crc32);
+  if (m.zip64) {
+    append_le<std::uint64_t>(out, m.info.compressed_size);
+    append_le<std::uint64_t>(out, m.info.uncompressed_size);
+  } else {
+    append_le<std::uint32_t>(out, static_cast<std::uint32_t>(m.info.compressed_size));
+    append_le<std::uint32_t>(out, static_cast<std::uint32_t>(m.info.uncompressed_size));
+  }
+  return out;
+}
+
+Bytes central_directory(const std::vector<WrittenMember>& written, std::uint64_t directory_offset, bool force_zip64) {
   Bytes out;
   for (const auto& w : written) {
     append_le<std::uint32_t>(out, kCentralHeaderSig);
     append_le<std::uint16_t>(out, w.zip64 ? 45 : 20);
     append_le<std::uint16_t>(out, w.zip64 ? 45 : 20);
-    append_le<std::uint16_t>(out, 0);
+    append_le<std::uint16_t>(out, w.descriptor ? kDataDescriptorFlag : 0);
     append_le<std::uint16_t>(out, static_cast<std::uint16_t>(w.info.method));
     append_le<std::uint16_t>(out, kFixedDosTime);
     append_le<std::uint16_t>(out, kFixedDosDate);
@@ -403,8 +358,8 @@ Result<Archive> write_archive_pieces(const std::vector<MemberToWrite>& members, 
   }
   const std::uint64_t directory_size = out.size();
   const std::uint64_t entries = written.size();
-  const bool zip64_end = options.force_zip64 || entries >= k16BitMarker || directory_size >= k32BitMarker ||
-                         directory_offset >= k32BitMarker;
+  const bool zip64_end =
+      force_zip64 || entries >= k16BitMarker || directory_size >= k32BitMarker || directory_offset >= k32BitMarker;
   if (zip64_end) {
     const std::uint64_t zip64_end_offset = directory_offset + out.size();
     append_le<std::uint32_t>(out, kZip64EndSig);
@@ -431,8 +386,110 @@ Result<Archive> write_archive_pieces(const std::vector<MemberToWrite>& members, 
   append_le<std::uint32_t>(out, zip64_end ? k32BitMarker : static_cast<std::uint32_t>(directory_size));
   append_le<std::uint32_t>(out, zip64_end ? k32BitMarker : static_cast<std::uint32_t>(directory_offset));
   append_le<std::uint16_t>(out, 0);
-  add_owned(std::move(out));
-  return archive;
+  return out;
+}
+
+}  // namespace
+
+Status write_archive_streamed(const std::vector<MemberToWrite>& members, const WriteOptions& options,
+                              const ByteSink& sink) {
+  const int max_level = options.deflater == Deflater::kIgzip ? 3 : 12;
+  const bool deflated = options.method == Method::kDeflate;
+  if (deflated && (options.level < 0 || options.level > max_level)) {
+    return Status::Invalid("deflate level must be 0.." + std::to_string(max_level));
+  }
+  const int threads = std::max(1, options.threads);
+  std::vector<WrittenMember> written(members.size());
+  // CRCs first, on all threads: a stored member's goes in its local header.
+  run_in_parallel(members.size(), threads,
+                  [&](std::size_t i) { written[i].info.crc32 = crc32(members[i].content, crc32(members[i].prefix)); });
+  std::uint64_t offset = 0;
+  const auto emit = [&](ByteView bytes) -> Status {
+    offset += bytes.size();
+    return bytes.empty() ? Status::Ok() : sink(bytes);
+  };
+  const auto begin_member = [&](std::size_t i) -> Status {
+    WrittenMember& w = written[i];
+    w.info.name = members[i].name;
+    w.info.method = options.method;
+    w.info.uncompressed_size = members[i].prefix.size() + members[i].content.size();
+    w.info.local_header_offset = offset;
+    w.info.compressed_size = deflated ? 0 : w.info.uncompressed_size;
+    w.descriptor = deflated;
+    const std::uint64_t largest = deflated ? deflated_size_bound(w.info.uncompressed_size) : w.info.uncompressed_size;
+    w.zip64 = options.force_zip64 || largest >= k32BitMarker || offset >= k32BitMarker;
+    return emit(local_header(w));
+  };
+
+  if (!deflated) {
+    // Stored members go out straight from the caller's buffers.
+    for (std::size_t i = 0; i < members.size(); ++i) {
+      RESHARD_RETURN_IF_ERROR(begin_member(i));
+      RESHARD_RETURN_IF_ERROR(emit(members[i].prefix));
+      RESHARD_RETURN_IF_ERROR(emit(members[i].content));
+    }
+  } else {
+    // Rounds of one chunk per thread, compressed into one of two sets of
+    // reused buffers while the previous round's set goes to the sink, in
+    // order: memory stays at two rounds of output whatever the file's size,
+    // and the sink's I/O overlaps compression.
+    const std::vector<DeflateChunk> chunks = plan_deflate_chunks(members, options.deflater);
+    const std::size_t per_round = static_cast<std::size_t>(threads);
+    const std::size_t rounds = (chunks.size() + per_round - 1) / per_round;
+    std::array<std::vector<ByteArray>, 2> buffers;
+    std::array<std::vector<Status>, 2> statuses;
+    for (int set = 0; set < 2; ++set) {
+      buffers[set].resize(per_round);
+      statuses[set].resize(per_round);
+    }
+    const auto emit_round = [&](std::size_t round) -> Status {
+      const std::size_t first = round * per_round;
+      const std::size_t count = std::min(per_round, chunks.size() - first);
+      for (std::size_t j = 0; j < count; ++j) {
+        const DeflateChunk& chunk = chunks[first + j];
+        RESHARD_RETURN_IF_ERROR(statuses[round % 2][j]);
+        if (chunk.offset == 0) RESHARD_RETURN_IF_ERROR(begin_member(chunk.member));
+        const ByteArray& piece = buffers[round % 2][j];
+        RESHARD_RETURN_IF_ERROR(emit(ByteView(piece.data(), piece.size())));
+        WrittenMember& w = written[chunk.member];
+        w.info.compressed_size += piece.size();
+        if (chunk.last) {
+          if (!w.zip64 && w.info.compressed_size >= k32BitMarker) {
+            return Status::Internal("member " + w.info.name + " deflated beyond its size bound");
+          }
+          RESHARD_RETURN_IF_ERROR(emit(data_descriptor(w)));
+        }
+      }
+      return Status::Ok();
+    };
+    Status emitted;
+    for (std::size_t round = 0; round <= rounds; ++round) {
+      const bool compress = round < rounds;
+      const bool drain = round > 0;
+      const std::size_t first = round * per_round;
+      const std::size_t count = compress ? std::min(per_round, chunks.size() - first) : 0;
+      // Task 0 hands the previous round to the sink (mostly waiting on I/O,
+      // so it gets a thread of its own); the others compress this round.
+      const std::size_t offset_tasks = drain ? 1 : 0;
+      run_in_parallel(count + offset_tasks, threads + static_cast<int>(offset_tasks), [&](std::size_t task) {
+        if (task < offset_tasks) {
+          emitted = emit_round(round - 1);
+          return;
+        }
+        const std::size_t j = task - offset_tasks;
+        const DeflateChunk& chunk = chunks[first + j];
+        Bytes joined;
+        const ByteView input = chunk_input(members[chunk.member], chunk, joined);
+        ByteArray& out = buffers[round % 2][j];
+        Status& status = statuses[round % 2][j];
+        status = options.deflater == Deflater::kIgzip ? deflate::igzip_piece(input, options.level, chunk.last, out)
+                                                      : deflate::libdeflate_stream(input, options.level, out);
+        if (!status.ok()) status = status.with_context("compressing member " + members[chunk.member].name);
+      });
+      RESHARD_RETURN_IF_ERROR(emitted);
+    }
+  }
+  return emit(central_directory(written, offset, options.force_zip64));
 }
 
 }  // namespace reshard::zip

@@ -35,31 +35,32 @@ Result<WrittenShard> write_shard(Store& store, const AssembledShard& shard, cons
   input.values = shard.values;
   if (shard.row_ids) input.row_ids = std::span<const std::uint64_t>(*shard.row_ids);
   if (shard.col_ids) input.col_ids = std::span<const std::uint64_t>(*shard.col_ids);
-  // The file as pieces: an .npz's arrays are not copied into one buffer;
-  // an HDF5 image is one buffer already.
-  std::vector<ByteView> pieces;
-  zip::Archive archive;
-  Bytes image;
-  if (h5sparse::is_hdf5_key(shard.shard->key)) {
-    auto encoded = h5sparse::encode(input, hdf5_options(shard, compression, hdf5_group));
-    if (!encoded.ok()) return encoded.status().with_context(context);
-    image = std::move(encoded).value();
-    pieces = {ByteView(image)};
-  } else {
-    auto encoded = npz::encode_pieces(input, compression);
-    if (!encoded.ok()) return encoded.status().with_context(context);
-    archive = std::move(encoded).value();
-    pieces = archive.pieces;
-  }
-  RESHARD_RETURN_IF_ERROR(store.write_atomic_pieces(shard.shard->key, pieces).with_context(context));
   WrittenShard written;
   written.index = shard.shard->index;
   written.key = shard.shard->key;
   written.nnz = shard.nnz();
-  for (const ByteView piece : pieces) {
-    written.bytes += piece.size();
-    written.crc32c = crc32c(piece, written.crc32c);
-  }
+  // The file goes to the store as it is encoded: an .npz's arrays are never
+  // copied into one buffer, and deflated output passes through a few reused
+  // buffers; an HDF5 image is one buffer already.
+  const auto produce = [&](const ByteSink& sink) -> Status {
+    written.bytes = 0;  // a store may start over
+    written.crc32c = 0;
+    const ByteSink counted = [&](ByteView bytes) {
+      written.bytes += bytes.size();
+      written.crc32c = crc32c(bytes, written.crc32c);
+      return sink(bytes);
+    };
+    if (h5sparse::is_hdf5_key(shard.shard->key)) {
+      RESHARD_ASSIGN_OR_RETURN(const Bytes image,
+                               h5sparse::encode(input, hdf5_options(shard, compression, hdf5_group)));
+      return counted(image);
+    }
+    return npz::encode_streamed(input, compression, counted);
+  };
+  // At most the arrays' size when stored, which is what the POSIX store
+  // needs to choose its write path.
+  const std::uint64_t expected = input.values.size() + input.indices.size() * 8 + input.indptr.size() * 8;
+  RESHARD_RETURN_IF_ERROR(store.write_atomic_streamed(shard.shard->key, expected, produce).with_context(context));
   written.fingerprint = shard.fingerprint;
   return written;
 }

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <random>
 
 namespace reshard {
@@ -119,72 +120,100 @@ struct AlignedChunk {
   void* data = nullptr;
 };
 
-Status write_pieces_direct(int fd, const std::string& temp, const std::vector<ByteView>& pieces, std::uint64_t total,
-                           int flags) {
-  // Per thread and kept: a fresh buffer per file would cost the page
-  // zeroing this path avoids.
-  thread_local AlignedChunk chunk;
-  if (chunk.data == nullptr) return Status::Storage("writing " + temp + ": no memory for the write buffer");
-  auto* buffer = static_cast<std::uint8_t*>(chunk.data);
-  bool direct = true;
-  const auto flush = [&](std::size_t bytes) -> Status {
+// Appends bytes to a temp file as they come: straight through write(2), or,
+// for a large file, gathered into the aligned buffer and written with
+// O_DIRECT a buffer at a time.
+class TempFileAppender {
+ public:
+  TempFileAppender(int fd, const std::string& temp, std::uint64_t expected_bytes) : fd_(fd), temp_(temp) {
+    if (expected_bytes < kDirectWriteMinBytes || !direct_writes_wanted()) return;
+    // The constructing thread's buffer, kept across files (a fresh one per
+    // file would cost the page zeroing this path avoids); append() may run
+    // on other threads, one at a time, while this one waits for them.
+    thread_local AlignedChunk chunk;
+    flags_ = ::fcntl(fd_, F_GETFL);
+    if (chunk.data == nullptr || flags_ < 0 || ::fcntl(fd_, F_SETFL, flags_ | O_DIRECT) != 0) return;
+    buffer_ = static_cast<std::uint8_t*>(chunk.data);
+    direct_ = true;
+  }
+
+  Status append(ByteView bytes) {
+    total_ += bytes.size();
+    if (buffer_ == nullptr) return write_all(fd_, temp_, bytes.data(), bytes.size());
+    std::size_t taken = 0;
+    while (taken < bytes.size()) {
+      const std::size_t n = std::min(bytes.size() - taken, kDirectWriteChunkBytes - filled_);
+      std::memcpy(buffer_ + filled_, bytes.data() + taken, n);
+      filled_ += n;
+      taken += n;
+      if (filled_ == kDirectWriteChunkBytes) {
+        RESHARD_RETURN_IF_ERROR(flush(filled_));
+        filled_ = 0;
+      }
+    }
+    return Status::Ok();
+  }
+
+  // The last block is padded to the alignment and the file cut back.
+  Status finish() {
+    if (filled_ > 0) {
+      const std::size_t padded =
+          direct_ ? (filled_ + kDirectWriteAlignment - 1) / kDirectWriteAlignment * kDirectWriteAlignment : filled_;
+      std::memset(buffer_ + filled_, 0, padded - filled_);
+      RESHARD_RETURN_IF_ERROR(flush(padded));
+      if (padded != filled_ && ::ftruncate(fd_, static_cast<off_t>(total_)) != 0) {
+        return errno_status("writing", temp_, errno);
+      }
+      filled_ = 0;
+    }
+    if (direct_ && ::fcntl(fd_, F_SETFL, flags_) != 0) return errno_status("writing", temp_, errno);
+    direct_ = false;
+    return Status::Ok();
+  }
+
+ private:
+  Status flush(std::size_t bytes) {
     std::size_t done = 0;
     while (done < bytes) {
-      const ssize_t n = ::write(fd, buffer + done, bytes - done);
+      const ssize_t n = ::write(fd_, buffer_ + done, bytes - done);
       if (n < 0) {
         if (errno == EINTR) continue;
-        if (errno == EINVAL && direct) {
-          direct = false;
-          if (::fcntl(fd, F_SETFL, flags) != 0) return errno_status("writing", temp, errno);
+        if (errno == EINVAL && direct_) {
+          direct_ = false;
+          if (::fcntl(fd_, F_SETFL, flags_) != 0) return errno_status("writing", temp_, errno);
           continue;
         }
-        return errno_status("writing", temp, errno);
+        return errno_status("writing", temp_, errno);
       }
       done += static_cast<std::size_t>(n);
     }
     return Status::Ok();
+  }
+
+  int fd_;
+  const std::string& temp_;
+  std::uint8_t* buffer_ = nullptr;
+  std::size_t filled_ = 0;
+  std::uint64_t total_ = 0;
+  int flags_ = 0;
+  bool direct_ = false;
+};
+
+// What put_atomically fills a temp file with: what `produce` streams.
+auto write_streamed(std::uint64_t expected_bytes, const std::function<Status(const ByteSink&)>& produce) {
+  return [expected_bytes, &produce](int fd, const std::string& temp) -> Status {
+    TempFileAppender appender(fd, temp, expected_bytes);
+    RESHARD_RETURN_IF_ERROR(produce([&appender](ByteView bytes) { return appender.append(bytes); }));
+    return appender.finish();
   };
-  std::size_t filled = 0;
-  for (const ByteView piece : pieces) {
-    std::size_t taken = 0;
-    while (taken < piece.size()) {
-      const std::size_t n = std::min(piece.size() - taken, kDirectWriteChunkBytes - filled);
-      std::memcpy(buffer + filled, piece.data() + taken, n);
-      filled += n;
-      taken += n;
-      if (filled == kDirectWriteChunkBytes) {
-        RESHARD_RETURN_IF_ERROR(flush(filled));
-        filled = 0;
-      }
-    }
-  }
-  if (filled > 0) {
-    const std::size_t padded =
-        direct ? (filled + kDirectWriteAlignment - 1) / kDirectWriteAlignment * kDirectWriteAlignment : filled;
-    std::memset(buffer + filled, 0, padded - filled);
-    RESHARD_RETURN_IF_ERROR(flush(padded));
-    if (padded != filled && ::ftruncate(fd, static_cast<off_t>(total)) != 0) {
-      return errno_status("writing", temp, errno);
-    }
-  }
-  if (direct && ::fcntl(fd, F_SETFL, flags) != 0) return errno_status("writing", temp, errno);
-  return Status::Ok();
 }
 
-// What put_atomically fills a temp file with: `pieces` in order. They must
-// outlive the call.
-auto write_pieces(const std::vector<ByteView>& pieces) {
-  return [&pieces](int fd, const std::string& temp) -> Status {
-    std::uint64_t total = 0;
-    for (const ByteView piece : pieces) total += piece.size();
-    if (total >= kDirectWriteMinBytes && direct_writes_wanted()) {
-      const int flags = ::fcntl(fd, F_GETFL);
-      if (flags >= 0 && ::fcntl(fd, F_SETFL, flags | O_DIRECT) == 0) {
-        return write_pieces_direct(fd, temp, pieces, total, flags);
-      }
-    }
-    for (const ByteView piece : pieces) RESHARD_RETURN_IF_ERROR(write_all(fd, temp, piece.data(), piece.size()));
-    return Status::Ok();
+// The same for bytes already whole in memory.
+auto write_bytes(ByteView data) {
+  return [data](int fd, const std::string& temp) -> Status {
+    TempFileAppender appender(fd, temp, data.size());
+    RESHARD_RETURN_IF_ERROR(appender.append(data));
+    return appender.finish();
   };
 }
 
@@ -227,17 +256,20 @@ class PosixStore final : public Store {
     return out;
   }
 
-  Status write_atomic(const std::string& key, ByteView data) override { return write_atomic_pieces(key, {data}); }
+  Status write_atomic(const std::string& key, ByteView data) override {
+    return put_atomically(key, Placement::kReplace, write_bytes(data)).status();
+  }
 
-  Status write_atomic_pieces(const std::string& key, const std::vector<ByteView>& pieces) override {
-    return put_atomically(key, Placement::kReplace, write_pieces(pieces)).status();
+  Status write_atomic_streamed(const std::string& key, std::uint64_t expected_bytes,
+                               const std::function<Status(const ByteSink&)>& produce) override {
+    return put_atomically(key, Placement::kReplace, write_streamed(expected_bytes, produce)).status();
   }
 
   // link(2) of a complete temp file fails with EEXIST when the name is
   // taken, on local filesystems, NFS and Lustre alike; rename(2) would
   // replace it.
   Result<bool> create_exclusive(const std::string& key, ByteView data) override {
-    return put_atomically(key, Placement::kExclusive, write_pieces({data}));
+    return put_atomically(key, Placement::kExclusive, write_bytes(data));
   }
 
   Result<bool> copy_from(Store& source, const std::string& source_key, const ObjectInfo& source_info,

@@ -33,12 +33,14 @@ Status Store::move_into_place(const std::string& temp_key, const std::string& ke
   return Status::Internal("moving " + temp_key + " into place: " + url(key) + " is not on a POSIX filesystem");
 }
 
-Status Store::write_atomic_pieces(const std::string& key, const std::vector<ByteView>& pieces) {
+Status Store::write_atomic_streamed(const std::string& key, std::uint64_t expected_bytes,
+                                    const std::function<Status(const ByteSink&)>& produce) {
   Bytes joined;
-  std::size_t size = 0;
-  for (const auto& piece : pieces) size += piece.size();
-  joined.reserve(size);
-  for (const auto& piece : pieces) joined.insert(joined.end(), piece.begin(), piece.end());
+  joined.reserve(expected_bytes);
+  RESHARD_RETURN_IF_ERROR(produce([&joined](ByteView bytes) {
+    append_bytes(joined, bytes);
+    return Status::Ok();
+  }));
   return write_atomic(key, joined);
 }
 

@@ -152,16 +152,20 @@ TEST(ZipPieces, PrefixAndContentEqualOneJoinedMember) {
   for (auto method : {Method::kStored, Method::kDeflate}) {
     for (bool zip64 : {false, true}) {
       const WriteOptions options{method, 6, zip64, 2};
-      auto split = write_archive_pieces({{"x.npy", body, header}, {"y.npy", header}}, options);
+      Bytes split;
+      std::vector<ByteView> pieces;
+      const Status streamed =
+          write_archive_streamed({{"x.npy", body, header}, {"y.npy", header}}, options, [&](ByteView piece) {
+            pieces.push_back(piece);
+            append_bytes(split, piece);
+            return Status::Ok();
+          });
       auto whole = write_archive({{"x.npy", joined}, {"y.npy", header}}, options);
-      ASSERT_TRUE(split.ok() && whole.ok());
-      EXPECT_EQ(split->flatten(), *whole);
-      std::uint64_t size = 0;
-      for (const auto& piece : split->pieces) size += piece.size();
-      EXPECT_EQ(size, split->size);
+      ASSERT_TRUE(streamed.ok() && whole.ok());
+      EXPECT_EQ(split, *whole);
       if (method == Method::kStored) {
-        const bool body_in_place = std::any_of(split->pieces.begin(), split->pieces.end(),
-                                               [&](ByteView piece) { return piece.data() == body.data(); });
+        const bool body_in_place =
+            std::any_of(pieces.begin(), pieces.end(), [&](ByteView piece) { return piece.data() == body.data(); });
         EXPECT_TRUE(body_in_place) << "a stored member is written from the caller's buffer";
       }
     }
@@ -241,6 +245,79 @@ TEST(ZipIgzip, LevelsOutsideItsRangeAreRefused) {
   auto archive = write_archive({{"a.npy", text("x")}}, {Method::kDeflate, 4, false, 1, Deflater::kIgzip});
   ASSERT_FALSE(archive.ok());
   EXPECT_NE(archive.status().message().find("0..3"), std::string::npos) << archive.status().message();
+}
+
+// A deflated member, as the local header and the bytes after its data say:
+// flag bit 3, zeros where the sizes and CRC would be, then a descriptor that
+// repeats the central directory's values (8-byte sizes under ZIP64).
+TEST(ZipStreamed, DeflatedMembersCarryTheirSizesInADataDescriptor) {
+  const Bytes a = index_like(kIgzipChunkBytes + 999);
+  const Bytes b = text("short");
+  for (bool zip64 : {false, true}) {
+    for (Deflater deflater : {Deflater::kLibdeflate, Deflater::kIgzip}) {
+      auto archive = write_archive({{"a.npy", a}, {"b.npy", b}}, {Method::kDeflate, 1, zip64, 2, deflater});
+      ASSERT_TRUE(archive.ok()) << archive.status().message();
+      auto members = read_directory(*archive, archive->size());
+      ASSERT_TRUE(members.ok()) << members.status().message();
+      ASSERT_EQ(members->size(), 2u);
+      for (const MemberInfo& m : *members) {
+        const std::uint8_t* local = archive->data() + m.local_header_offset;
+        EXPECT_EQ(load_le<std::uint16_t>(local + 6), 0x0008) << m.name;
+        EXPECT_EQ(load_le<std::uint32_t>(local + 14), 0u) << m.name << ": CRC in the local header";
+        const std::uint32_t size32 = zip64 ? 0xFFFFFFFFu : 0u;
+        EXPECT_EQ(load_le<std::uint32_t>(local + 18), size32) << m.name;
+        EXPECT_EQ(load_le<std::uint32_t>(local + 22), size32) << m.name;
+        auto data = member_data_offset(ByteView(*archive).subspan(m.local_header_offset), m);
+        ASSERT_TRUE(data.ok());
+        const std::uint8_t* descriptor = archive->data() + *data + m.compressed_size;
+        EXPECT_EQ(load_le<std::uint32_t>(descriptor), 0x08074b50u) << m.name;
+        EXPECT_EQ(load_le<std::uint32_t>(descriptor + 4), m.crc32) << m.name;
+        if (zip64) {
+          EXPECT_EQ(load_le<std::uint64_t>(descriptor + 8), m.compressed_size) << m.name;
+          EXPECT_EQ(load_le<std::uint64_t>(descriptor + 16), m.uncompressed_size) << m.name;
+        } else {
+          EXPECT_EQ(load_le<std::uint32_t>(descriptor + 8), m.compressed_size) << m.name;
+          EXPECT_EQ(load_le<std::uint32_t>(descriptor + 12), m.uncompressed_size) << m.name;
+        }
+      }
+      EXPECT_EQ(extract_named(*archive, "a.npy"), a);
+      EXPECT_EQ(extract_named(*archive, "b.npy"), b);
+    }
+  }
+  // Stored members keep their sizes up front and no descriptor.
+  auto stored = write_archive({{"b.npy", b}}, {Method::kStored, 0, false});
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(load_le<std::uint16_t>(stored->data() + 6), 0);
+  EXPECT_EQ(load_le<std::uint32_t>(stored->data() + 22), b.size());
+}
+
+// The sink gets the file chunk by chunk while later chunks are still being
+// compressed: no piece is larger than one chunk's output, and a failing sink
+// stops the archive with its own error.
+TEST(ZipStreamed, HandsOverChunkSizedPiecesAndStopsOnASinkError) {
+  const Bytes big = index_like(kIgzipChunkBytes * 6 + 5);
+  const WriteOptions options{Method::kDeflate, 1, false, 2, Deflater::kIgzip};
+  std::size_t calls = 0;
+  std::size_t largest = 0;
+  Bytes joined;
+  ASSERT_TRUE(write_archive_streamed({{"a.npy", big}}, options, [&](ByteView piece) {
+                ++calls;
+                largest = std::max(largest, piece.size());
+                append_bytes(joined, piece);
+                return Status::Ok();
+              }).ok());
+  EXPECT_GE(calls, 7u + 3u) << "header, seven chunks, descriptor, directory";
+  EXPECT_LE(largest, kIgzipChunkBytes + kIgzipChunkBytes / 4096 + 4096);
+  auto whole = write_archive({{"a.npy", big}}, options);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(joined, *whole);
+  std::size_t accepted = 0;
+  const Status failed = write_archive_streamed({{"a.npy", big}}, options, [&](ByteView) {
+    return ++accepted == 3 ? Status::Storage("disk full") : Status::Ok();
+  });
+  EXPECT_EQ(failed.kind(), ErrorKind::kStorage);
+  EXPECT_EQ(failed.message(), "disk full");
+  EXPECT_EQ(accepted, 3u) << "nothing more is handed over after a refusal";
 }
 
 }  // namespace

@@ -8,19 +8,20 @@
 
 namespace reshard::deflate {
 
-// Both return the compressed bytes in a buffer sized for the compressor's
-// bound and never zeroed, so only the pages the compressor wrote are
-// resident: zero-filled bound-sized vectors kept all of it, ~4.1 MiB per
-// 4 MiB igzip chunk, and copying out the written part cost a pass and a
-// fault per 4 KiB page of output (measured: docs/performance.md).
+// Both write the compressed bytes into `out`, which is sized for the
+// compressor's bound first and then cut to what was written. The zip writer
+// passes the same buffers chunk after chunk: a fresh bound-sized buffer per
+// chunk cost a page fault and a kernel zeroing per 4 KiB of output, and
+// mmap/munmap of each one stalled the other threads' faults
+// (docs/performance.md). WorkArray's resize does not zero.
 
 // One whole stream with libdeflate at `level` (0..12).
-Result<ByteArray> libdeflate_stream(ByteView input, int level);
+Status libdeflate_stream(ByteView input, int level, ByteArray& out);
 
 // One piece of a stream with ISA-L igzip at `level` (0..3). Pieces that are
 // not `last` end with a full flush: byte-aligned, no final block and no
 // back-references across the boundary, so the pieces of one input, compressed
 // independently and concatenated in order, form one valid stream.
-Result<ByteArray> igzip_piece(ByteView input, int level, bool last);
+Status igzip_piece(ByteView input, int level, bool last, ByteArray& out);
 
 }  // namespace reshard::deflate

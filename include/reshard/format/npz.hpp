@@ -113,9 +113,10 @@ struct EncodeInput {
 // Encodes with int32 indices when every index and the nnz fit, int64
 // otherwise, members in save_npz's order.
 Result<Bytes> encode(const EncodeInput& input, const zip::WriteOptions& options);
-// The same bytes as pieces (zip::Archive): stored arrays are not copied, and
-// the values are written from `input.values`, which must outlive the result.
-Result<zip::Archive> encode_pieces(const EncodeInput& input, const zip::WriteOptions& options);
+// The same bytes handed to `sink` as they are made (zip::write_archive_streamed):
+// stored arrays go out from the caller's buffers, deflated ones through a
+// few reused buffers, so the file is never whole in memory.
+Status encode_streamed(const EncodeInput& input, const zip::WriteOptions& options, const ByteSink& sink);
 
 // Whether indices of a matrix with these extents fit int32, as scipy decides.
 bool fits_int32(std::uint64_t nrows, std::uint64_t ncols, std::uint64_t nnz);

@@ -81,17 +81,15 @@ struct WriteOptions {
 // attributes, members in the order given.
 Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const WriteOptions& options);
 
-// The same archive as a list of pieces to write in order: headers, compressed
-// payloads and the directory are owned here; stored members are views of the
-// members' buffers, which must outlive it. Saves a copy of every stored array.
-struct Archive {
-  std::vector<Bytes> owned;
-  std::vector<ByteArray> compressed;  // deflated payloads, as the compressors returned them
-  std::vector<ByteView> pieces;
-  std::uint64_t size = 0;
-  Bytes flatten() const;
-};
-Result<Archive> write_archive_pieces(const std::vector<MemberToWrite>& members, const WriteOptions& options);
+// The same archive handed to `sink` in order, piece by piece, as it is
+// made: a view is valid only during its call, because deflate output goes
+// through a few reused buffers (two rounds of one chunk per thread), and the
+// sink's writing of one round overlaps the compression of the next. Deflated
+// members carry their sizes in a data descriptor after the data (general
+// purpose flag bit 3), as Python's zipfile writes to an unseekable stream;
+// every reader takes them from the central directory.
+Status write_archive_streamed(const std::vector<MemberToWrite>& members, const WriteOptions& options,
+                              const ByteSink& sink);
 
 // CRC-32 (zip's), continuing from `crc` for data split in pieces.
 std::uint32_t crc32(ByteView data, std::uint32_t crc = 0);

@@ -38,9 +38,12 @@ class Store {
   virtual Result<Bytes> read(const std::string& key, std::uint64_t offset, std::uint64_t length) = 0;
   // Readers see either the old object or the whole new one, never a part.
   virtual Status write_atomic(const std::string& key, ByteView data) = 0;
-  // The same for a file given as pieces in order; drivers that can write
-  // them without joining (POSIX) override it. The default joins them.
-  virtual Status write_atomic_pieces(const std::string& key, const std::vector<ByteView>& pieces);
+  // The same for an object `produce` hands to its sink in order, as an
+  // encoder makes it; `expected_bytes` is an estimate of its size. POSIX
+  // writes the temp file as the bytes come; the default collects them and
+  // calls write_atomic.
+  virtual Status write_atomic_streamed(const std::string& key, std::uint64_t expected_bytes,
+                                       const std::function<Status(const ByteSink&)>& produce);
   // Creates `key` with `data` only if no object of that name exists, as one
   // atomic step that two concurrent callers cannot both win: true when this
   // call created it, false when the name was taken. The building block of
