@@ -50,6 +50,14 @@ std::string format_bytes(std::uint64_t bytes) {
   return buffer;
 }
 
+std::string format_bytes_against(std::uint64_t bytes, std::uint64_t other) {
+  std::string text = format_bytes(bytes);
+  if (bytes != other && text == format_bytes(other)) {
+    text += " (" + std::to_string(bytes) + " bytes against " + std::to_string(other) + ")";
+  }
+  return text;
+}
+
 std::string format_seconds(double seconds) {
   char buffer[48];
   if (!(seconds >= 0)) seconds = 0;

@@ -308,6 +308,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   const std::string limit_text = "--memory-limit " + format_bytes(budget.limit) + " leaves " + format_bytes(working) +
                                  " per rank beyond the " + format_bytes(budget.baseline) +
                                  " the process already holds and a " + format_bytes(kUnmodelledBytes) + " reserve";
+  const auto need_text = [working](std::uint64_t need) { return format_bytes_against(need, working); };
   if (working < kMinimumWorkingBytes) {
     return Status::Invalid(limit_text + "; it needs at least " + format_bytes(kMinimumWorkingBytes) +
                            " of working memory");
@@ -315,7 +316,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   for (const auto& source : plan.sources) {
     const std::uint64_t need = memory_cost::decode(source.bytes, source.decoded_bytes);
     if (needed[source.index] && need > working) {
-      return Status::Invalid("source shard " + src_store.url(source.key) + " needs " + format_bytes(need) +
+      return Status::Invalid("source shard " + src_store.url(source.key) + " needs " + need_text(need) +
                              " to decode (" + format_bytes(source.bytes) + " file, " +
                              format_bytes(source.decoded_bytes) + " of arrays) but " + limit_text +
                              "; raise --memory-limit");
@@ -424,7 +425,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
       }
       if (bucketing > working) {
         status = Status::Invalid("source shard " + src_store.url(source.key) + " holds " + std::to_string(m.nnz) +
-                                 " entries and needs " + format_bytes(bucketing) + " to bucket but " + limit_text +
+                                 " entries and needs " + need_text(bucketing) + " to bucket but " + limit_text +
                                  "; raise --memory-limit");
         break;
       }
@@ -502,7 +503,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     const auto& big = *waves.too_large;
     return Status::Invalid((one_file_path ? "part " + std::to_string(big.shard) + " of " : "destination shard ") +
                            dst_store.url(routing.destinations[big.shard].key) + " would hold " +
-                           std::to_string(big.entries) + " entries and needs " + format_bytes(big.bytes_needed) +
+                           std::to_string(big.entries) + " entries and needs " + need_text(big.bytes_needed) +
                            " on rank " + std::to_string(big.owner) + " to exchange and assemble, but " + limit_text +
                            "; raise --memory-limit or choose more destination shards");
   }

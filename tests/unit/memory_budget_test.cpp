@@ -27,6 +27,9 @@ TEST(FormatBytes, PicksAReadableUnit) {
   EXPECT_EQ(format_bytes(512), "512 B");
   EXPECT_EQ(format_bytes(3ULL << 20), "3.0 MiB");
   EXPECT_EQ(format_bytes(5ULL << 29), "2.5 GiB");
+  // A need and a limit one decimal cannot tell apart get their exact counts.
+  EXPECT_EQ(format_bytes_against(6'360'000'000, 6'340'000'000), "5.9 GiB (6360000000 bytes against 6340000000)");
+  EXPECT_EQ(format_bytes_against(5ULL << 29, 1ULL << 30), "2.5 GiB");
 }
 
 TEST(MemoryProbe, ResidentSetIsBelowPhysicalMemory) {
