@@ -6,10 +6,11 @@
 #include <libdeflate.h>
 
 #include <algorithm>
-#include <array>
 #include <atomic>
+#include <condition_variable>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -220,6 +221,10 @@ Result<Bytes> extract(ByteView compressed, const MemberInfo& member) {
 
 Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const WriteOptions& options) {
   Bytes out;
+  // Address space only: pages are touched as the archive fills them.
+  std::uint64_t size = 4096;
+  for (const auto& member : members) size += member.prefix.size() + member.content.size() + 1024;
+  out.reserve(size);
   RESHARD_RETURN_IF_ERROR(write_archive_streamed(members, options, [&out](ByteView piece) {
     append_bytes(out, piece);
     return Status::Ok();
@@ -429,65 +434,72 @@ Status write_archive_streamed(const std::vector<MemberToWrite>& members, const W
       RESHARD_RETURN_IF_ERROR(emit(members[i].content));
     }
   } else {
-    // Rounds of one chunk per thread, compressed into one of two sets of
-    // reused buffers while the previous round's set goes to the sink, in
-    // order: memory stays at two rounds of output whatever the file's size,
-    // and the sink's I/O overlaps compression.
+    // `threads` compressors take chunks in order into a window of 2 x threads
+    // reused buffers; one more thread hands finished chunks to the sink in
+    // order and frees their buffers. Memory stays at the window whatever
+    // the file's size, and the sink's I/O overlaps compression.
     const std::vector<DeflateChunk> chunks = plan_deflate_chunks(members, options.deflater);
-    const std::size_t per_round = static_cast<std::size_t>(threads);
-    const std::size_t rounds = (chunks.size() + per_round - 1) / per_round;
-    std::array<std::vector<ByteArray>, 2> buffers;
-    std::array<std::vector<Status>, 2> statuses;
-    for (int set = 0; set < 2; ++set) {
-      buffers[set].resize(per_round);
-      statuses[set].resize(per_round);
-    }
-    const auto emit_round = [&](std::size_t round) -> Status {
-      const std::size_t first = round * per_round;
-      const std::size_t count = std::min(per_round, chunks.size() - first);
-      for (std::size_t j = 0; j < count; ++j) {
-        const DeflateChunk& chunk = chunks[first + j];
-        RESHARD_RETURN_IF_ERROR(statuses[round % 2][j]);
-        if (chunk.offset == 0) RESHARD_RETURN_IF_ERROR(begin_member(chunk.member));
-        const ByteArray& piece = buffers[round % 2][j];
-        RESHARD_RETURN_IF_ERROR(emit(ByteView(piece.data(), piece.size())));
-        WrittenMember& w = written[chunk.member];
-        w.info.compressed_size += piece.size();
-        if (chunk.last) {
-          if (!w.zip64 && w.info.compressed_size >= k32BitMarker) {
-            return Status::Internal("member " + w.info.name + " deflated beyond its size bound");
-          }
-          RESHARD_RETURN_IF_ERROR(emit(data_descriptor(w)));
-        }
+    const std::size_t window = 2 * static_cast<std::size_t>(threads);
+    std::vector<ByteArray> buffers(window);
+    std::vector<Status> statuses(window);
+    // ready[slot]: the chunk whose output the slot holds, once compressed.
+    std::vector<std::size_t> ready(window, std::numeric_limits<std::size_t>::max());
+    std::size_t handed_over = 0;  // chunks the sink has taken (or all, on a failure)
+    std::atomic<std::size_t> next_chunk{0};
+    std::mutex mutex;
+    std::condition_variable changed;
+    const auto emit_chunk = [&](std::size_t c) -> Status {
+      const DeflateChunk& chunk = chunks[c];
+      RESHARD_RETURN_IF_ERROR(statuses[c % window]);
+      if (chunk.offset == 0) RESHARD_RETURN_IF_ERROR(begin_member(chunk.member));
+      const ByteArray& piece = buffers[c % window];
+      RESHARD_RETURN_IF_ERROR(emit(ByteView(piece.data(), piece.size())));
+      WrittenMember& w = written[chunk.member];
+      w.info.compressed_size += piece.size();
+      if (!chunk.last) return Status::Ok();
+      if (!w.zip64 && w.info.compressed_size >= k32BitMarker) {
+        return Status::Internal("member " + w.info.name + " deflated beyond its size bound");
       }
-      return Status::Ok();
+      return emit(data_descriptor(w));
     };
     Status emitted;
-    for (std::size_t round = 0; round <= rounds; ++round) {
-      const bool compress = round < rounds;
-      const bool drain = round > 0;
-      const std::size_t first = round * per_round;
-      const std::size_t count = compress ? std::min(per_round, chunks.size() - first) : 0;
-      // Task 0 hands the previous round to the sink (mostly waiting on I/O,
-      // so it gets a thread of its own); the others compress this round.
-      const std::size_t offset_tasks = drain ? 1 : 0;
-      run_in_parallel(count + offset_tasks, threads + static_cast<int>(offset_tasks), [&](std::size_t task) {
-        if (task < offset_tasks) {
-          emitted = emit_round(round - 1);
-          return;
+    // Task 0 hands over (it mostly waits on the sink's I/O); tasks 1..threads
+    // compress. As many threads as tasks, so each runs on its own.
+    run_in_parallel(static_cast<std::size_t>(threads) + 1, threads + 1, [&](std::size_t task) {
+      if (task == 0) {
+        for (std::size_t c = 0; c < chunks.size() && emitted.ok(); ++c) {
+          {
+            std::unique_lock lock(mutex);
+            changed.wait(lock, [&] { return ready[c % window] == c; });
+          }
+          emitted = emit_chunk(c);
+          std::lock_guard lock(mutex);
+          handed_over = emitted.ok() ? c + 1 : chunks.size();
+          changed.notify_all();
         }
-        const std::size_t j = task - offset_tasks;
-        const DeflateChunk& chunk = chunks[first + j];
+        return;
+      }
+      for (std::size_t c = next_chunk++; c < chunks.size(); c = next_chunk++) {
+        {
+          std::unique_lock lock(mutex);
+          changed.wait(lock, [&] { return c < handed_over + window; });
+          if (handed_over == chunks.size()) return;  // the sink failed
+        }
+        const DeflateChunk& chunk = chunks[c];
         Bytes joined;
         const ByteView input = chunk_input(members[chunk.member], chunk, joined);
-        ByteArray& out = buffers[round % 2][j];
-        Status& status = statuses[round % 2][j];
-        status = options.deflater == Deflater::kIgzip ? deflate::igzip_piece(input, options.level, chunk.last, out)
-                                                      : deflate::libdeflate_stream(input, options.level, out);
+        ByteArray& out = buffers[c % window];
+        Status status = options.deflater == Deflater::kIgzip
+                            ? deflate::igzip_piece(input, options.level, chunk.last, out)
+                            : deflate::libdeflate_stream(input, options.level, out);
         if (!status.ok()) status = status.with_context("compressing member " + members[chunk.member].name);
-      });
-      RESHARD_RETURN_IF_ERROR(emitted);
-    }
+        std::lock_guard lock(mutex);
+        statuses[c % window] = std::move(status);
+        ready[c % window] = c;
+        changed.notify_all();
+      }
+    });
+    RESHARD_RETURN_IF_ERROR(emitted);
   }
   return emit(central_directory(written, offset, options.force_zip64));
 }

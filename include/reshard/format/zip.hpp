@@ -83,8 +83,8 @@ Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const Wri
 
 // The same archive handed to `sink` in order, piece by piece, as it is
 // made: a view is valid only during its call, because deflate output goes
-// through a few reused buffers (two rounds of one chunk per thread), and the
-// sink's writing of one round overlaps the compression of the next. Deflated
+// through a few reused buffers (two chunks' worth per thread), and the sink
+// takes finished chunks, in order, while later ones compress. Deflated
 // members carry their sizes in a data descriptor after the data (general
 // purpose flag bit 3), as Python's zipfile writes to an unseekable stream;
 // every reader takes them from the central directory.

@@ -57,8 +57,8 @@ inline std::uint64_t bucket(std::uint64_t n) { return n * (4 + kEntryBytes); }
 // Assembling and encoding one destination shard of n entries with `majors`
 // rows (CSR) or columns (CSC) and `ids` hashed ids: the sort's scratch and
 // the CSR arrays (48/entry), then the arrays plus what the encoder holds
-// of their compressed copies (under 48/entry: igzip holds two rounds of
-// 4 MiB chunks per thread, libdeflate whole members); indptr appears up to
+// of their compressed copies (under 48/entry: igzip holds two 4 MiB
+// chunks per thread, libdeflate whole members); indptr appears up to
 // three times. An upper bound:
 // indices and indptr are kept at the file's width (4 bytes for int32 files)
 // and stored members are written from the arrays themselves.
