@@ -30,6 +30,20 @@ void run_in_parallel(std::size_t count, int threads, Task&& task) {
   for (auto& helper : helpers) helper.join();
 }
 
+// Runs helper(0) .. helper(helpers - 1), each on a thread of its own, while
+// the caller runs caller_task(); returns when all are done. For a pipeline
+// whose stages wait on each other (the zip writer's compressors and the
+// caller handing their output on in order): unlike run_in_parallel, no task
+// can end up queued behind another on one thread. Tasks must not throw.
+template <typename HelperTask, typename CallerTask>
+void run_beside(int helpers, HelperTask&& helper, CallerTask&& caller_task) {
+  std::vector<std::thread> threads;
+  threads.reserve(static_cast<std::size_t>(std::max(0, helpers)));
+  for (int t = 0; t < helpers; ++t) threads.emplace_back([&helper, t] { helper(static_cast<std::size_t>(t)); });
+  caller_task();
+  for (auto& thread : threads) thread.join();
+}
+
 // Cut point k of `total` items split into `parts` even ranges (k = 0 ..
 // parts): floor(total * k / parts) without overflowing, for parts small
 // enough that (total % parts) * k fits.

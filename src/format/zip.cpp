@@ -435,11 +435,16 @@ Status write_archive_streamed(const std::vector<MemberToWrite>& members, const W
     }
   } else {
     // `threads` compressors take chunks in order into a window of 2 x threads
-    // reused buffers; one more thread hands finished chunks to the sink in
-    // order and frees their buffers. Memory stays at the window whatever
+    // reused buffers; the calling thread hands finished chunks to the sink
+    // in order and frees their buffers. Memory stays at the window whatever
     // the file's size, and the sink's I/O overlaps compression.
     const std::vector<DeflateChunk> chunks = plan_deflate_chunks(members, options.deflater);
-    const std::size_t window = 2 * static_cast<std::size_t>(threads);
+    // libdeflate makes one chunk per member, and its members compress at
+    // once as before (the window holds them all): a window of 2 x threads
+    // would make `data` wait for `indices` to be written.
+    const std::size_t window = options.deflater == Deflater::kIgzip
+                                   ? 2 * static_cast<std::size_t>(threads)
+                                   : std::max<std::size_t>(2 * static_cast<std::size_t>(threads), chunks.size());
     std::vector<ByteArray> buffers(window);
     std::vector<Status> statuses(window);
     // ready[slot]: the chunk whose output the slot holds, once compressed.
@@ -463,22 +468,7 @@ Status write_archive_streamed(const std::vector<MemberToWrite>& members, const W
       return emit(data_descriptor(w));
     };
     Status emitted;
-    // Task 0 hands over (it mostly waits on the sink's I/O); tasks 1..threads
-    // compress. As many threads as tasks, so each runs on its own.
-    run_in_parallel(static_cast<std::size_t>(threads) + 1, threads + 1, [&](std::size_t task) {
-      if (task == 0) {
-        for (std::size_t c = 0; c < chunks.size() && emitted.ok(); ++c) {
-          {
-            std::unique_lock lock(mutex);
-            changed.wait(lock, [&] { return ready[c % window] == c; });
-          }
-          emitted = emit_chunk(c);
-          std::lock_guard lock(mutex);
-          handed_over = emitted.ok() ? c + 1 : chunks.size();
-          changed.notify_all();
-        }
-        return;
-      }
+    const auto compress_chunks = [&](std::size_t /*helper*/) {
       for (std::size_t c = next_chunk++; c < chunks.size(); c = next_chunk++) {
         {
           std::unique_lock lock(mutex);
@@ -496,6 +486,20 @@ Status write_archive_streamed(const std::vector<MemberToWrite>& members, const W
         std::lock_guard lock(mutex);
         statuses[c % window] = std::move(status);
         ready[c % window] = c;
+        changed.notify_all();
+      }
+    };
+    // The calling thread hands chunks over (it mostly waits on the sink's
+    // I/O) while `threads` helpers compress.
+    run_beside(threads, compress_chunks, [&] {
+      for (std::size_t c = 0; c < chunks.size() && emitted.ok(); ++c) {
+        {
+          std::unique_lock lock(mutex);
+          changed.wait(lock, [&] { return ready[c % window] == c; });
+        }
+        emitted = emit_chunk(c);
+        std::lock_guard lock(mutex);
+        handed_over = emitted.ok() ? c + 1 : chunks.size();
         changed.notify_all();
       }
     });

@@ -57,9 +57,10 @@ Result<WrittenShard> write_shard(Store& store, const AssembledShard& shard, cons
     }
     return npz::encode_streamed(input, compression, counted);
   };
-  // At most the arrays' size when stored, which is what the POSIX store
-  // needs to choose its write path.
-  const std::uint64_t expected = input.values.size() + input.indices.size() * 8 + input.indptr.size() * 8;
+  // The arrays' size, about the file's when stored (above it compressed):
+  // the POSIX store chooses its write path by it.
+  const std::uint64_t expected =
+      input.values.size() + input.indices.size() * input.indices.width() + input.indptr.size() * input.indptr.width();
   RESHARD_RETURN_IF_ERROR(store.write_atomic_streamed(shard.shard->key, expected, produce).with_context(context));
   written.fingerprint = shard.fingerprint;
   return written;

@@ -83,7 +83,8 @@ Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const Wri
 
 // The same archive handed to `sink` in order, piece by piece, as it is
 // made: a view is valid only during its call, because deflate output goes
-// through a few reused buffers (two chunks' worth per thread), and the sink
+// through reused buffers (igzip: two chunks per thread; libdeflate: one per
+// member, as members are compressed whole), and the sink
 // takes finished chunks, in order, while later ones compress. Deflated
 // members carry their sizes in a data descriptor after the data (general
 // purpose flag bit 3), as Python's zipfile writes to an unseekable stream;
