@@ -9,9 +9,9 @@
 #include <string_view>
 #include <vector>
 
-namespace reshard {
+#include "reshard/status.hpp"
 
-class Status;
+namespace reshard {
 
 using Bytes = std::vector<std::uint8_t>;
 using ByteView = std::span<const std::uint8_t>;
@@ -35,5 +35,13 @@ void append_le(Bytes& out, T value) {
 inline void append_bytes(Bytes& out, std::string_view text) { out.insert(out.end(), text.begin(), text.end()); }
 
 inline void append_bytes(Bytes& out, ByteView data) { out.insert(out.end(), data.begin(), data.end()); }
+
+// A sink that collects what it is handed at the end of `out`.
+inline ByteSink appending_to(Bytes& out) {
+  return [&out](ByteView bytes) {
+    append_bytes(out, bytes);
+    return Status::Ok();
+  };
+}
 
 }  // namespace reshard

@@ -382,10 +382,7 @@ Status encode_streamed(const EncodeInput& input, const zip::WriteOptions& option
 
 Result<Bytes> encode(const EncodeInput& input, const zip::WriteOptions& options) {
   Bytes out;
-  RESHARD_RETURN_IF_ERROR(encode_streamed(input, options, [&out](ByteView piece) {
-    append_bytes(out, piece);
-    return Status::Ok();
-  }));
+  RESHARD_RETURN_IF_ERROR(encode_streamed(input, options, appending_to(out)));
   return out;
 }
 

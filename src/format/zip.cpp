@@ -225,10 +225,7 @@ Result<Bytes> write_archive(const std::vector<MemberToWrite>& members, const Wri
   std::uint64_t size = 4096;
   for (const auto& member : members) size += member.prefix.size() + member.content.size() + 1024;
   out.reserve(size);
-  RESHARD_RETURN_IF_ERROR(write_archive_streamed(members, options, [&out](ByteView piece) {
-    append_bytes(out, piece);
-    return Status::Ok();
-  }));
+  RESHARD_RETURN_IF_ERROR(write_archive_streamed(members, options, appending_to(out)));
   return out;
 }
 

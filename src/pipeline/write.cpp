@@ -43,8 +43,6 @@ Result<WrittenShard> write_shard(Store& store, const AssembledShard& shard, cons
   // copied into one buffer, and deflated output passes through a few reused
   // buffers; an HDF5 image is one buffer already.
   const auto produce = [&](const ByteSink& sink) -> Status {
-    written.bytes = 0;  // a store may start over
-    written.crc32c = 0;
     const ByteSink counted = [&](ByteView bytes) {
       written.bytes += bytes.size();
       written.crc32c = crc32c(bytes, written.crc32c);

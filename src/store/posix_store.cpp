@@ -127,9 +127,8 @@ class TempFileAppender {
  public:
   TempFileAppender(int fd, const std::string& temp, std::uint64_t expected_bytes) : fd_(fd), temp_(temp) {
     if (expected_bytes < kDirectWriteMinBytes || !direct_writes_wanted()) return;
-    // The constructing thread's buffer, kept across files (a fresh one per
-    // file would cost the page zeroing this path avoids); append() may run
-    // on other threads, one at a time, while this one waits for them.
+    // The constructing thread's buffer, kept across files: a fresh one per
+    // file would cost the page zeroing this path avoids.
     thread_local AlignedChunk chunk;
     flags_ = ::fcntl(fd_, F_GETFL);
     if (chunk.data == nullptr || flags_ < 0 || ::fcntl(fd_, F_SETFL, flags_ | O_DIRECT) != 0) return;
@@ -200,21 +199,18 @@ class TempFileAppender {
 };
 
 // What put_atomically fills a temp file with: what `produce` streams.
-auto write_streamed(std::uint64_t expected_bytes, const std::function<Status(const ByteSink&)>& produce) {
-  return [expected_bytes, &produce](int fd, const std::string& temp) -> Status {
+template <typename Produce>
+auto write_streamed(std::uint64_t expected_bytes, Produce produce) {
+  return [expected_bytes, produce = std::move(produce)](int fd, const std::string& temp) -> Status {
     TempFileAppender appender(fd, temp, expected_bytes);
     RESHARD_RETURN_IF_ERROR(produce([&appender](ByteView bytes) { return appender.append(bytes); }));
     return appender.finish();
   };
 }
 
-// The same for bytes already whole in memory.
+// The same for bytes already whole in memory: a stream of one piece.
 auto write_bytes(ByteView data) {
-  return [data](int fd, const std::string& temp) -> Status {
-    TempFileAppender appender(fd, temp, data.size());
-    RESHARD_RETURN_IF_ERROR(appender.append(data));
-    return appender.finish();
-  };
+  return write_streamed(data.size(), [data](const ByteSink& sink) { return sink(data); });
 }
 
 class PosixStore final : public Store {

@@ -37,10 +37,7 @@ Status Store::write_atomic_streamed(const std::string& key, std::uint64_t expect
                                     const std::function<Status(const ByteSink&)>& produce) {
   Bytes joined;
   joined.reserve(expected_bytes);
-  RESHARD_RETURN_IF_ERROR(produce([&joined](ByteView bytes) {
-    append_bytes(joined, bytes);
-    return Status::Ok();
-  }));
+  RESHARD_RETURN_IF_ERROR(produce(appending_to(joined)));
   return write_atomic(key, joined);
 }
 

@@ -39,7 +39,8 @@ class Store {
   // Readers see either the old object or the whole new one, never a part.
   virtual Status write_atomic(const std::string& key, ByteView data) = 0;
   // The same for an object `produce` hands to its sink in order, as an
-  // encoder makes it; `expected_bytes` is an estimate of its size. POSIX
+  // encoder makes it (called once); `expected_bytes` is an estimate of its
+  // size. POSIX
   // writes the temp file as the bytes come; the default collects them and
   // calls write_atomic.
   virtual Status write_atomic_streamed(const std::string& key, std::uint64_t expected_bytes,
