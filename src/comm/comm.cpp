@@ -17,13 +17,21 @@ class SelfComm final : public Comm {
   std::uint64_t max(std::uint64_t value) override { return value; }
   void sum_each(std::vector<std::uint64_t>&) override {}
   std::vector<Bytes> allgather(ByteView mine) override { return {Bytes(mine.begin(), mine.end())}; }
-  ByteArray alltoallv(ByteView send, const std::vector<std::uint64_t>& send_counts,
-                      std::vector<std::uint64_t>& recv_counts, std::uint64_t element_size,
-                      std::uint64_t max_message_bytes) override {
+  ByteArray alltoallv_pieces(const std::vector<std::vector<ByteView>>& send, std::vector<std::uint64_t>& recv_counts,
+                             std::uint64_t element_size, std::uint64_t max_message_bytes) override {
+    std::uint64_t total = 0;
+    for (const auto& piece : send.at(0)) total += piece.size();
     const std::uint64_t chunk = std::max<std::uint64_t>(element_size, max_message_bytes / element_size * element_size);
-    rounds_ = send_counts.at(0) == 0 ? 0 : (send_counts[0] + chunk - 1) / chunk;
-    recv_counts = send_counts;
-    return ByteArray(send.begin(), send.end());
+    rounds_ = total == 0 ? 0 : (total + chunk - 1) / chunk;
+    recv_counts = {total};
+    ByteArray received(total);
+    std::uint64_t at = 0;
+    for (const auto& piece : send[0]) {
+      if (piece.empty()) continue;
+      std::memcpy(received.data() + at, piece.data(), piece.size());
+      at += piece.size();
+    }
+    return received;
   }
   [[noreturn]] void abort(int exit_code) override { std::_Exit(exit_code); }
   std::uint64_t last_exchange_rounds() const override { return rounds_; }
@@ -35,6 +43,18 @@ class SelfComm final : public Comm {
 }  // namespace
 
 std::unique_ptr<Comm> make_self_comm() { return std::make_unique<SelfComm>(); }
+
+ByteArray Comm::alltoallv(ByteView send, const std::vector<std::uint64_t>& send_counts,
+                          std::vector<std::uint64_t>& recv_counts, std::uint64_t element_size,
+                          std::uint64_t max_message_bytes) {
+  std::vector<std::vector<ByteView>> pieces(send_counts.size());
+  std::uint64_t at = 0;
+  for (std::size_t p = 0; p < send_counts.size(); ++p) {
+    pieces[p].push_back(send.subspan(at, send_counts[p]));
+    at += send_counts[p];
+  }
+  return alltoallv_pieces(pieces, recv_counts, element_size, max_message_bytes);
+}
 
 Status agree(Comm& comm, const Status& local) {
   Bytes mine;

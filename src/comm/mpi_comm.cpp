@@ -129,61 +129,92 @@ class MpiComm final : public Comm {
     return out;
   }
 
-  ByteArray alltoallv(ByteView send, const std::vector<std::uint64_t>& send_counts,
-                      std::vector<std::uint64_t>& recv_counts, std::uint64_t element_size,
-                      std::uint64_t max_message_bytes) override {
+  ByteArray alltoallv_pieces(const std::vector<std::vector<ByteView>>& send, std::vector<std::uint64_t>& recv_counts,
+                             std::uint64_t element_size, std::uint64_t max_message_bytes) override {
     const auto n = static_cast<std::size_t>(size_);
+    std::vector<std::uint64_t> send_counts(n, 0);
+    for (std::size_t p = 0; p < n; ++p) {
+      for (const auto& piece : send.at(p)) send_counts[p] += piece.size();
+    }
     recv_counts.assign(n, 0);
     check_mpi(MPI_Alltoall(send_counts.data(), 1, MPI_UINT64_T, recv_counts.data(), 1, MPI_UINT64_T, comm_),
               "MPI_Alltoall");
-    // MPI counts and displacements are ints: cap each peer's slice so a whole
-    // round's buffer stays addressable.
+    // A round moves at most `chunk` bytes per peer, so every block length
+    // of a round's datatypes fits MPI's int.
     std::uint64_t chunk = std::min<std::uint64_t>(max_message_bytes, INT_MAX / n);
     chunk = std::max<std::uint64_t>(element_size, chunk / element_size * element_size);
-    std::vector<std::uint64_t> send_offsets(n, 0);
     std::vector<std::uint64_t> recv_offsets(n, 0);
-    std::exclusive_scan(send_counts.begin(), send_counts.end(), send_offsets.begin(), std::uint64_t{0});
     std::exclusive_scan(recv_counts.begin(), recv_counts.end(), recv_offsets.begin(), std::uint64_t{0});
-    const std::uint64_t total_recv = recv_offsets.back() + recv_counts.back();
-    ByteArray received(total_recv);
+    ByteArray received(recv_offsets.back() + recv_counts.back());
     std::uint64_t my_rounds = 0;
     for (std::size_t p = 0; p < n; ++p) {
       my_rounds = std::max({my_rounds, (send_counts[p] + chunk - 1) / chunk, (recv_counts[p] + chunk - 1) / chunk});
     }
     const std::uint64_t rounds = max(my_rounds);
     rounds_ = rounds;
-    // Counts and displacements are in elements of a contiguous type, so each
-    // round reads from and lands in the whole buffers in place: no staging
-    // copies, which would double the exchange's memory. Only buffers past
-    // INT_MAX elements would need staging, and those are refused upstream.
-    MPI_Datatype element = MPI_DATATYPE_NULL;
-    check_mpi(MPI_Type_contiguous(static_cast<int>(element_size), MPI_BYTE, &element), "MPI_Type_contiguous");
-    check_mpi(MPI_Type_commit(&element), "MPI_Type_commit");
-    std::vector<int> scounts(n), sdispls(n), rcounts(n), rdispls(n);
-    const auto in_elements = [&](std::uint64_t bytes, const char* what) {
-      const std::uint64_t elements = bytes / element_size;
-      if (elements > static_cast<std::uint64_t>(INT_MAX)) {
-        (void)std::fprintf(stderr, "mpi_reshard: %s of %llu elements exceeds MPI's int displacements\n", what,
-                           static_cast<unsigned long long>(elements));
-        MPI_Abort(MPI_COMM_WORLD, 1);
-      }
-      return static_cast<int>(elements);
+    // Each peer's slice of a round is described by an hindexed datatype of
+    // absolute addresses (MPI_Alltoallw from MPI_BOTTOM): MPI reads the
+    // pieces where they lie and writes into `received` in place, and
+    // addresses are MPI_Aint, so no int displacement limits the buffers. A
+    // slice of one piece is contiguous, which Open MPI still moves with its
+    // single-copy path.
+    std::vector<std::size_t> piece_at(n, 0);        // first piece not wholly sent
+    std::vector<std::uint64_t> piece_offset(n, 0);  // bytes of it already sent
+    std::vector<int> send_types_count(n), recv_types_count(n), zeros(n, 0);
+    std::vector<MPI_Datatype> send_types(n), recv_types(n);
+    std::vector<int> lengths;
+    std::vector<MPI_Aint> addresses;
+    const auto address_of = [](const void* p) {
+      MPI_Aint a = 0;
+      check_mpi(MPI_Get_address(p, &a), "MPI_Get_address");
+      return a;
+    };
+    const auto make_type = [&](MPI_Datatype& type) {
+      check_mpi(
+          MPI_Type_create_hindexed(static_cast<int>(lengths.size()), lengths.data(), addresses.data(), MPI_BYTE, &type),
+          "MPI_Type_create_hindexed");
+      check_mpi(MPI_Type_commit(&type), "MPI_Type_commit");
     };
     for (std::uint64_t round = 0; round < rounds; ++round) {
       const std::uint64_t start = round * chunk;
       for (std::size_t p = 0; p < n; ++p) {
-        const std::uint64_t s = start < send_counts[p] ? std::min(chunk, send_counts[p] - start) : 0;
+        std::uint64_t left = start < send_counts[p] ? std::min(chunk, send_counts[p] - start) : 0;
+        lengths.clear();
+        addresses.clear();
+        while (left > 0) {
+          const ByteView piece = send[p][piece_at[p]];
+          const std::uint64_t take = std::min(left, piece.size() - piece_offset[p]);
+          if (take > 0) {
+            lengths.push_back(static_cast<int>(take));
+            addresses.push_back(address_of(piece.data() + piece_offset[p]));
+          }
+          piece_offset[p] += take;
+          left -= take;
+          if (piece_offset[p] == piece.size()) {
+            ++piece_at[p];
+            piece_offset[p] = 0;
+          }
+        }
+        send_types_count[p] = lengths.empty() ? 0 : 1;
+        send_types[p] = MPI_BYTE;
+        if (!lengths.empty()) make_type(send_types[p]);
         const std::uint64_t r = start < recv_counts[p] ? std::min(chunk, recv_counts[p] - start) : 0;
-        scounts[p] = in_elements(s, "send count");
-        rcounts[p] = in_elements(r, "receive count");
-        sdispls[p] = in_elements(send_offsets[p] + std::min(start, send_counts[p]), "send displacement");
-        rdispls[p] = in_elements(recv_offsets[p] + std::min(start, recv_counts[p]), "receive displacement");
+        recv_types_count[p] = r == 0 ? 0 : 1;
+        recv_types[p] = MPI_BYTE;
+        if (r > 0) {
+          lengths.assign(1, static_cast<int>(r));
+          addresses.assign(1, address_of(received.data() + recv_offsets[p] + start));
+          make_type(recv_types[p]);
+        }
       }
-      check_mpi(MPI_Alltoallv(send.data(), scounts.data(), sdispls.data(), element, received.data(), rcounts.data(),
-                              rdispls.data(), element, comm_),
-                "MPI_Alltoallv");
+      check_mpi(MPI_Alltoallw(MPI_BOTTOM, send_types_count.data(), zeros.data(), send_types.data(), MPI_BOTTOM,
+                              recv_types_count.data(), zeros.data(), recv_types.data(), comm_),
+                "MPI_Alltoallw");
+      for (std::size_t p = 0; p < n; ++p) {
+        if (send_types[p] != MPI_BYTE) check_mpi(MPI_Type_free(&send_types[p]), "MPI_Type_free");
+        if (recv_types[p] != MPI_BYTE) check_mpi(MPI_Type_free(&recv_types[p]), "MPI_Type_free");
+      }
     }
-    check_mpi(MPI_Type_free(&element), "MPI_Type_free");
     return received;
   }
 

@@ -12,9 +12,6 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
   const int me = comm.rank();
   WaveEntries out;
   const auto& mine = held[static_cast<std::size_t>(me)];
-  // Per peer, the wave's shards it owns in ascending order: the layout of the
-  // block sent to it, which the receiver rebuilds from `held`.
-  std::vector<std::uint64_t> send_counts(ranks, 0);
   std::uint64_t kept = 0;
   std::uint64_t spilled_here = 0;
   // My own entries of each of my shards: used where they lie when still in
@@ -33,7 +30,6 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
         spilled_here += mine[d];
       }
     } else if (p != DestinationOwner::kNobody) {
-      send_counts[static_cast<std::size_t>(p)] += mine[d] * sizeof(Entry);
       for (const auto& [source, count] : buckets.segments(d)) {
         tables[static_cast<std::size_t>(p)].push_back(source);
         tables[static_cast<std::size_t>(p)].push_back(count);
@@ -52,19 +48,37 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
       local_cursor += n;
     }
   }
-  std::vector<std::uint64_t> cursor(ranks, 0);
+  // What goes to each peer: the wave's shards it owns in ascending order
+  // (the layout the receiver rebuilds from `held`), as views of the bucket
+  // blocks where they lie; only spilled shards are read back, into `staged`.
+  std::vector<std::vector<ByteView>> to_peer(ranks);
   std::uint64_t total = 0;
-  for (std::size_t p = 0; p < ranks; ++p) {
-    cursor[p] = total;
-    total += send_counts[p];
+  std::uint64_t staged_entries = 0;
+  std::vector<SourceSegment> segments;
+  for (const auto d : wave) {
+    const int p = owner.owner_of(d);
+    if (p == me || p == DestinationOwner::kNobody || mine[d] == 0) continue;
+    total += mine[d] * sizeof(Entry);
+    segments.clear();
+    if (!buckets.resident_segments(d, segments)) staged_entries += mine[d];
   }
-  ByteArray send(total);
+  WorkArray<Entry> staged(staged_entries);
+  std::uint64_t staged_at = 0;
   for (const auto d : wave) {
     const int p = owner.owner_of(d);
     if (p == me || p == DestinationOwner::kNobody || mine[d] == 0 || !status.ok()) continue;
-    auto& at = cursor[static_cast<std::size_t>(p)];
-    status = buckets.copy_shard(d, reinterpret_cast<Entry*>(send.data() + at));
-    at += mine[d] * sizeof(Entry);
+    auto& pieces = to_peer[static_cast<std::size_t>(p)];
+    segments.clear();
+    if (buckets.resident_segments(d, segments)) {
+      for (const auto& segment : segments) {
+        pieces.emplace_back(reinterpret_cast<const std::uint8_t*>(segment.entries.data()),
+                            segment.entries.size() * sizeof(Entry));
+      }
+    } else {
+      status = buckets.copy_shard(d, staged.data() + staged_at);
+      pieces.emplace_back(reinterpret_cast<const std::uint8_t*>(staged.data() + staged_at), mine[d] * sizeof(Entry));
+      staged_at += mine[d];
+    }
   }
   // A rank that cannot read its scratch file must not leave the others
   // waiting in the all-to-all.
@@ -74,8 +88,8 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
   stats.entries_kept_local += kept;
   fault::point("mid-exchange");
   std::vector<std::uint64_t> recv_counts;
-  out.received = comm.alltoallv(send, send_counts, recv_counts, sizeof(Entry), max_message_bytes);
-  ByteArray().swap(send);
+  out.received = comm.alltoallv_pieces(to_peer, recv_counts, sizeof(Entry), max_message_bytes);
+  WorkArray<Entry>().swap(staged);
   stats.rounds += comm.last_exchange_rounds();
   constexpr std::uint64_t kPairBytes = 2 * sizeof(std::uint64_t);
   std::vector<std::uint64_t> table_counts(ranks, 0);

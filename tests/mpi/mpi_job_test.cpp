@@ -52,6 +52,43 @@ TEST(MpiComm, AlltoallvInManyRoundsDeliversEverything) {
   }
 }
 
+TEST(MpiComm, AlltoallvPiecesReadsScatteredPiecesAcrossRounds) {
+  auto comm = make_world_comm();
+  const auto ranks = static_cast<std::uint64_t>(comm->size());
+  const auto me = static_cast<std::uint64_t>(comm->rank());
+  // Rank r sends rank p the elements 0 .. n-1 with n = 7 + 3r + 2p, cut into
+  // pieces of 1, 2, 3, ... elements (plus an empty piece first), each piece
+  // in its own buffer, so pieces begin and end inside rounds of 4 elements.
+  std::vector<std::vector<Bytes>> buffers(ranks);
+  std::vector<std::vector<ByteView>> pieces(ranks);
+  for (std::uint64_t p = 0; p < ranks; ++p) {
+    const std::uint64_t n = 7 + 3 * me + 2 * p;
+    buffers[p].emplace_back();
+    for (std::uint64_t k = 0, size = 1; k < n; ++size) {
+      Bytes& piece = buffers[p].emplace_back();
+      for (std::uint64_t i = 0; i < size && k < n; ++i, ++k) {
+        append_le<std::uint64_t>(piece, (me << 32) | (p << 16) | k);
+      }
+    }
+    for (const auto& buffer : buffers[p]) pieces[p].push_back(buffer);
+  }
+  std::vector<std::uint64_t> recv_counts;
+  const ByteArray got = comm->alltoallv_pieces(pieces, recv_counts, 8, 32);
+  std::uint64_t offset = 0;
+  std::uint64_t most = 0;
+  for (std::uint64_t src = 0; src < ranks; ++src) {
+    const std::uint64_t n = 7 + 3 * src + 2 * me;
+    most = std::max(most, n);
+    ASSERT_EQ(recv_counts[src], n * 8);
+    for (std::uint64_t k = 0; k < n; ++k) {
+      ASSERT_EQ(load_le<std::uint64_t>(got.data() + offset), (src << 32) | (me << 16) | k);
+      offset += 8;
+    }
+  }
+  EXPECT_EQ(offset, got.size());
+  EXPECT_GE(comm->last_exchange_rounds(), (most + 3) / 4);
+}
+
 TEST(MpiComm, AgreeReturnsTheLowestFailingRank) {
   auto comm = make_world_comm();
   const Status local = comm->rank() == comm->size() - 1 ? Status::Invalid("rank says no") : Status::Ok();

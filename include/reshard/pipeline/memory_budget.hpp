@@ -99,7 +99,9 @@ struct WavePlan {
 // Greedy in shard order: a wave grows until one more shard would take some
 // rank over its working bytes. A rank's need in a wave is its resident bytes,
 // plus the entries it receives and keeps for its shards of the wave, plus the
-// larger of its send buffer and its largest shard's assembly.
+// larger of the entries it sends and its largest shard's assembly. Sent
+// entries take memory only when they were spilled (a staging buffer); resident
+// ones are sent in place, so the term is an upper bound.
 WavePlan plan_waves(const WaveProblem& problem);
 
 }  // namespace reshard
