@@ -31,4 +31,11 @@ bool huge_pages_wanted();
 // anything touches them. Errors (no THP in this kernel) leave 4 KiB pages.
 void advise_huge_pages(void* p, std::size_t bytes);
 
+// Gives the whole pages inside [p, p + bytes) back to the kernel
+// (MADV_DONTNEED) while the memory stays allocated: for a buffer's part that
+// is done with before the whole buffer is. Those pages read as zeros
+// afterwards; the partial pages at either end keep their bytes, so the
+// neighbours of the range are untouched.
+void release_pages_inside(const void* p, std::size_t bytes);
+
 }  // namespace reshard

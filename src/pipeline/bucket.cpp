@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "reshard/parallel.hpp"
+#include "reshard/process_memory.hpp"
 
 namespace reshard {
 namespace {
@@ -140,6 +142,7 @@ Status Buckets::spill(ScratchFile& scratch) {
 }
 
 bool Buckets::resident_segments(std::uint64_t shard, std::vector<SourceSegment>& out) const {
+  if (released_[shard]) return false;
   for (const auto& piece : pieces_[shard]) {
     if (piece.block == Piece::kSpilled) return false;
   }
@@ -156,6 +159,9 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> Buckets::segments(std::uint
 }
 
 Status Buckets::copy_shard(std::uint64_t shard, Entry* out) const {
+  if (released_[shard]) {
+    return Status::Internal("the entries of destination shard " + std::to_string(shard) + " were read after release");
+  }
   for (const auto& piece : pieces_[shard]) {
     if (piece.block == Piece::kSpilled) {
       RESHARD_RETURN_IF_ERROR(
@@ -166,6 +172,15 @@ Status Buckets::copy_shard(std::uint64_t shard, Entry* out) const {
     out += piece.count;
   }
   return Status::Ok();
+}
+
+void Buckets::release_shard(std::uint64_t shard) {
+  released_[shard] = true;
+  for (const auto& piece : pieces_[shard]) {
+    if (piece.block == Piece::kSpilled) continue;
+    // Only pages wholly inside the segment: its neighbours share the rest.
+    release_pages_inside(blocks_[piece.block].data() + piece.offset, piece.count * sizeof(Entry));
+  }
 }
 
 }  // namespace reshard

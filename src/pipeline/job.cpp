@@ -615,6 +615,9 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
     const std::uint64_t rounds_before = stats.exchange.rounds;
     RESHARD_ASSIGN_OR_RETURN(WaveEntries entries, exchange_wave(comm, buckets, waves_problem.held, routing.owner, wave,
                                                                 config.max_message_bytes, stats.exchange));
+    for (const auto d : wave) {
+      if (routing.owner.owner_of(d) != rank) buckets.release_shard(d);
+    }
     exchange_seconds += seconds_since(phase);
     const std::string wave_text =
         "wave " + std::to_string(stats.exchange.waves) + "/" + std::to_string(waves.waves.size());

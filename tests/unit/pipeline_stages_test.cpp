@@ -281,6 +281,38 @@ TEST(Buckets, SpilledEntriesComeBackIdentical) {
   EXPECT_EQ(buckets.segments(2), (Segments{{10, 1}}));
 }
 
+TEST(Buckets, ReleasingASentShardFreesItsPagesAndKeepsItsNeighbours) {
+  // One block: 1001 entries for shard 0, 100003 for shard 1 (1.6 MB, many
+  // whole pages), 999 for shard 2; sizes that put both boundaries of shard
+  // 1's segment inside pages shared with its neighbours.
+  std::vector<Entry> entries;
+  const std::uint64_t counts[3] = {1001, 100003, 999};
+  for (std::uint64_t shard = 0; shard < 3; ++shard) {
+    for (std::uint64_t k = 0; k < counts[shard]; ++k) entries.push_back({shard * 1000000 + k + 1, shard + 7});
+  }
+  Buckets buckets(3);
+  buckets.add(block_of(4, entries, {{0, counts[0]}, {1, counts[1]}, {2, counts[2]}}));
+  std::vector<SourceSegment> sent;
+  ASSERT_TRUE(buckets.resident_segments(1, sent));
+  const Entry* middle = sent[0].entries.data() + counts[1] / 2;
+  ASSERT_EQ(middle->value_bits, 8u);
+
+  buckets.release_shard(1);
+  EXPECT_EQ(middle->key, 0u) << "the page inside the segment went back to the kernel and reads as zeros";
+  std::vector<Entry> back(counts[1]);
+  EXPECT_FALSE(buckets.copy_shard(1, back.data()).ok());
+  std::vector<SourceSegment> again;
+  EXPECT_FALSE(buckets.resident_segments(1, again));
+  for (const std::uint64_t shard : {0u, 2u}) {
+    std::vector<Entry> kept(counts[shard]);
+    ASSERT_TRUE(buckets.copy_shard(shard, kept.data()).ok());
+    for (std::uint64_t k = 0; k < counts[shard]; ++k) {
+      ASSERT_EQ(kept[k].key, shard * 1000000 + k + 1) << "shard " << shard << " entry " << k;
+      ASSERT_EQ(kept[k].value_bits, shard + 7);
+    }
+  }
+}
+
 TEST(ScratchFile, LeavesNothingInTheDirectory) {
   TempDir dir;
   auto scratch = ScratchFile::create(dir.path());

@@ -47,7 +47,8 @@ inline constexpr std::uint64_t kMinEntriesPerBucketRange = 1 << 16;
 // Everything one rank holds for the exchange, per destination shard.
 class Buckets {
  public:
-  explicit Buckets(std::uint64_t destination_shards) : held_(destination_shards), pieces_(destination_shards) {}
+  explicit Buckets(std::uint64_t destination_shards)
+      : held_(destination_shards), pieces_(destination_shards), released_(destination_shards) {}
 
   void add(BucketBlock&& block);
   // Moves every block held in memory to the end of `scratch`.
@@ -59,6 +60,13 @@ class Buckets {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> segments(std::uint64_t shard) const;
   // The segments held for `shard` in place, when none of them was spilled.
   bool resident_segments(std::uint64_t shard, std::vector<SourceSegment>& out) const;
+  // Gives the memory of the whole pages inside `shard`'s resident segments
+  // back to the kernel, once they are sent: the sending rank's footprint
+  // drops by what it sent before it assembles its own shards, and on a
+  // shared node the owner of a hot shard takes those pages while they are
+  // still warm. The shard's entries can no longer be read (copy_shard and
+  // resident_segments then fail).
+  void release_shard(std::uint64_t shard);
 
   const std::vector<std::uint64_t>& held() const { return held_; }
   std::uint64_t resident_bytes() const { return resident_entries_ * sizeof(Entry); }
@@ -77,6 +85,7 @@ class Buckets {
   };
   std::vector<std::uint64_t> held_;
   std::vector<std::vector<Piece>> pieces_;
+  std::vector<bool> released_;
   std::vector<WorkArray<Entry>> blocks_;
   const ScratchFile* scratch_ = nullptr;
   std::uint64_t resident_entries_ = 0;
