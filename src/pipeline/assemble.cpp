@@ -6,6 +6,7 @@
 
 #include "reshard/format/npz.hpp"
 #include "reshard/parallel.hpp"
+#include "reshard/process_memory.hpp"
 
 namespace reshard {
 namespace {
@@ -87,6 +88,7 @@ std::uint64_t entries_below(const std::vector<Run>& runs, const EntryKeyCodec& c
 // indptr words [first_local, end_local) (indptr[j] is the first slot whose
 // local major is >= j, so each word has exactly one writer).
 struct MergePiece {
+  std::vector<Run> runs;  // this piece's part of every run, found before any piece merges
   std::uint64_t first_major = 0;
   std::uint64_t end_major = 0;
   std::uint64_t first_slot = 0;
@@ -99,14 +101,9 @@ struct MergePiece {
 // heads. After a pop, the run keeps the lead while it stays below the next
 // head, so runs that do not interleave (a row block's rows, a hashed row's
 // entries) are copied at one comparison per entry.
-void merge_piece(const std::vector<Run>& all_runs, const AxisMapping& major_axis, const AxisMapping& minor_axis,
-                 const EntryKeyCodec& codec, MergePiece& piece, AssembledShard& out) {
-  std::vector<Run> runs;
-  for (const auto& run : all_runs) {
-    const std::size_t begin = run_entries_below(run.entries, codec, piece.first_major);
-    const std::size_t end = run_entries_below(run.entries, codec, piece.end_major);
-    if (end > begin) runs.push_back({run.entries.subspan(begin, end - begin), run.source, run.piece});
-  }
+void merge_piece(const AxisMapping& major_axis, const AxisMapping& minor_axis, const EntryKeyCodec& codec,
+                 ConsumedEntries consumed, MergePiece& piece, AssembledShard& out) {
+  const std::vector<Run>& runs = piece.runs;
   const std::uint32_t width = out.value_dtype.itemsize;
   const bool csr = codec.csr();
   std::vector<std::size_t> position(runs.size(), 0);
@@ -152,6 +149,9 @@ void merge_piece(const std::vector<Run>& all_runs, const AxisMapping& major_axis
       std::push_heap(heap.begin(), heap.end(), heap_greater);
     } else {
       heap.pop_back();
+      // Runs of row blocks end one after another, so their pages come back
+      // while the output is still growing, and its page faults take them.
+      if (consumed == ConsumedEntries::kGiveBack) release_pages_inside(run.data(), run.size_bytes());
     }
   }
   while (next_indptr < piece.end_local) store_index(out.indptr.data(), out.index_width, next_indptr++, slot);
@@ -162,7 +162,8 @@ void merge_piece(const std::vector<Run>& all_runs, const AxisMapping& major_axis
 // row holds many entries) and merges them on `threads` threads. The result
 // is the one sorted order, whatever the thread count.
 void merge_sorted_runs(const std::vector<Run>& runs, const AxisMapping& major_axis, const AxisMapping& minor_axis,
-                       const EntryKeyCodec& codec, std::uint64_t nmajor, int threads, AssembledShard& out) {
+                       const EntryKeyCodec& codec, std::uint64_t nmajor, int threads, ConsumedEntries consumed,
+                       AssembledShard& out) {
   std::uint64_t n = 0;
   std::uint64_t lowest = std::numeric_limits<std::uint64_t>::max();
   std::uint64_t highest = 0;
@@ -198,9 +199,16 @@ void merge_sorted_runs(const std::vector<Run>& runs, const AxisMapping& major_ax
   for (std::uint64_t t = 0; t < wanted; ++t) {
     pieces[t].end_major = t + 1 < wanted ? pieces[t + 1].first_major : std::numeric_limits<std::uint64_t>::max();
     pieces[t].end_local = t + 1 < wanted ? pieces[t + 1].first_local : nmajor + 1;
+    // Every piece's bounds in every run are found before any piece merges:
+    // a merged piece may give its entries' pages back.
+    for (const auto& run : runs) {
+      const std::size_t begin = run_entries_below(run.entries, codec, pieces[t].first_major);
+      const std::size_t end = run_entries_below(run.entries, codec, pieces[t].end_major);
+      if (end > begin) pieces[t].runs.push_back({run.entries.subspan(begin, end - begin), run.source, run.piece});
+    }
   }
   run_in_parallel(pieces.size(), threads,
-                  [&](std::size_t t) { merge_piece(runs, major_axis, minor_axis, codec, pieces[t], out); });
+                  [&](std::size_t t) { merge_piece(major_axis, minor_axis, codec, consumed, pieces[t], out); });
   for (const auto& piece : pieces) out.fingerprint.merge(piece.fingerprint);
 }
 
@@ -270,7 +278,8 @@ std::vector<std::vector<std::uint64_t>> hashed_ids_for(const Plan& plan,
 }
 
 AssembledShard assemble_shard(const std::vector<SourceSegment>& parts, const DestinationShard& shard, const Plan& plan,
-                              npy::DType value_dtype, std::vector<std::uint64_t> hashed_ids, int threads) {
+                              npy::DType value_dtype, std::vector<std::uint64_t> hashed_ids, int threads,
+                              ConsumedEntries consumed) {
   const auto& spec = plan.destination_map.spec();
   AssembledShard out;
   out.shard = &shard;
@@ -302,7 +311,7 @@ AssembledShard assemble_shard(const std::vector<SourceSegment>& parts, const Des
 
   std::vector<Run> runs;
   if (split_into_sorted_runs(parts, runs)) {
-    merge_sorted_runs(runs, major_axis, minor_axis, codec, nmajor, threads, out);
+    merge_sorted_runs(runs, major_axis, minor_axis, codec, nmajor, threads, consumed, out);
   } else {
     counting_sort(parts, major_axis, minor_axis, codec, nmajor, out);
   }

@@ -642,7 +642,8 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
         const auto t0 = Clock::now();
         std::optional<AssembledShard> part;
         if (k < owned.size()) {
-          part = assemble_shard(entries.parts[k], *owned[k], routing, value_dtype, {}, threads);
+          part = assemble_shard(entries.parts[k], *owned[k], routing, value_dtype, {}, threads,
+                                ConsumedEntries::kGiveBack);
           written_fingerprint.merge(part->fingerprint);
           stats.entries_written += part->nnz();
           ++parts_written;
@@ -663,8 +664,8 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
         owned.size(),
         [&](std::size_t k) {
           const auto t0 = Clock::now();
-          AssembledShard assembled =
-              assemble_shard(entries.parts[k], *owned[k], plan, value_dtype, std::move(ids[k]), threads);
+          AssembledShard assembled = assemble_shard(entries.parts[k], *owned[k], plan, value_dtype, std::move(ids[k]),
+                                                    threads, ConsumedEntries::kGiveBack);
           const auto t1 = Clock::now();
           assemble_seconds += std::chrono::duration<double>(t1 - t0).count();
           auto w = write_shard(dst_store, assembled, compression, config.destination_group);

@@ -45,11 +45,22 @@ struct AssembledShard {
 std::vector<std::vector<std::uint64_t>> hashed_ids_for(const Plan& plan,
                                                        const std::vector<const DestinationShard*>& owned);
 
+// What assembly may do with the entries it has merged.
+enum class ConsumedEntries {
+  kKeep,
+  // The caller reads them no more: the whole pages of each merged run go
+  // back to the kernel as soon as the run is merged, so a shard's input
+  // shrinks while its arrays grow (the job's peak is input plus output
+  // otherwise), and the output takes warm pages instead of fresh ones.
+  kGiveBack,
+};
+
 // Sort order within a shard: by local major index, then minor index, then
 // (source, position in it), so duplicates keep their source order; the
 // order of `parts` does not matter. Sorted runs are merged on up to
 // `threads` threads; the arrays do not depend on it.
 AssembledShard assemble_shard(const std::vector<SourceSegment>& parts, const DestinationShard& shard, const Plan& plan,
-                              npy::DType value_dtype, std::vector<std::uint64_t> hashed_ids, int threads = 1);
+                              npy::DType value_dtype, std::vector<std::uint64_t> hashed_ids, int threads = 1,
+                              ConsumedEntries consumed = ConsumedEntries::kKeep);
 
 }  // namespace reshard
