@@ -117,6 +117,9 @@ void merge_piece(const AxisMapping& major_axis, const AxisMapping& minor_axis, c
   std::uint64_t next_indptr = piece.first_local;
   // Local majors only grow, so a hashed axis is walked, not searched.
   std::uint64_t major_local = piece.first_local;
+  // Summed here and stored once: the pieces' fingerprints lie next to each
+  // other, and one written per entry from two cores shares a cache line.
+  Fingerprint fingerprint;
   const auto take = [&](const Entry& e) {
     const std::uint64_t major_global = codec.major(e.key);
     if (major_axis.ids == nullptr) {
@@ -132,7 +135,7 @@ void merge_piece(const AxisMapping& major_axis, const AxisMapping& minor_axis, c
     // independent check of the mapping, as in the counting sort.
     const std::uint64_t major_back = major_axis.global(major_local);
     const std::uint64_t minor_global = minor_axis.global(minor_local);
-    piece.fingerprint.add(csr ? major_back : minor_global, csr ? minor_global : major_back, e.value_bits);
+    fingerprint.add(csr ? major_back : minor_global, csr ? minor_global : major_back, e.value_bits);
     ++slot;
   };
   while (!heap.empty()) {
@@ -155,6 +158,7 @@ void merge_piece(const AxisMapping& major_axis, const AxisMapping& minor_axis, c
     }
   }
   while (next_indptr < piece.end_local) store_index(out.indptr.data(), out.index_width, next_indptr++, slot);
+  piece.fingerprint = fingerprint;
 }
 
 // Splits the merge into pieces of about equal entries by global major index

@@ -46,6 +46,8 @@ class ShardOfLastMajor {
   std::uint64_t shard_ = 0;
 };
 
+constexpr std::uint64_t kCacheLineWords = 64 / sizeof(std::uint64_t);
+
 }  // namespace
 
 BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destination_map, const std::vector<bool>& skip,
@@ -62,9 +64,15 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
   auto range_begin = [&](std::uint64_t r) { return nnz / ranges * r + std::min(r, nnz % ranges); };
   const bool by_major = destination_follows_source_major(source, destination_map);
   WorkArray<std::uint32_t> destination(by_major ? 0 : nnz);
-  std::vector<std::vector<std::uint64_t>> counts(ranges, std::vector<std::uint64_t>(shards, 0));
+  // Each range's counters, with a cache line of padding between ranges:
+  // every entry increments one, and counters of two ranges on one line (as
+  // two small vectors allocated one after the other were) would move that
+  // line between the cores at every entry.
+  const std::uint64_t stride = shards + kCacheLineWords;
+  std::vector<std::uint64_t> counters(ranges * stride, 0);
+  const auto counts = [&](std::uint64_t r) { return counters.data() + r * stride; };
   run_in_parallel(ranges, threads, [&](std::size_t r) {
-    auto& mine = counts[r];
+    std::uint64_t* mine = counts(r);
     ShardOfLastMajor last_major(destination_map);
     std::uint64_t k = range_begin(r);
     source.for_each_global_entry_in(
@@ -79,9 +87,9 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
   std::uint64_t kept = 0;
   for (std::uint64_t d = 0; d < shards; ++d) {
     const std::uint64_t start = kept;
-    for (auto& mine : counts) {
-      const std::uint64_t n = mine[d];
-      mine[d] = kept;
+    for (std::uint64_t r = 0; r < ranges; ++r) {
+      const std::uint64_t n = counts(r)[d];
+      counts(r)[d] = kept;
       kept += n;
     }
     if (kept > start) block.segments.push_back({d, kept - start});
@@ -90,8 +98,8 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
   block.source = source.shard->index;
   std::vector<Fingerprint> fingerprints(ranges);
   run_in_parallel(ranges, threads, [&](std::size_t r) {
-    auto& cursor = counts[r];
-    auto& fingerprint = fingerprints[r];
+    std::uint64_t* cursor = counts(r);
+    Fingerprint fingerprint;  // stored once at the end, for the same reason
     ShardOfLastMajor last_major(destination_map);
     std::uint64_t k = range_begin(r);
     source.for_each_global_entry_in(range_begin(r), range_begin(r + 1),
@@ -101,6 +109,7 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
                                       fingerprint.add(row, col, bits);
                                       block.entries[cursor[shard]++] = Entry{codec.key(row, col), bits};
                                     });
+    fingerprints[r] = fingerprint;
   });
   for (const auto& fingerprint : fingerprints) block.fingerprint.merge(fingerprint);
   return block;
