@@ -101,9 +101,20 @@ struct MergePiece {
 // heads. After a pop, the run keeps the lead while it stays below the next
 // head, so runs that do not interleave (a row block's rows, a hashed row's
 // entries) are copied at one comparison per entry.
-void merge_piece(const AxisMapping& major_axis, const AxisMapping& minor_axis, const EntryKeyCodec& codec,
-                 ConsumedEntries consumed, MergePiece& piece, AssembledShard& out) {
-  const std::vector<Run>& runs = piece.runs;
+void merge_piece(const AxisMapping& major_axis_shared, const AxisMapping& minor_axis_shared,
+                 const EntryKeyCodec& codec_shared, ConsumedEntries consumed, MergePiece& piece, AssembledShard& out) {
+  // The loop reads copies made here, not the caller's frame or the pieces'
+  // small allocations: the calling thread merges a piece too and writes its
+  // loop state next to those, and a read of the same cache line per entry
+  // from the other core slows both (as in bucket.cpp).
+  const AxisMapping major_axis = major_axis_shared;
+  const AxisMapping minor_axis = minor_axis_shared;
+  const EntryKeyCodec codec = codec_shared;
+  std::uint8_t* const indptr = out.indptr.data();
+  std::uint8_t* const indices = out.indices.data();
+  std::uint8_t* const values = out.values.data();
+  const std::uint32_t index_width = out.index_width;
+  const std::vector<Run> runs = piece.runs;
   const std::uint32_t width = out.value_dtype.itemsize;
   const bool csr = codec.csr();
   std::vector<std::size_t> position(runs.size(), 0);
@@ -127,10 +138,10 @@ void merge_piece(const AxisMapping& major_axis, const AxisMapping& minor_axis, c
     } else {
       while ((*major_axis.ids)[major_local] < major_global) ++major_local;
     }
-    while (next_indptr <= major_local) store_index(out.indptr.data(), out.index_width, next_indptr++, slot);
+    while (next_indptr <= major_local) store_index(indptr, index_width, next_indptr++, slot);
     const std::uint64_t minor_local = minor_axis.local(codec.minor(e.key));
-    store_index(out.indices.data(), out.index_width, slot, minor_local);
-    std::memcpy(out.values.data() + slot * width, &e.value_bits, width);
+    store_index(indices, index_width, slot, minor_local);
+    std::memcpy(values + slot * width, &e.value_bits, width);
     // The fingerprint maps the local indices back to global ones: an
     // independent check of the mapping, as in the counting sort.
     const std::uint64_t major_back = major_axis.global(major_local);
@@ -157,7 +168,7 @@ void merge_piece(const AxisMapping& major_axis, const AxisMapping& minor_axis, c
       if (consumed == ConsumedEntries::kGiveBack) release_pages_inside(run.data(), run.size_bytes());
     }
   }
-  while (next_indptr < piece.end_local) store_index(out.indptr.data(), out.index_width, next_indptr++, slot);
+  while (next_indptr < piece.end_local) store_index(indptr, index_width, next_indptr++, slot);
   piece.fingerprint = fingerprint;
 }
 
