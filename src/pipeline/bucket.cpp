@@ -74,9 +74,10 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
   // The per-entry loops below read only their own locals, never the
   // captured variables of this frame: the calling thread runs range 0 and
   // writes its loop state into this frame, and a second thread reading a
-  // word of the same cache line at every entry made 2 threads 2-3x slower
-  // than 1 in the second pass (stage_bench cols:block, 160 ms against 51 ms
-  // with the block's pages already faulted in).
+  // word of the same cache line at every entry made 2 threads 3x slower
+  // than 1 in the second pass (a timed copy of this function on
+  // stage_bench's cols:block input, with the block's pages already faulted
+  // in: 160 ms against 51 ms).
   run_in_parallel(ranges, threads, [&](std::size_t r) {
     std::uint64_t* const mine = counts(r);
     const ShardMap map = destination_map;
