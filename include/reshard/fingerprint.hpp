@@ -15,7 +15,7 @@ struct Fingerprint {
   std::uint64_t count = 0;
   std::uint64_t sum = 0;
 
-  void add(std::uint64_t row, std::uint64_t col, std::uint64_t value_bits) {
+  RESHARD_ALWAYS_INLINE void add(std::uint64_t row, std::uint64_t col, std::uint64_t value_bits) {
     ++count;
     sum += entry_hash(row, col, value_bits);
   }

@@ -5,11 +5,13 @@
 
 #include <cstdint>
 
+#include "reshard/inline.hpp"
+
 namespace reshard {
 
 // splitmix64's output function applied to x + golden gamma (Steele, Lea,
 // Flood 2014): the standard finalizer.
-constexpr std::uint64_t splitmix64(std::uint64_t x) {
+RESHARD_ALWAYS_INLINE constexpr std::uint64_t splitmix64(std::uint64_t x) {
   std::uint64_t z = x + 0x9E3779B97F4A7C15ULL;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
@@ -45,7 +47,8 @@ constexpr std::uint32_t rendezvous_hash(std::uint64_t key, std::uint32_t buckets
 }
 
 // The fingerprint term of one stored entry (docs/formats.md).
-constexpr std::uint64_t entry_hash(std::uint64_t row, std::uint64_t col, std::uint64_t value_bits) {
+RESHARD_ALWAYS_INLINE constexpr std::uint64_t entry_hash(std::uint64_t row, std::uint64_t col,
+                                                         std::uint64_t value_bits) {
   return splitmix64(splitmix64(splitmix64(row) ^ col) ^ value_bits);
 }
 

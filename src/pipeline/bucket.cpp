@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "reshard/inline.hpp"
 #include "reshard/parallel.hpp"
 #include "reshard/process_memory.hpp"
 
@@ -86,12 +87,13 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
     std::uint32_t* const shard_at = destination.data();
     ShardOfLastMajor last_major(map);
     std::uint64_t k = range_begin(r);
-    source.for_each_global_entry_in(range_begin(r), range_begin(r + 1),
-                                    [&](std::uint64_t row, std::uint64_t col, std::uint64_t, std::uint64_t) {
-                                      const std::uint64_t shard = major ? last_major(row, col) : map.shard_of(row, col);
-                                      if (!major) shard_at[k++] = static_cast<std::uint32_t>(shard);
-                                      mine[shard] += skipped[shard] != 0 ? 0 : 1;
-                                    });
+    source.for_each_global_entry_in(
+        range_begin(r), range_begin(r + 1),
+        [&](std::uint64_t row, std::uint64_t col, std::uint64_t, std::uint64_t) RESHARD_ALWAYS_INLINE {
+          const std::uint64_t shard = major ? last_major(row, col) : map.shard_of(row, col);
+          if (!major) shard_at[k++] = static_cast<std::uint32_t>(shard);
+          mine[shard] += skipped[shard] != 0 ? 0 : 1;
+        });
   });
   BucketBlock block;
   // counts[r][d] becomes where range r's first entry for d goes.
@@ -120,12 +122,13 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
     ShardOfLastMajor last_major(map);
     std::uint64_t k = range_begin(r);
     source.for_each_global_entry_in(range_begin(r), range_begin(r + 1),
-                                    [&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t) {
-                                      const std::uint64_t shard = major ? last_major(row, col) : shard_at[k++];
-                                      if (skipped[shard] != 0) return;
-                                      fingerprint.add(row, col, bits);
-                                      out[cursor[shard]++] = Entry{key_of.key(row, col), bits};
-                                    });
+                                    [&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t)
+                                        RESHARD_ALWAYS_INLINE {
+                                          const std::uint64_t shard = major ? last_major(row, col) : shard_at[k++];
+                                          if (skipped[shard] != 0) return;
+                                          fingerprint.add(row, col, bits);
+                                          out[cursor[shard]++] = Entry{key_of.key(row, col), bits};
+                                        });
     fingerprints[r] = fingerprint;
   });
   for (const auto& fingerprint : fingerprints) block.fingerprint.merge(fingerprint);

@@ -134,8 +134,20 @@ inline std::uint64_t load_value_bits(const std::uint8_t* base, std::uint64_t i, 
   std::memcpy(&bits, base + i * width, width);
   return bits;
 }
-template <typename Major, typename Minor, typename F>
-void for_each_compressed(const SparseMatrix& m, std::uint64_t first, std::uint64_t last, F& f) {
+// The same with the width known when compiling (0: read at run time): a
+// copy of a run-time length is a call to memcpy per entry.
+template <std::uint32_t kWidth>
+std::uint64_t load_value_bits_as(const std::uint8_t* base, std::uint64_t i, std::uint32_t width) {
+  if constexpr (kWidth == 0) {
+    return load_value_bits(base, i, width);
+  } else {
+    std::uint64_t bits = 0;
+    std::memcpy(&bits, base + i * kWidth, kWidth);
+    return bits;
+  }
+}
+template <typename Major, typename Minor, std::uint32_t kWidth, typename F>
+void for_each_compressed_as(const SparseMatrix& m, std::uint64_t first, std::uint64_t last, F& f) {
   const std::uint8_t* majors = m.major.data.data();
   const std::uint8_t* minors = m.minor.data.data();
   const std::uint8_t* values = m.data.data.data();
@@ -158,7 +170,7 @@ void for_each_compressed(const SparseMatrix& m, std::uint64_t first, std::uint64
     const auto end = std::min(last, static_cast<std::uint64_t>(load_index<Major>(majors, outer + 1)));
     for (std::uint64_t k = begin; k < end; ++k) {
       const auto inner = static_cast<std::uint64_t>(load_index<Minor>(minors, k));
-      const std::uint64_t bits = load_value_bits(values, k, width);
+      const std::uint64_t bits = load_value_bits_as<kWidth>(values, k, width);
       if (m.format == SparseFormat::kCsr) {
         f(outer, inner, bits, k);
       } else {
@@ -166,6 +178,15 @@ void for_each_compressed(const SparseMatrix& m, std::uint64_t first, std::uint64
       }
     }
     if (end >= last) break;
+  }
+}
+// float32/int32 and float64/int64 values, the common ones, get their own loop.
+template <typename Major, typename Minor, typename F>
+void for_each_compressed(const SparseMatrix& m, std::uint64_t first, std::uint64_t last, F& f) {
+  switch (m.value_dtype.itemsize) {
+    case 4: return for_each_compressed_as<Major, Minor, 4>(m, first, last, f);
+    case 8: return for_each_compressed_as<Major, Minor, 8>(m, first, last, f);
+    default: return for_each_compressed_as<Major, Minor, 0>(m, first, last, f);
   }
 }
 template <typename Row, typename Col, typename F>

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "reshard/format/npz.hpp"
+#include "reshard/inline.hpp"
 #include "reshard/pipeline/plan.hpp"
 #include "reshard/store/store.hpp"
 
@@ -64,18 +65,20 @@ struct LoadedSource {
     const std::uint64_t col_offset = shard->box.col_begin;
     if (m.row_ids) {
       const auto* ids = m.row_ids->data.data();
-      m.for_each_entry_in(begin, end, [&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t k) {
-        f(npz::detail::load_index<std::uint64_t>(ids, r), c + col_offset, v, k);
-      });
+      m.for_each_entry_in(
+          begin, end, [&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t k) RESHARD_ALWAYS_INLINE {
+            f(npz::detail::load_index<std::uint64_t>(ids, r), c + col_offset, v, k);
+          });
     } else if (m.col_ids) {
       const auto* ids = m.col_ids->data.data();
-      m.for_each_entry_in(begin, end, [&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t k) {
-        f(r + row_offset, npz::detail::load_index<std::uint64_t>(ids, c), v, k);
-      });
+      m.for_each_entry_in(
+          begin, end, [&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t k) RESHARD_ALWAYS_INLINE {
+            f(r + row_offset, npz::detail::load_index<std::uint64_t>(ids, c), v, k);
+          });
     } else {
-      m.for_each_entry_in(begin, end, [&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t k) {
-        f(r + row_offset, c + col_offset, v, k);
-      });
+      m.for_each_entry_in(begin, end,
+                          [&](std::uint64_t r, std::uint64_t c, std::uint64_t v, std::uint64_t k)
+                              RESHARD_ALWAYS_INLINE { f(r + row_offset, c + col_offset, v, k); });
     }
   }
 };
