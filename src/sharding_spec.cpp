@@ -367,6 +367,8 @@ Result<ShardMap> ShardMap::bind(const ShardingSpec& spec, GlobalShape shape) {
     map.row_blocks_ = spec.axis == Axis::kCols ? 1 : blocks(shape.nrows, spec.block_rows, spec.row_starts);
     map.col_blocks_ = spec.axis == Axis::kRows ? 1 : blocks(shape.ncols, spec.block_cols, spec.col_starts);
     map.shard_count_ = map.row_blocks_ * map.col_blocks_;
+    if (spec.block_rows > 0) map.row_block_divisor_ = BlockDivisor(spec.block_rows);
+    if (spec.block_cols > 0) map.col_block_divisor_ = BlockDivisor(spec.block_cols);
   }
   return map;
 }

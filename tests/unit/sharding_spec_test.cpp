@@ -150,6 +150,33 @@ TEST(ShardMap, BlockSchemesMapAndBox) {
   EXPECT_EQ(ShardMap::bind(parse("rows:block=4"), {0, 0})->shard_count(), 1u);
 }
 
+// The multiply-shift quotient against the division it stands for, at the
+// edges of its 32-bit range and past them (where it divides), for divisors
+// that are powers of two, one off them, primes and the 32-bit maximum.
+TEST(BlockDivisor, QuotientIsTheDivisionsAtEveryEdge) {
+  const std::uint64_t top32 = 0xFFFFFFFFULL;
+  const std::vector<std::uint64_t> divisors = {
+      1, 2, 3, 7, 12500, 65535, 65536, 65537, 1000003, top32 / 2, top32 - 1, top32, top32 + 1, 1ULL << 40, ~0ULL};
+  std::vector<std::uint64_t> xs = {0, 1, top32 - 1, top32, top32 + 1, 1ULL << 40, ~0ULL - 1, ~0ULL};
+  std::uint64_t state = 7;
+  for (int i = 0; i < 2000; ++i) {
+    state = splitmix64(state);
+    xs.push_back(state & top32);
+    xs.push_back(state);
+  }
+  for (const std::uint64_t d : divisors) {
+    const BlockDivisor divisor(d);
+    std::vector<std::uint64_t> near = xs;
+    for (const std::uint64_t k : std::initializer_list<std::uint64_t>{1, 2, 3, top32 / d}) {
+      if (k == 0 || d > ~0ULL / k) continue;
+      near.push_back(d * k - 1);
+      near.push_back(d * k);
+      if (d * k < ~0ULL) near.push_back(d * k + 1);
+    }
+    for (const std::uint64_t x : near) ASSERT_EQ(divisor.quotient(x), x / d) << x << " / " << d;
+  }
+}
+
 TEST(ShardMap, ShapeMismatchIsRefused) {
   auto map = ShardMap::bind(parse("rows:block=4,shape=10x6"), {10, 7});
   ASSERT_FALSE(map.ok());
