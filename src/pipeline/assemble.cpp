@@ -45,26 +45,75 @@ bool goes_before(const Entry& a, const Run& ra, const Entry& b, const Run& rb) {
   return ra.source != rb.source ? ra.source < rb.source : ra.piece < rb.piece;
 }
 
+// How far ahead of the entry being merged to ask for its cache line: 1 KiB.
+constexpr std::ptrdiff_t kPrefetchEntries = 64;
+
 // Above this many sorted runs a merge costs more than the counting sort.
 constexpr std::size_t kMaxMergedRuns = 1024;
 // Below this many entries per thread, splitting a merge costs more than it
 // saves.
 constexpr std::uint64_t kMinEntriesPerMergePiece = 1 << 16;
 
+// Where one segment's sorted stretch ends: entries[position] < entries[position - 1].
+struct Descent {
+  std::size_t segment = 0;
+  std::size_t position = 0;
+};
+
 // Entries usually arrive as a few sorted runs: each segment is one source
 // shard's entries in storage order. Splits the segments at every descent;
-// false when there are too many runs for a merge to pay.
-bool split_into_sorted_runs(const std::vector<SourceSegment>& parts, std::vector<Run>& runs) {
-  for (const auto& segment : parts) {
-    const auto& part = segment.entries;
+// false when there are too many runs for a merge to pay. The descents are
+// found on `threads` threads over even slices of all the segments' entries
+// (one pass that reads every key, which on one thread took a fifth of
+// assembly and capped the merge's speed-up from a second thread); slices are
+// joined in order, so the runs do not depend on the thread count.
+bool split_into_sorted_runs(const std::vector<SourceSegment>& parts, int threads, std::vector<Run>& runs) {
+  std::vector<std::uint64_t> segment_start(parts.size() + 1, 0);
+  for (std::size_t s = 0; s < parts.size(); ++s) segment_start[s + 1] = segment_start[s] + parts[s].entries.size();
+  const std::uint64_t n = segment_start.back();
+  const std::uint64_t slices = std::max<std::uint64_t>(
+      1, std::min<std::uint64_t>(static_cast<std::uint64_t>(std::max(1, threads)), n / kMinEntriesPerMergePiece));
+  std::vector<std::vector<Descent>> found(slices);
+  std::vector<std::uint8_t> too_many(slices, 0);
+  run_in_parallel(slices, threads, [&](std::size_t slice) {
+    const std::uint64_t begin = even_cut(n, slices, slice);
+    const std::uint64_t end = even_cut(n, slices, slice + 1);
+    std::vector<Descent> descents;
+    // The segment holding `begin`: the last one starting at or before it.
+    auto s = static_cast<std::size_t>(std::upper_bound(segment_start.begin(), segment_start.end(), begin) -
+                                      segment_start.begin()) -
+             1;
+    for (std::uint64_t at = begin; at < end && s < parts.size(); ++s) {
+      const std::span<const Entry> part = parts[s].entries;
+      const std::size_t first = std::max<std::size_t>(1, at - segment_start[s]);
+      const std::size_t last = std::min<std::uint64_t>(part.size(), end - segment_start[s]);
+      for (std::size_t k = first; k < last; ++k) {
+        if (part[k].key < part[k - 1].key) {
+          descents.push_back({s, k});
+          if (descents.size() > kMaxMergedRuns) {
+            too_many[slice] = 1;
+            return;
+          }
+        }
+      }
+      at = segment_start[s + 1];
+    }
+    found[slice] = std::move(descents);
+  });
+  if (std::find(too_many.begin(), too_many.end(), 1) != too_many.end()) return false;
+  std::vector<Descent> descents;
+  for (const auto& slice : found) descents.insert(descents.end(), slice.begin(), slice.end());
+  std::size_t next = 0;
+  for (std::size_t s = 0; s < parts.size(); ++s) {
+    const auto& part = parts[s].entries;
     std::size_t begin = 0;
     std::uint64_t piece = 0;
-    for (std::size_t k = 1; k <= part.size(); ++k) {
-      if (k == part.size() || part[k].key < part[k - 1].key) {
-        if (k > begin) runs.push_back({part.subspan(begin, k - begin), segment.source, piece++});
-        if (runs.size() > kMaxMergedRuns) return false;
-        begin = k;
-      }
+    while (begin < part.size()) {
+      const std::size_t end =
+          next < descents.size() && descents[next].segment == s ? descents[next++].position : part.size();
+      runs.push_back({part.subspan(begin, end - begin), parts[s].source, piece++});
+      if (runs.size() > kMaxMergedRuns) return false;
+      begin = end;
     }
   }
   return true;
@@ -97,12 +146,22 @@ struct MergePiece {
   Fingerprint fingerprint;
 };
 
+// Stores the low `width` bytes of `value` at `at`; with the width known when
+// compiling (kWidth != 0) this is one move, not a call to memcpy per entry.
+template <std::uint32_t kWidth>
+void store_low_bytes(std::uint8_t* at, std::uint64_t value, std::uint32_t width) {
+  std::memcpy(at, &value, kWidth != 0 ? kWidth : width);
+}
+
 // k-way merge of this piece's part of every run with a binary heap of run
 // heads. After a pop, the run keeps the lead while it stays below the next
 // head, so runs that do not interleave (a row block's rows, a hashed row's
-// entries) are copied at one comparison per entry.
-void merge_piece(const AxisMapping& major_axis_shared, const AxisMapping& minor_axis_shared,
-                 const EntryKeyCodec& codec_shared, ConsumedEntries consumed, MergePiece& piece, AssembledShard& out) {
+// entries) are copied at one comparison per entry. kIndexWidth and
+// kValueWidth are the output's widths, or 0 for "read them from `out`".
+template <std::uint32_t kIndexWidth, std::uint32_t kValueWidth>
+void merge_piece_as(const AxisMapping& major_axis_shared, const AxisMapping& minor_axis_shared,
+                    const EntryKeyCodec& codec_shared, ConsumedEntries consumed, MergePiece& piece,
+                    AssembledShard& out) {
   // The loop reads copies made here, not the caller's frame or the pieces'
   // small allocations: the calling thread merges a piece too and writes its
   // loop state next to those, and a read of the same cache line per entry
@@ -113,9 +172,9 @@ void merge_piece(const AxisMapping& major_axis_shared, const AxisMapping& minor_
   std::uint8_t* const indptr = out.indptr.data();
   std::uint8_t* const indices = out.indices.data();
   std::uint8_t* const values = out.values.data();
-  const std::uint32_t index_width = out.index_width;
+  const std::uint32_t index_width = kIndexWidth != 0 ? kIndexWidth : out.index_width;
   const std::vector<Run> runs = piece.runs;
-  const std::uint32_t width = out.value_dtype.itemsize;
+  const std::uint32_t width = kValueWidth != 0 ? kValueWidth : out.value_dtype.itemsize;
   const bool csr = codec.csr();
   std::vector<std::size_t> position(runs.size(), 0);
   std::vector<std::size_t> heap;  // run indices, smallest head on top
@@ -132,16 +191,18 @@ void merge_piece(const AxisMapping& major_axis_shared, const AxisMapping& minor_
   // other, and one written per entry from two cores shares a cache line.
   Fingerprint fingerprint;
   const auto take = [&](const Entry& e) {
+    __builtin_prefetch(&e + kPrefetchEntries);
     const std::uint64_t major_global = codec.major(e.key);
     if (major_axis.ids == nullptr) {
       major_local = major_global - major_axis.offset;
     } else {
       while ((*major_axis.ids)[major_local] < major_global) ++major_local;
     }
-    while (next_indptr <= major_local) store_index(indptr, index_width, next_indptr++, slot);
+    while (next_indptr <= major_local)
+      store_low_bytes<kIndexWidth>(indptr + next_indptr++ * index_width, slot, index_width);
     const std::uint64_t minor_local = minor_axis.local(codec.minor(e.key));
-    store_index(indices, index_width, slot, minor_local);
-    std::memcpy(values + slot * width, &e.value_bits, width);
+    store_low_bytes<kIndexWidth>(indices + slot * index_width, minor_local, index_width);
+    store_low_bytes<kValueWidth>(values + slot * width, e.value_bits, width);
     // The fingerprint maps the local indices back to global ones: an
     // independent check of the mapping, as in the counting sort.
     const std::uint64_t major_back = major_axis.global(major_local);
@@ -153,13 +214,25 @@ void merge_piece(const AxisMapping& major_axis_shared, const AxisMapping& minor_
     std::pop_heap(heap.begin(), heap.end(), heap_greater);
     const std::size_t r = heap.back();
     const auto& run = runs[r].entries;
-    const Run* limit_run = heap.size() > 1 ? &runs[heap.front()] : nullptr;
-    const Entry* limit = limit_run != nullptr ? &limit_run->entries[position[heap.front()]] : nullptr;
-    do {
-      take(run[position[r]++]);
-    } while (position[r] < run.size() &&
-             (limit == nullptr || goes_before(run[position[r]], runs[r], *limit, *limit_run)));
-    if (position[r] < run.size()) {
+    // The position lives in a register while the run leads: the output
+    // stores are bytes, which may alias anything, so position[r] itself
+    // would be stored and loaded again at every entry.
+    std::size_t at = position[r];
+    if (heap.size() == 1) {
+      while (at < run.size()) take(run[at++]);
+    } else {
+      const Run& limit_run = runs[heap.front()];
+      const std::uint64_t limit_key = limit_run.entries[position[heap.front()]].key;
+      // goes_before for an entry of this run against the limit, whose run
+      // is fixed while this one leads: equal keys go by the runs' order.
+      const bool wins_ties =
+          runs[r].source != limit_run.source ? runs[r].source < limit_run.source : runs[r].piece < limit_run.piece;
+      do {
+        take(run[at++]);
+      } while (at < run.size() && (run[at].key < limit_key || (wins_ties && run[at].key == limit_key)));
+    }
+    position[r] = at;
+    if (at < run.size()) {
       std::push_heap(heap.begin(), heap.end(), heap_greater);
     } else {
       heap.pop_back();
@@ -170,6 +243,26 @@ void merge_piece(const AxisMapping& major_axis_shared, const AxisMapping& minor_
   }
   while (next_indptr < piece.end_local) store_index(indptr, index_width, next_indptr++, slot);
   piece.fingerprint = fingerprint;
+}
+
+template <std::uint32_t kIndexWidth>
+void merge_piece_with_index_width(const AxisMapping& major_axis, const AxisMapping& minor_axis,
+                                  const EntryKeyCodec& codec, ConsumedEntries consumed, MergePiece& piece,
+                                  AssembledShard& out) {
+  switch (out.value_dtype.itemsize) {
+    case 4: return merge_piece_as<kIndexWidth, 4>(major_axis, minor_axis, codec, consumed, piece, out);
+    case 8: return merge_piece_as<kIndexWidth, 8>(major_axis, minor_axis, codec, consumed, piece, out);
+    default: return merge_piece_as<kIndexWidth, 0>(major_axis, minor_axis, codec, consumed, piece, out);
+  }
+}
+
+void merge_piece(const AxisMapping& major_axis, const AxisMapping& minor_axis, const EntryKeyCodec& codec,
+                 ConsumedEntries consumed, MergePiece& piece, AssembledShard& out) {
+  if (out.index_width == 4) {
+    merge_piece_with_index_width<4>(major_axis, minor_axis, codec, consumed, piece, out);
+  } else {
+    merge_piece_with_index_width<0>(major_axis, minor_axis, codec, consumed, piece, out);
+  }
 }
 
 // Splits the merge into pieces of about equal entries by global major index
@@ -325,7 +418,7 @@ AssembledShard assemble_shard(const std::vector<SourceSegment>& parts, const Des
   out.index_width = npz::fits_int32(out.nrows, out.ncols, n) ? 4 : 8;
 
   std::vector<Run> runs;
-  if (split_into_sorted_runs(parts, runs)) {
+  if (split_into_sorted_runs(parts, threads, runs)) {
     merge_sorted_runs(runs, major_axis, minor_axis, codec, nmajor, threads, consumed, out);
   } else {
     counting_sort(parts, major_axis, minor_axis, codec, nmajor, out);

@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "reshard/format/npz.hpp"
+#include "reshard/parallel.hpp"
 #include "reshard/pipeline/assemble.hpp"
 #include "reshard/pipeline/bucket.hpp"
 #include "reshard/pipeline/exchange.hpp"
@@ -410,10 +411,15 @@ std::vector<std::vector<Triple>> merge_test_runs(std::uint64_t rows, const std::
   return runs;
 }
 
-// The runs are sources 1, 3 and 2 (the interleaving one): duplicates go in
-// (source, position) order.
+// The segments are sources 1, 3 and 2 (the interleaving one): duplicates go
+// in (source, position) order. A segment need not be sorted: assembly splits
+// it into sorted runs, or sorts by counting when there are too many. Values
+// are stored at `dtype`'s width (their low bytes).
 void expect_merge_matches_reference(const Plan& plan, const DestinationShard& shard, std::vector<std::uint64_t> ids,
-                                    const std::vector<std::vector<Triple>>& runs) {
+                                    const std::vector<std::vector<Triple>>& runs, npy::DType dtype = {'i', 8},
+                                    bool gives_back_pages = true) {
+  const std::uint32_t width = dtype.itemsize;
+  const std::uint64_t value_mask = width == 8 ? ~std::uint64_t{0} : (std::uint64_t{1} << (8 * width)) - 1;
   const std::uint64_t sources[3] = {1, 3, 2};
   std::vector<std::tuple<std::uint64_t, std::uint64_t, std::uint64_t, std::size_t, std::uint64_t>> tagged;
   for (std::size_t r = 0; r < runs.size(); ++r) {
@@ -423,13 +429,16 @@ void expect_merge_matches_reference(const Plan& plan, const DestinationShard& sh
   }
   std::sort(tagged.begin(), tagged.end());
   std::vector<Triple> reference;
-  for (const auto& [row, col, source, position, bits] : tagged) reference.push_back({row, col, bits});
+  for (const auto& [row, col, source, position, bits] : tagged) {
+    ASSERT_EQ(bits & value_mask, bits) << "a value wider than " << width << " bytes";
+    reference.push_back({row, col, bits});
+  }
   ASSERT_GT(reference.size(), 5u * (1u << 16)) << "too small to be split over 5 threads";
   std::vector<std::vector<Entry>> entries;
   for (const auto& run : runs) entries.push_back(keyed(plan, run));
   const std::vector<SourceSegment> parts = {
       {entries[2], sources[2]}, {entries[0], sources[0]}, {entries[1], sources[1]}};
-  const AssembledShard one = assemble_shard(parts, shard, plan, {'i', 8}, ids, 1);
+  const AssembledShard one = assemble_shard(parts, shard, plan, dtype, ids, 1);
   const std::vector<std::uint64_t> one_indices = indices_of(one);
   ASSERT_EQ(one_indices.size(), reference.size());
   std::vector<std::uint64_t> local_rows = ids;
@@ -443,7 +452,7 @@ void expect_merge_matches_reference(const Plan& plan, const DestinationShard& sh
     ++indptr[static_cast<std::size_t>(local) + 1];
     ASSERT_EQ(one_indices[k], reference[k].col) << k;
     std::uint64_t bits = 0;
-    std::memcpy(&bits, one.values.data() + 8 * k, 8);
+    std::memcpy(&bits, one.values.data() + width * k, width);
     ASSERT_EQ(bits, reference[k].value_bits) << k;
     fingerprint.add(reference[k].row, reference[k].col, reference[k].value_bits);
   }
@@ -451,7 +460,7 @@ void expect_merge_matches_reference(const Plan& plan, const DestinationShard& sh
   EXPECT_EQ(indptr_of(one), indptr);
   EXPECT_EQ(one.fingerprint, fingerprint);
   for (const int threads : {2, 3, 5}) {
-    const AssembledShard many = assemble_shard(parts, shard, plan, {'i', 8}, ids, threads);
+    const AssembledShard many = assemble_shard(parts, shard, plan, dtype, ids, threads);
     EXPECT_EQ(many.indptr, one.indptr) << threads << " threads";
     EXPECT_EQ(many.indices, one.indices) << threads << " threads";
     EXPECT_EQ(many.values, one.values) << threads << " threads";
@@ -464,11 +473,12 @@ void expect_merge_matches_reference(const Plan& plan, const DestinationShard& sh
     const std::vector<SourceSegment> copied_parts = {
         {copies[2], sources[2]}, {copies[0], sources[0]}, {copies[1], sources[1]}};
     const AssembledShard given_back =
-        assemble_shard(copied_parts, shard, plan, {'i', 8}, ids, threads, ConsumedEntries::kGiveBack);
+        assemble_shard(copied_parts, shard, plan, dtype, ids, threads, ConsumedEntries::kGiveBack);
     EXPECT_EQ(given_back.indptr, one.indptr) << threads << " threads";
     EXPECT_EQ(given_back.indices, one.indices) << threads << " threads";
     EXPECT_EQ(given_back.values, one.values) << threads << " threads";
     EXPECT_EQ(given_back.fingerprint, one.fingerprint) << threads << " threads";
+    if (!gives_back_pages) continue;
     const Entry& middle = copies[0][copies[0].size() / 2];
     EXPECT_EQ(middle.key, 0u) << threads << " threads: a merged run's inner pages went back to the kernel";
     EXPECT_EQ(middle.value_bits, 0u) << threads << " threads";
@@ -492,6 +502,74 @@ TEST(Assemble, ParallelMergeOfHashedRowsMatchesAReferenceSort) {
   auto ids = hashed_ids_for(plan, owned);
   const auto runs = merge_test_runs(4000, [](std::uint64_t r) { return r % 2 == 1; });
   expect_merge_matches_reference(plan, plan.destinations[1], ids[0], runs);
+}
+
+// Segment 0 cut into three stretches stored in reverse (as a CSC source
+// gives a CSR destination): two descents, put where the scan for descents
+// cuts its slices on 3 and on 2 threads (expect_merge_matches_reference
+// passes segment 2 first, then 0, then 1), so the entry at a slice's start is
+// checked against the one before it.
+std::vector<std::vector<Triple>> with_descents_at_slice_cuts(std::vector<std::vector<Triple>> runs) {
+  const std::uint64_t n = runs[0].size() + runs[1].size() + runs[2].size();
+  const std::uint64_t start = runs[2].size();
+  const std::uint64_t first_descent = even_cut(n, 3, 1) - start;
+  const std::uint64_t second_descent = even_cut(n, 2, 1) - start;
+  auto& run = runs[0];
+  EXPECT_TRUE(0 < first_descent && first_descent < second_descent && second_descent < run.size());
+  const auto x = static_cast<std::ptrdiff_t>(run.size() - second_descent);
+  const auto y = static_cast<std::ptrdiff_t>(run.size() - first_descent);
+  std::vector<Triple> reordered(run.begin() + y, run.end());
+  reordered.insert(reordered.end(), run.begin() + x, run.begin() + y);
+  reordered.insert(reordered.end(), run.begin(), run.begin() + x);
+  run = std::move(reordered);
+  return runs;
+}
+
+TEST(Assemble, SegmentsWithDescentsMergeAsTheReferenceSortsThem) {
+  Plan plan = plan_for("rows:block=1000", {3000, 200000}, 1);
+  auto runs = with_descents_at_slice_cuts(merge_test_runs(1000, [](std::uint64_t) { return true; }));
+  for (auto& run : runs) {
+    for (auto& e : run) e.row += 1000;
+  }
+  expect_merge_matches_reference(plan, plan.destinations[1], {}, runs);
+}
+
+// More sorted stretches than a merge takes (segment 0 reversed: every entry
+// is a run of its own): assembly sorts by counting instead, whatever the
+// thread count.
+TEST(Assemble, TooManyRunsAreSortedByCountingOnAnyThreadCount) {
+  Plan plan = plan_for("rows:block=1000", {3000, 200000}, 1);
+  auto runs = merge_test_runs(1000, [](std::uint64_t) { return true; });
+  std::reverse(runs[0].begin(), runs[0].end());
+  for (auto& run : runs) {
+    for (auto& e : run) e.row += 1000;
+  }
+  // The counting sort leaves its input alone: no pages go back.
+  expect_merge_matches_reference(plan, plan.destinations[1], {}, runs, {'i', 8}, false);
+}
+
+// The merge has a loop for each pair of widths: int32 or int64 indices,
+// 4- or 8-byte values or any other width.
+TEST(Assemble, EveryIndexAndValueWidthMergesAsTheReferenceSortsThem) {
+  for (const npy::DType dtype : {npy::DType{'f', 4}, npy::DType{'i', 2}, npy::DType{'u', 1}}) {
+    SCOPED_TRACE(std::string(1, dtype.kind) + std::to_string(dtype.itemsize));
+    Plan plan = plan_for("rows:hash=mod,shards=2", {4000, 200000}, 1);
+    auto ids = hashed_ids_for(plan, {&plan.destinations[1]});
+    auto runs = merge_test_runs(4000, [](std::uint64_t r) { return r % 2 == 1; });
+    for (auto& run : runs) {
+      for (auto& e : run) e.value_bits &= (std::uint64_t{1} << (8 * dtype.itemsize)) - 1;
+    }
+    expect_merge_matches_reference(plan, plan.destinations[1], ids[0], runs, dtype);
+  }
+  // Columns past int32: the shard keeps int64 indices.
+  Plan wide = plan_for("rows:block=1000", {3000, std::uint64_t{1} << 40}, 1);
+  auto runs = merge_test_runs(1000, [](std::uint64_t) { return true; });
+  for (auto& run : runs) {
+    for (auto& e : run) e.col *= 1000003;  // order kept, most columns past 2^31
+  }
+  expect_merge_matches_reference(wide, wide.destinations[0], {}, runs);
+  const AssembledShard probe = assemble_shard({}, wide.destinations[0], wide, {'i', 8}, {}, 1);
+  EXPECT_EQ(probe.index_width, 8u);
 }
 
 }  // namespace
