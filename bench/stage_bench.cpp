@@ -100,12 +100,25 @@ SourceArrays make_source(std::uint64_t entries) {
   return a;
 }
 
-npz::EncodeInput encode_input(const SourceArrays& a) {
+// The index arrays at 4 bytes, as an assembled shard holds them when they
+// fit int32 (the writer then sends them from its buffers unconverted).
+struct NarrowIndices {
+  std::vector<std::uint32_t> indptr;
+  std::vector<std::uint32_t> indices;
+  explicit NarrowIndices(const SourceArrays& a)
+      : indptr(a.indptr.begin(), a.indptr.end()), indices(a.indices.begin(), a.indices.end()) {}
+};
+
+IndexView narrow_view(const std::vector<std::uint32_t>& words) {
+  return IndexView(ByteView(reinterpret_cast<const std::uint8_t*>(words.data()), words.size() * 4), 4);
+}
+
+npz::EncodeInput encode_input(const SourceArrays& a, const NarrowIndices& narrow) {
   npz::EncodeInput input;
   input.nrows = a.nrows;
   input.ncols = a.ncols;
-  input.indptr = a.indptr;
-  input.indices = a.indices;
+  input.indptr = narrow_view(narrow.indptr);
+  input.indices = narrow_view(narrow.indices);
   input.value_dtype = {'f', 8};
   input.values = ByteView(reinterpret_cast<const std::uint8_t*>(a.values.data()), a.values.size() * sizeof(double));
   return input;
@@ -133,7 +146,9 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
 
   // Encode: the write stage's CPU part, at the default and at deflate:6.
-  const npz::EncodeInput input = encode_input(arrays);
+  if (!npz::fits_int32(arrays.nrows, arrays.ncols, nnz)) fail("too many entries for int32 indices");
+  const NarrowIndices narrow(arrays);
+  const npz::EncodeInput input = encode_input(arrays, narrow);
   for (const auto& [name, options] :
        {std::pair<std::string, zip::WriteOptions>{"deflate igzip:1",
                                                   {zip::Method::kDeflate, 1, false, 1, zip::Deflater::kIgzip}},
