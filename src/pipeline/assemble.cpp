@@ -46,7 +46,7 @@ bool goes_before(const Entry& a, const Run& ra, const Entry& b, const Run& rb) {
 }
 
 // How far ahead of the entry being merged to ask for its cache line: 1 KiB.
-constexpr std::ptrdiff_t kPrefetchEntries = 64;
+constexpr std::uintptr_t kPrefetchEntries = 64;
 
 // Above this many sorted runs a merge costs more than the counting sort.
 constexpr std::size_t kMaxMergedRuns = 1024;
@@ -191,7 +191,10 @@ void merge_piece_as(const AxisMapping& major_axis_shared, const AxisMapping& min
   // other, and one written per entry from two cores shares a cache line.
   Fingerprint fingerprint;
   const auto take = [&](const Entry& e) {
-    __builtin_prefetch(&e + kPrefetchEntries);
+    // As an address, not a pointer: a pointer past the run's end is
+    // undefined even if nothing reads it (a prefetch does not fault).
+    __builtin_prefetch(
+        reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(&e) + kPrefetchEntries * sizeof(Entry)));
     const std::uint64_t major_global = codec.major(e.key);
     if (major_axis.ids == nullptr) {
       major_local = major_global - major_axis.offset;
