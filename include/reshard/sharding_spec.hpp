@@ -84,7 +84,7 @@ class BlockDivisor {
       __extension__ using Product = unsigned __int128;  // GCC and Clang; one mul instruction
       return static_cast<std::uint64_t>((static_cast<Product>(magic_) * x) >> 64);
     }
-    return d_ == 1 ? x : x / d_;
+    return x / d_;
   }
 
  private:

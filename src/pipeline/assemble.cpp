@@ -37,12 +37,17 @@ struct Run {
   std::uint64_t piece = 0;
 };
 
+// Whether run ra's entries go before equal keys of run rb.
+bool wins_ties(const Run& ra, const Run& rb) {
+  return ra.source != rb.source ? ra.source < rb.source : ra.piece < rb.piece;
+}
+
 // Whether a (in run ra) goes before b (in run rb).
 // Keys order entries by (major, minor) on global coordinates; local ones are
 // a monotone map of them.
 bool goes_before(const Entry& a, const Run& ra, const Entry& b, const Run& rb) {
   if (a.key != b.key) return a.key < b.key;
-  return ra.source != rb.source ? ra.source < rb.source : ra.piece < rb.piece;
+  return wins_ties(ra, rb);
 }
 
 // How far ahead of the entry being merged to ask for its cache line: 1 KiB.
@@ -73,8 +78,9 @@ bool split_into_sorted_runs(const std::vector<SourceSegment>& parts, int threads
   const std::uint64_t n = segment_start.back();
   const std::uint64_t slices = std::max<std::uint64_t>(
       1, std::min<std::uint64_t>(static_cast<std::uint64_t>(std::max(1, threads)), n / kMinEntriesPerMergePiece));
+  // A slice stops at kMaxMergedRuns + 1 descents: that many already mean a
+  // counting sort.
   std::vector<std::vector<Descent>> found(slices);
-  std::vector<std::uint8_t> too_many(slices, 0);
   run_in_parallel(slices, threads, [&](std::size_t slice) {
     const std::uint64_t begin = even_cut(n, slices, slice);
     const std::uint64_t end = even_cut(n, slices, slice + 1);
@@ -90,17 +96,17 @@ bool split_into_sorted_runs(const std::vector<SourceSegment>& parts, int threads
       for (std::size_t k = first; k < last; ++k) {
         if (part[k].key < part[k - 1].key) {
           descents.push_back({s, k});
-          if (descents.size() > kMaxMergedRuns) {
-            too_many[slice] = 1;
-            return;
-          }
+          if (descents.size() > kMaxMergedRuns) break;
         }
       }
+      if (descents.size() > kMaxMergedRuns) break;
       at = segment_start[s + 1];
     }
     found[slice] = std::move(descents);
   });
-  if (std::find(too_many.begin(), too_many.end(), 1) != too_many.end()) return false;
+  for (const auto& slice : found) {
+    if (slice.size() > kMaxMergedRuns) return false;
+  }
   std::vector<Descent> descents;
   for (const auto& slice : found) descents.insert(descents.end(), slice.begin(), slice.end());
   std::size_t next = 0;
@@ -226,13 +232,12 @@ void merge_piece_as(const AxisMapping& major_axis_shared, const AxisMapping& min
     } else {
       const Run& limit_run = runs[heap.front()];
       const std::uint64_t limit_key = limit_run.entries[position[heap.front()]].key;
-      // goes_before for an entry of this run against the limit, whose run
-      // is fixed while this one leads: equal keys go by the runs' order.
-      const bool wins_ties =
-          runs[r].source != limit_run.source ? runs[r].source < limit_run.source : runs[r].piece < limit_run.piece;
+      // goes_before against the limit, whose run is fixed while this one
+      // leads: the tie rule is settled once.
+      const bool first_on_ties = wins_ties(runs[r], limit_run);
       do {
         take(run[at++]);
-      } while (at < run.size() && (run[at].key < limit_key || (wins_ties && run[at].key == limit_key)));
+      } while (at < run.size() && (run[at].key < limit_key || (first_on_ties && run[at].key == limit_key)));
     }
     position[r] = at;
     if (at < run.size()) {
@@ -244,7 +249,8 @@ void merge_piece_as(const AxisMapping& major_axis_shared, const AxisMapping& min
       if (consumed == ConsumedEntries::kGiveBack) release_pages_inside(run.data(), run.size_bytes());
     }
   }
-  while (next_indptr < piece.end_local) store_index(indptr, index_width, next_indptr++, slot);
+  while (next_indptr < piece.end_local)
+    store_low_bytes<kIndexWidth>(indptr + next_indptr++ * index_width, slot, index_width);
   piece.fingerprint = fingerprint;
 }
 

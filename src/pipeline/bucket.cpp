@@ -64,6 +64,8 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
       1, std::min<std::uint64_t>(static_cast<std::uint64_t>(std::max(1, threads)), nnz / kMinEntriesPerBucketRange));
   auto range_begin = [&](std::uint64_t r) { return nnz / ranges * r + std::min(r, nnz % ranges); };
   const bool by_major = destination_follows_source_major(source, destination_map);
+  // As bytes, once: each range reads them through a pointer of its own.
+  const std::vector<std::uint8_t> skip_bytes(skip.begin(), skip.end());
   WorkArray<std::uint32_t> destination(by_major ? 0 : nnz);
   // Each range's counters, with a cache line of padding between ranges:
   // every entry increments one, and counters of two ranges on one line (as
@@ -83,7 +85,7 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
     std::uint64_t* const mine = counts(r);
     const ShardMap map = destination_map;
     const bool major = by_major;
-    const std::vector<std::uint8_t> skipped(skip.begin(), skip.end());
+    const std::uint8_t* const skipped = skip_bytes.data();
     std::uint32_t* const shard_at = destination.data();
     ShardOfLastMajor last_major(map);
     std::uint64_t k = range_begin(r);
@@ -115,7 +117,7 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
     const ShardMap map = destination_map;
     const EntryKeyCodec key_of = codec;
     const bool major = by_major;
-    const std::vector<std::uint8_t> skipped(skip.begin(), skip.end());
+    const std::uint8_t* const skipped = skip_bytes.data();
     const std::uint32_t* const shard_at = destination.data();
     Entry* const out = block.entries.data();
     Fingerprint fingerprint;
