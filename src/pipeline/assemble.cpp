@@ -195,7 +195,11 @@ void merge_piece_as(const AxisMapping& major_axis_shared, const AxisMapping& min
   std::uint64_t major_local = piece.first_local;
   // Summed here and stored once: the pieces' fingerprints lie next to each
   // other, and one written per entry from two cores shares a cache line.
-  Fingerprint fingerprint;
+  std::uint64_t hash_sum = 0;
+  // The current major's global index, mapped back from its local one, and
+  // its row_hash (used when the major is the row).
+  std::uint64_t major_back = 0;
+  std::uint64_t hashed_major = 0;
   const auto take = [&](const Entry& e) {
     // As an address, not a pointer: a pointer past the run's end is
     // undefined even if nothing reads it (a prefetch does not fault).
@@ -207,25 +211,32 @@ void merge_piece_as(const AxisMapping& major_axis_shared, const AxisMapping& min
     } else {
       while ((*major_axis.ids)[major_local] < major_global) ++major_local;
     }
-    while (next_indptr <= major_local)
-      store_low_bytes<kIndexWidth>(indptr + next_indptr++ * index_width, slot, index_width);
+    // The fingerprint maps the local indices back to global ones: an
+    // independent check of the mapping, as in the counting sort. A new
+    // major always starts here (every indptr word up to it is written).
+    if (next_indptr <= major_local) {
+      do {
+        store_low_bytes<kIndexWidth>(indptr + next_indptr++ * index_width, slot, index_width);
+      } while (next_indptr <= major_local);
+      major_back = major_axis.global(major_local);
+      hashed_major = row_hash(major_back);
+    }
     const std::uint64_t minor_local = minor_axis.local(codec.minor(e.key));
     store_low_bytes<kIndexWidth>(indices + slot * index_width, minor_local, index_width);
     store_low_bytes<kValueWidth>(values + slot * width, e.value_bits, width);
-    // The fingerprint maps the local indices back to global ones: an
-    // independent check of the mapping, as in the counting sort.
-    const std::uint64_t major_back = major_axis.global(major_local);
     const std::uint64_t minor_global = minor_axis.global(minor_local);
-    fingerprint.add(csr ? major_back : minor_global, csr ? minor_global : major_back, e.value_bits);
+    hash_sum += csr ? entry_hash_of_row_hash(hashed_major, minor_global, e.value_bits)
+                    : entry_hash(minor_global, major_back, e.value_bits);
     ++slot;
   };
   while (!heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), heap_greater);
     const std::size_t r = heap.back();
-    const auto& run = runs[r].entries;
-    // The position lives in a register while the run leads: the output
-    // stores are bytes, which may alias anything, so position[r] itself
-    // would be stored and loaded again at every entry.
+    // The run (a copy of its span) and its position live in registers
+    // while it leads: the output stores are bytes, which may alias
+    // anything, so runs[r] and position[r] themselves would be loaded (and
+    // the position stored) again at every entry.
+    const std::span<const Entry> run = runs[r].entries;
     std::size_t at = position[r];
     if (heap.size() == 1) {
       while (at < run.size()) take(run[at++]);
@@ -251,7 +262,7 @@ void merge_piece_as(const AxisMapping& major_axis_shared, const AxisMapping& min
   }
   while (next_indptr < piece.end_local)
     store_low_bytes<kIndexWidth>(indptr + next_indptr++ * index_width, slot, index_width);
-  piece.fingerprint = fingerprint;
+  piece.fingerprint = Fingerprint{slot - piece.first_slot, hash_sum};
 }
 
 template <std::uint32_t kIndexWidth>

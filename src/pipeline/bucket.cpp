@@ -88,16 +88,21 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
     const std::uint8_t* const skipped = skip_bytes.data();
     std::uint32_t* const shard_at = destination.data();
     ShardOfLastMajor last_major(map);
-    std::uint64_t k = range_begin(r);
     source.for_each_global_entry_in(
         range_begin(r), range_begin(r + 1),
-        [&](std::uint64_t row, std::uint64_t col, std::uint64_t, std::uint64_t) RESHARD_ALWAYS_INLINE {
+        [&last_major, &map, shard_at, skipped, mine, major](std::uint64_t row, std::uint64_t col, std::uint64_t,
+                                                            std::uint64_t k) RESHARD_ALWAYS_INLINE {
           const std::uint64_t shard = major ? last_major(row, col) : map.shard_of(row, col);
-          if (!major) shard_at[k++] = static_cast<std::uint32_t>(shard);
+          if (!major) shard_at[k] = static_cast<std::uint32_t>(shard);
           mine[shard] += skipped[shard] != 0 ? 0 : 1;
         });
   });
   BucketBlock block;
+  // Each range's fingerprint counts what it keeps (skipped shards count 0).
+  std::vector<Fingerprint> fingerprints(ranges);
+  for (std::uint64_t r = 0; r < ranges; ++r) {
+    for (std::uint64_t d = 0; d < shards; ++d) fingerprints[r].count += counts(r)[d];
+  }
   // counts[r][d] becomes where range r's first entry for d goes.
   std::uint64_t kept = 0;
   for (std::uint64_t d = 0; d < shards; ++d) {
@@ -111,7 +116,6 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
   }
   block.entries.resize(kept);
   block.source = source.shard->index;
-  std::vector<Fingerprint> fingerprints(ranges);
   run_in_parallel(ranges, threads, [&](std::size_t r) {
     std::uint64_t* const cursor = counts(r);
     const ShardMap map = destination_map;
@@ -120,18 +124,23 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
     const std::uint8_t* const skipped = skip_bytes.data();
     const std::uint32_t* const shard_at = destination.data();
     Entry* const out = block.entries.data();
-    Fingerprint fingerprint;
+    std::uint64_t hash_sum = 0;
+    RowHashCache hashed_rows;
     ShardOfLastMajor last_major(map);
-    std::uint64_t k = range_begin(r);
+    // What the loop only reads is captured by value: captured by reference,
+    // it was loaded through the frame at every entry (the entries it stores
+    // might alias it). Measured on stage_bench, 1 thread: about 1 ns per
+    // entry.
     source.for_each_global_entry_in(range_begin(r), range_begin(r + 1),
-                                    [&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t)
+                                    [&last_major, &hashed_rows, &hash_sum, shard_at, skipped, cursor, out, key_of,
+                                     major](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t k)
                                         RESHARD_ALWAYS_INLINE {
-                                          const std::uint64_t shard = major ? last_major(row, col) : shard_at[k++];
+                                          const std::uint64_t shard = major ? last_major(row, col) : shard_at[k];
                                           if (skipped[shard] != 0) return;
-                                          fingerprint.add(row, col, bits);
+                                          hash_sum += entry_hash_of_row_hash(hashed_rows.of(row), col, bits);
                                           out[cursor[shard]++] = Entry{key_of.key(row, col), bits};
                                         });
-    fingerprints[r] = fingerprint;
+    fingerprints[r].sum = hash_sum;
   });
   for (const auto& fingerprint : fingerprints) block.fingerprint.merge(fingerprint);
   return block;

@@ -39,5 +39,17 @@ TEST(Fingerprint, MatchesTheDocumentedFormula) {
   EXPECT_EQ(Fingerprint{}.to_string(), "nnz=0 sum=0000000000000000");
 }
 
+// Loops over a row's entries hash the row once (RowHashCache): every term
+// must still be entry_hash's, for rows in any order, repeated or not, and
+// for the largest row id, which the cache starts from.
+TEST(Fingerprint, RowHashCacheGivesEntryHashForAnyRowSequence) {
+  RowHashCache cache;
+  const std::uint64_t largest = ~std::uint64_t{0};
+  for (const std::uint64_t row : {largest, largest, std::uint64_t{5}, std::uint64_t{5}, std::uint64_t{0}, largest,
+                                  std::uint64_t{5}, std::uint64_t{1} << 40, std::uint64_t{0}}) {
+    EXPECT_EQ(entry_hash_of_row_hash(cache.of(row), 9, 0x40), entry_hash(row, 9, 0x40)) << row;
+  }
+}
+
 }  // namespace
 }  // namespace reshard
