@@ -13,9 +13,10 @@ namespace {
 
 // Under a rows (cols) scheme every entry of a CSR row (CSC column) goes to
 // one destination shard: the source stores its entries a major at a time,
-// so the shard is computed when the major changes (once per row of a
-// rows:hash destination instead of once per entry), and recomputed by the
-// second pass instead of being kept in a 4-byte id per entry.
+// so the first pass counts each major's entries from indptr alone, and the
+// second computes the shard when the major changes (once per row of a
+// rows:hash destination instead of once per entry) instead of keeping a
+// 4-byte id per entry.
 bool destination_follows_source_major(const LoadedSource& source, const ShardMap& destination_map) {
   switch (source.decoded.matrix.format) {
     case npz::SparseFormat::kCsr: return destination_map.spec().axis == Axis::kRows;
@@ -84,18 +85,24 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
   run_in_parallel(ranges, threads, [&](std::size_t r) {
     std::uint64_t* const mine = counts(r);
     const ShardMap map = destination_map;
-    const bool major = by_major;
     const std::uint8_t* const skipped = skip_bytes.data();
+    if (by_major) {
+      const bool rows = map.spec().axis == Axis::kRows;
+      source.for_each_global_major_in(
+          range_begin(r), range_begin(r + 1), [&](std::uint64_t global_major, std::uint64_t count) {
+            const std::uint64_t shard = rows ? map.shard_of(global_major, 0) : map.shard_of(0, global_major);
+            mine[shard] += skipped[shard] != 0 ? 0 : count;
+          });
+      return;
+    }
     std::uint32_t* const shard_at = destination.data();
-    ShardOfLastMajor last_major(map);
-    source.for_each_global_entry_in(
-        range_begin(r), range_begin(r + 1),
-        [&last_major, &map, shard_at, skipped, mine, major](std::uint64_t row, std::uint64_t col, std::uint64_t,
-                                                            std::uint64_t k) RESHARD_ALWAYS_INLINE {
-          const std::uint64_t shard = major ? last_major(row, col) : map.shard_of(row, col);
-          if (!major) shard_at[k] = static_cast<std::uint32_t>(shard);
-          mine[shard] += skipped[shard] != 0 ? 0 : 1;
-        });
+    source.for_each_global_entry_in(range_begin(r), range_begin(r + 1),
+                                    [&map, shard_at, skipped, mine](std::uint64_t row, std::uint64_t col, std::uint64_t,
+                                                                    std::uint64_t k) RESHARD_ALWAYS_INLINE {
+                                      const std::uint64_t shard = map.shard_of(row, col);
+                                      shard_at[k] = static_cast<std::uint32_t>(shard);
+                                      mine[shard] += skipped[shard] != 0 ? 0 : 1;
+                                    });
   });
   BucketBlock block;
   // Each range's fingerprint counts what it keeps (skipped shards count 0).

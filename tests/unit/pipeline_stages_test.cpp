@@ -61,9 +61,12 @@ BucketBlock block_of(std::uint64_t source, std::vector<Entry> entries, std::vect
   return block;
 }
 
-// A 2000x900 CSR source shard at rows 1000.., with rows of uneven length
-// and some empty, encoded and decoded by the library's npz code.
-LoadedSource loaded_csr_source(const SourceShard& shard, std::uint64_t nnz_wanted) {
+// A source shard of 2000 majors (rows of CSR, columns of CSC) of uneven
+// length and some empty, minor indices below 900, encoded and decoded by
+// the library's npz code. With `major_ids`, a hashed shard: major i is
+// global id 3 * i + 1.
+LoadedSource loaded_source(const SourceShard& shard, std::uint64_t nnz_wanted, npz::SparseFormat format,
+                           bool major_ids) {
   std::vector<std::uint64_t> indptr{0};
   std::vector<std::uint64_t> indices;
   std::vector<double> values;
@@ -81,13 +84,18 @@ LoadedSource loaded_csr_source(const SourceShard& shard, std::uint64_t nnz_wante
     }
     indptr.push_back(indices.size());
   }
+  const bool csr = format == npz::SparseFormat::kCsr;
   npz::EncodeInput input;
-  input.nrows = 2000;
-  input.ncols = 900;
+  input.format = format;
+  input.nrows = csr ? 2000 : 900;
+  input.ncols = csr ? 900 : 2000;
   input.indptr = indptr;
   input.indices = indices;
   input.value_dtype = {'f', 8};
   input.values = ByteView(reinterpret_cast<const std::uint8_t*>(values.data()), values.size() * sizeof(double));
+  std::vector<std::uint64_t> ids;
+  for (std::uint64_t i = 0; i < 2000; ++i) ids.push_back(3 * i + 1);
+  if (major_ids) (csr ? input.row_ids : input.col_ids) = ids;
   auto bytes = npz::encode(input, zip::WriteOptions{zip::Method::kStored});
   EXPECT_TRUE(bytes.ok()) << bytes.status().message();
   auto decoded = npz::decode(std::move(bytes).value(), 1);
@@ -96,6 +104,11 @@ LoadedSource loaded_csr_source(const SourceShard& shard, std::uint64_t nnz_wante
   source.shard = &shard;
   source.decoded = std::move(decoded).value();
   return source;
+}
+
+// A 2000x900 CSR source shard at rows 1000...
+LoadedSource loaded_csr_source(const SourceShard& shard, std::uint64_t nnz_wanted) {
+  return loaded_source(shard, nnz_wanted, npz::SparseFormat::kCsr, false);
 }
 
 TEST(EntryKeyCodec, KeysSortInTheDestinationsStorageOrderAndDecode) {
@@ -213,19 +226,43 @@ TEST(Exchange, SelfCommKeepsEverythingLocalAndCountsRounds) {
   EXPECT_EQ(shard0, (std::vector<std::uint64_t>{0, 2, 4})) << "blocks in the order they were added";
 }
 
-// A rows scheme from a CSR source takes the path that computes the shard
-// once per row: the same block as grouping every entry by shard_of.
-TEST(Bucket, RowsSchemeFromCsrMatchesGroupingEveryEntry) {
-  const GlobalShape shape{4000, 900};
+// A rows scheme from a CSR source (a cols scheme from CSC) takes the path
+// that counts a major's entries from indptr and computes the shard once per
+// major: the same block as grouping every entry by shard_of, on plain and
+// hashed sources.
+TEST(Bucket, SchemeAlongTheSourcesMajorMatchesGroupingEveryEntry) {
+  const GlobalShape shape{7000, 7000};
   SourceShard shard;
   shard.index = 3;
   shard.box = {1000, 3000, 0, 900};
-  const LoadedSource source = loaded_csr_source(shard, 400000);
-  for (const char* scheme : {"rows:hash=mix,shards=7", "rows:block=300"}) {
-    const auto map = *ShardMap::bind(*ShardingSpec::parse_text(scheme), shape);
+  SourceShard csc_shard;
+  csc_shard.index = 4;
+  csc_shard.box = {0, 900, 1000, 3000};
+  struct Case {
+    const SourceShard* shard;
+    npz::SparseFormat format;
+    bool ids;
+    const char* scheme;
+  };
+  const std::vector<Case> cases = {
+      {&shard, npz::SparseFormat::kCsr, false, "rows:hash=mix,shards=7"},
+      {&shard, npz::SparseFormat::kCsr, false, "rows:block=300"},
+      {&shard, npz::SparseFormat::kCsr, true, "rows:hash=jump,shards=5"},
+      {&csc_shard, npz::SparseFormat::kCsc, false, "cols:hash=mix,shards=7"},
+      {&csc_shard, npz::SparseFormat::kCsc, false, "cols:block=300"},
+      {&csc_shard, npz::SparseFormat::kCsc, true, "cols:block=1000"},
+  };
+  for (const Case& c : cases) {
+    const std::string name = std::string(c.scheme) + (c.format == npz::SparseFormat::kCsc ? " from CSC" : " from CSR") +
+                             (c.ids ? " with ids" : "");
+    const LoadedSource source = loaded_source(*c.shard, 400000, c.format, c.ids);
+    const auto map = *ShardMap::bind(*ShardingSpec::parse_text(c.scheme), shape);
+    // Skipped: the shard of the middle entry, so one that has entries.
     std::vector<bool> skip(map.shard_count(), false);
-    skip[1] = true;
-    const EntryKeyCodec codec(Layout::kCsr, shape);
+    source.for_each_global_entry([&](std::uint64_t row, std::uint64_t col, std::uint64_t, std::uint64_t k) {
+      if (k == source.decoded.matrix.nnz / 2) skip[map.shard_of(row, col)] = true;
+    });
+    const EntryKeyCodec codec(map);
     std::vector<std::vector<Entry>> by_shard(map.shard_count());
     Fingerprint kept;
     source.for_each_global_entry([&](std::uint64_t row, std::uint64_t col, std::uint64_t bits, std::uint64_t) {
@@ -241,18 +278,19 @@ TEST(Bucket, RowsSchemeFromCsrMatchesGroupingEveryEntry) {
       expected.insert(expected.end(), by_shard[d].begin(), by_shard[d].end());
       expected_segments.push_back({d, by_shard[d].size()});
     }
-    ASSERT_GT(expected_segments.size(), 2u) << scheme;
+    ASSERT_GT(expected_segments.size(), 2u) << name;
+    ASSERT_LT(expected.size(), source.decoded.matrix.nnz) << name << ": a shard is skipped";
     for (const int threads : {1, 2, 3}) {
       const BucketBlock block = bucket_source(source, map, skip, threads);
-      ASSERT_EQ(block.entries.size(), expected.size()) << scheme << ", " << threads << " threads";
+      ASSERT_EQ(block.entries.size(), expected.size()) << name << ", " << threads << " threads";
       EXPECT_EQ(std::memcmp(block.entries.data(), expected.data(), expected.size() * sizeof(Entry)), 0)
-          << scheme << ", " << threads << " threads";
-      ASSERT_EQ(block.segments.size(), expected_segments.size());
+          << name << ", " << threads << " threads";
+      ASSERT_EQ(block.segments.size(), expected_segments.size()) << name;
       for (std::size_t i = 0; i < expected_segments.size(); ++i) {
-        EXPECT_EQ(block.segments[i].shard, expected_segments[i].shard);
-        EXPECT_EQ(block.segments[i].count, expected_segments[i].count);
+        EXPECT_EQ(block.segments[i].shard, expected_segments[i].shard) << name;
+        EXPECT_EQ(block.segments[i].count, expected_segments[i].count) << name;
       }
-      EXPECT_EQ(block.fingerprint, kept);
+      EXPECT_EQ(block.fingerprint, kept) << name << ", " << threads << " threads";
     }
   }
 }

@@ -53,6 +53,11 @@ struct SparseMatrix {
   // ranges can be walked on different threads.
   template <typename F>
   void for_each_entry_in(std::uint64_t begin, std::uint64_t end, F&& f) const;
+  // Calls f(local_major, count) for every row (CSR) or column (CSC) with
+  // count > 0 of its entries at positions [begin, end), in storage order:
+  // one call per major, reading indptr only. Not for COO.
+  template <typename F>
+  void for_each_major_in(std::uint64_t begin, std::uint64_t end, F&& f) const;
 };
 
 struct DecodedShard {
@@ -146,17 +151,13 @@ std::uint64_t load_value_bits_as(const std::uint8_t* base, std::uint64_t i, std:
     return bits;
   }
 }
-template <typename Major, typename Minor, std::uint32_t kWidth, typename F>
-void for_each_compressed_as(const SparseMatrix& m, std::uint64_t first, std::uint64_t last, F& f) {
+// The outer index holding position `first` of a compressed matrix: the last
+// with indptr <= first (indptr is validated non-decreasing, from 0 to nnz).
+template <typename Major>
+std::uint64_t major_holding(const SparseMatrix& m, std::uint64_t first) {
   const std::uint8_t* majors = m.major.data.data();
-  const std::uint8_t* minors = m.minor.data.data();
-  const std::uint8_t* values = m.data.data.data();
-  const std::uint32_t width = m.value_dtype.itemsize;
-  const std::uint64_t nmajor = m.format == SparseFormat::kCsr ? m.nrows : m.ncols;
-  // The outer index holding position `first`: the last with indptr <= first
-  // (indptr is validated non-decreasing, from 0 to nnz).
   std::uint64_t lo = 0;
-  std::uint64_t hi = nmajor;
+  std::uint64_t hi = m.format == SparseFormat::kCsr ? m.nrows : m.ncols;
   while (lo < hi) {
     const std::uint64_t mid = lo + (hi - lo + 1) / 2;
     if (static_cast<std::uint64_t>(load_index<Major>(majors, mid)) <= first) {
@@ -165,7 +166,27 @@ void for_each_compressed_as(const SparseMatrix& m, std::uint64_t first, std::uin
       hi = mid - 1;
     }
   }
-  for (std::uint64_t outer = lo; outer < nmajor; ++outer) {
+  return lo;
+}
+template <typename Major, typename F>
+void for_each_major_as(const SparseMatrix& m, std::uint64_t first, std::uint64_t last, F& f) {
+  const std::uint8_t* majors = m.major.data.data();
+  const std::uint64_t nmajor = m.format == SparseFormat::kCsr ? m.nrows : m.ncols;
+  for (std::uint64_t outer = major_holding<Major>(m, first); outer < nmajor; ++outer) {
+    const auto begin = std::max(first, static_cast<std::uint64_t>(load_index<Major>(majors, outer)));
+    const auto end = std::min(last, static_cast<std::uint64_t>(load_index<Major>(majors, outer + 1)));
+    if (end > begin) f(outer, end - begin);
+    if (end >= last) break;
+  }
+}
+template <typename Major, typename Minor, std::uint32_t kWidth, typename F>
+void for_each_compressed_as(const SparseMatrix& m, std::uint64_t first, std::uint64_t last, F& f) {
+  const std::uint8_t* majors = m.major.data.data();
+  const std::uint8_t* minors = m.minor.data.data();
+  const std::uint8_t* values = m.data.data.data();
+  const std::uint32_t width = m.value_dtype.itemsize;
+  const std::uint64_t nmajor = m.format == SparseFormat::kCsr ? m.nrows : m.ncols;
+  for (std::uint64_t outer = major_holding<Major>(m, first); outer < nmajor; ++outer) {
     const auto begin = std::max(first, static_cast<std::uint64_t>(load_index<Major>(majors, outer)));
     const auto end = std::min(last, static_cast<std::uint64_t>(load_index<Major>(majors, outer + 1)));
     for (std::uint64_t k = begin; k < end; ++k) {
@@ -224,6 +245,16 @@ void SparseMatrix::for_each_entry_in(std::uint64_t begin, std::uint64_t end, F&&
     detail::for_each_compressed<std::int32_t, std::int64_t>(*this, begin, end, f);
   else
     detail::for_each_compressed<std::int32_t, std::int32_t>(*this, begin, end, f);
+}
+
+template <typename F>
+void SparseMatrix::for_each_major_in(std::uint64_t begin, std::uint64_t end, F&& f) const {
+  if (begin >= end || format == SparseFormat::kCoo) return;
+  if (major.dtype.itemsize == 8) {
+    detail::for_each_major_as<std::int64_t>(*this, begin, end, f);
+  } else {
+    detail::for_each_major_as<std::int32_t>(*this, begin, end, f);
+  }
 }
 
 }  // namespace reshard::npz

@@ -37,8 +37,8 @@ struct BucketBlock {
 // exactly the entries plus a 4-byte id each (memory_cost::bucket), or no id
 // when the destination depends only on the source's major axis (a rows
 // scheme from CSR, a cols scheme from CSC): then both passes compute it once
-// per major. Both passes run on up to `threads` threads; the block does not
-// depend on it.
+// per major, and the first reads only indptr. Both passes run on up to
+// `threads` threads; the block does not depend on it.
 BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destination_map, const std::vector<bool>& skip,
                           int threads = 1);
 // Below this many entries per thread, splitting costs more than it saves.

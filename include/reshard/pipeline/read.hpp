@@ -81,6 +81,23 @@ struct LoadedSource {
                               RESHARD_ALWAYS_INLINE { f(r + row_offset, c + col_offset, v, k); });
     }
   }
+  // Calls f(global_major, count) for every row (CSR) or column (CSC) with
+  // count > 0 entries at positions [begin, end), reading indptr only.
+  template <typename F>
+  void for_each_global_major_in(std::uint64_t begin, std::uint64_t end, F&& f) const {
+    const auto& m = decoded.matrix;
+    const bool csr = m.format == npz::SparseFormat::kCsr;
+    const auto& ids = csr ? m.row_ids : m.col_ids;
+    if (ids) {
+      const auto* id = ids->data.data();
+      m.for_each_major_in(begin, end, [&](std::uint64_t major, std::uint64_t count) {
+        f(npz::detail::load_index<std::uint64_t>(id, major), count);
+      });
+    } else {
+      const std::uint64_t offset = csr ? shard->box.row_begin : shard->box.col_begin;
+      m.for_each_major_in(begin, end, [&](std::uint64_t major, std::uint64_t count) { f(major + offset, count); });
+    }
+  }
 };
 
 // `threads` members inflate at once.
