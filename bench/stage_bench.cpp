@@ -72,6 +72,12 @@ Timing best_of_3(const std::function<void()>& run) {
   std::exit(1);
 }
 
+// Bad arguments: exit code 2, as every command of the project.
+[[noreturn]] void refuse(const std::string& what) {
+  std::fprintf(stderr, "stage_bench: %s (usage: stage_bench [ENTRIES] [shuffle])\n", what.c_str());
+  std::exit(2);
+}
+
 // Rows of skewed length (a few long ones), columns clustered in the first
 // eighth as in bench.py's matrix, values small integers (compressible).
 struct SourceArrays {
@@ -149,11 +155,21 @@ struct Row {
 int main(int argc, char** argv) {
   // As mpi_reshard does: large buffers are their own mappings, on huge pages.
   configure_process_memory();
-  const std::uint64_t wanted = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 8'000'000;
+  std::uint64_t wanted = 8'000'000;
+  if (argc > 1) {
+    char* end = nullptr;
+    wanted = std::strtoull(argv[1], &end, 10);
+    if (end == argv[1] || *end != '\0' || wanted < 1000) {
+      refuse(std::string("ENTRIES must be a whole number of at least 1000, not '") + argv[1] + "'");
+    }
+  }
   // "shuffle": only bucket and assemble, the stages of target 4.
-  const bool shuffle_only = argc > 2 && std::strcmp(argv[2], "shuffle") == 0;
+  if (argc > 2 && std::strcmp(argv[2], "shuffle") != 0) refuse(std::string("unknown argument '") + argv[2] + "'");
+  if (argc > 3) refuse("too many arguments");
+  const bool shuffle_only = argc > 2;
   const SourceArrays arrays = make_source(wanted);
   const std::uint64_t nnz = arrays.indices.size();
+  if (nnz == 0) refuse("ENTRIES " + std::to_string(wanted) + " gave a matrix with no entries; ask for more");
   const auto n = static_cast<double>(nnz);
   std::printf("stage_bench: %llu entries, %llux%llu, one source shard -> 8 column blocks, best of 3\n",
               static_cast<unsigned long long>(nnz), static_cast<unsigned long long>(arrays.nrows),
