@@ -28,18 +28,21 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace reshard;
 
-// Seconds of the process's CPU time spent in the kernel so far: on a VM,
-// mostly faulting in and zeroing fresh pages.
-double kernel_seconds() {
+// The process's CPU seconds so far, all threads: in user mode (the stages'
+// own code) and in the kernel (on a VM, mostly faulting in and zeroing
+// fresh pages).
+struct CpuSeconds {
+  double user = 0;
+  double kernel = 0;
+};
+
+CpuSeconds cpu_seconds() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_stime.tv_sec) + static_cast<double>(usage.ru_stime.tv_usec) * 1e-6;
-}
-// The same in user mode: the stage's own code, all threads.
-double user_seconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_utime.tv_sec) + static_cast<double>(usage.ru_utime.tv_usec) * 1e-6;
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6;
+  };
+  return {seconds(usage.ru_utime), seconds(usage.ru_stime)};
 }
 
 // The fastest of 3 runs: its wall seconds and the kernel CPU seconds (all
@@ -53,15 +56,15 @@ struct Timing {
 Timing best_of_3(const std::function<void()>& run) {
   Timing best;
   for (int i = 0; i < 3; ++i) {
-    const double kernel0 = kernel_seconds();
-    const double user0 = user_seconds();
+    const CpuSeconds before = cpu_seconds();
     const auto t0 = Clock::now();
     run();
     const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
-    best.user = std::min(best.user, user_seconds() - user0);
+    const CpuSeconds after = cpu_seconds();
+    best.user = std::min(best.user, after.user - before.user);
     if (wall < best.wall) {
       best.wall = wall;
-      best.kernel = kernel_seconds() - kernel0;
+      best.kernel = after.kernel - before.kernel;
     }
   }
   return best;
@@ -205,9 +208,9 @@ int main(int argc, char** argv) {
   }
 
   // Decode: the read stage's CPU part (inflate, validate).
-  auto compressed = npz::encode(input, {zip::Method::kDeflate, 1, false, 2, zip::Deflater::kIgzip});
-  if (!compressed.ok()) fail("encode: " + compressed.status().message());
   if (!shuffle_only) {
+    auto compressed = npz::encode(input, {zip::Method::kDeflate, 1, false, 2, zip::Deflater::kIgzip});
+    if (!compressed.ok()) fail("encode: " + compressed.status().message());
     Row row{"inflate (decode)"};
     for (const int threads : {1, 2}) {
       (threads == 1 ? row.one : row.two) = best_of_3([&] {

@@ -15,6 +15,7 @@
 #include "reshard/format/index_view.hpp"
 #include "reshard/format/npy.hpp"
 #include "reshard/format/zip.hpp"
+#include "reshard/inline.hpp"
 #include "reshard/status.hpp"
 
 namespace reshard::npz {
@@ -151,13 +152,17 @@ std::uint64_t load_value_bits_as(const std::uint8_t* base, std::uint64_t i, std:
     return bits;
   }
 }
-// The outer index holding position `first` of a compressed matrix: the last
-// with indptr <= first (indptr is validated non-decreasing, from 0 to nnz).
-template <typename Major>
-std::uint64_t major_holding(const SparseMatrix& m, std::uint64_t first) {
+// Calls f(outer, begin, end) for every outer index (row of CSR, column of
+// CSC) with entries at positions [begin, end) within [first, last), in
+// order: the one walk of indptr that the entry and major walks share.
+template <typename Major, typename F>
+void for_each_major_range_as(const SparseMatrix& m, std::uint64_t first, std::uint64_t last, F& f) {
   const std::uint8_t* majors = m.major.data.data();
+  const std::uint64_t nmajor = m.format == SparseFormat::kCsr ? m.nrows : m.ncols;
+  // The outer index holding position `first`: the last with indptr <= first
+  // (indptr is validated non-decreasing, from 0 to nnz).
   std::uint64_t lo = 0;
-  std::uint64_t hi = m.format == SparseFormat::kCsr ? m.nrows : m.ncols;
+  std::uint64_t hi = nmajor;
   while (lo < hi) {
     const std::uint64_t mid = lo + (hi - lo + 1) / 2;
     if (static_cast<std::uint64_t>(load_index<Major>(majors, mid)) <= first) {
@@ -166,29 +171,25 @@ std::uint64_t major_holding(const SparseMatrix& m, std::uint64_t first) {
       hi = mid - 1;
     }
   }
-  return lo;
-}
-template <typename Major, typename F>
-void for_each_major_as(const SparseMatrix& m, std::uint64_t first, std::uint64_t last, F& f) {
-  const std::uint8_t* majors = m.major.data.data();
-  const std::uint64_t nmajor = m.format == SparseFormat::kCsr ? m.nrows : m.ncols;
-  for (std::uint64_t outer = major_holding<Major>(m, first); outer < nmajor; ++outer) {
+  for (std::uint64_t outer = lo; outer < nmajor; ++outer) {
     const auto begin = std::max(first, static_cast<std::uint64_t>(load_index<Major>(majors, outer)));
     const auto end = std::min(last, static_cast<std::uint64_t>(load_index<Major>(majors, outer + 1)));
-    if (end > begin) f(outer, end - begin);
+    if (end > begin) f(outer, begin, end);
     if (end >= last) break;
   }
 }
+template <typename Major, typename F>
+void for_each_major_as(const SparseMatrix& m, std::uint64_t first, std::uint64_t last, F& f) {
+  auto count = [&](std::uint64_t outer, std::uint64_t begin, std::uint64_t end)
+                   RESHARD_ALWAYS_INLINE { f(outer, end - begin); };
+  for_each_major_range_as<Major>(m, first, last, count);
+}
 template <typename Major, typename Minor, std::uint32_t kWidth, typename F>
 void for_each_compressed_as(const SparseMatrix& m, std::uint64_t first, std::uint64_t last, F& f) {
-  const std::uint8_t* majors = m.major.data.data();
   const std::uint8_t* minors = m.minor.data.data();
   const std::uint8_t* values = m.data.data.data();
   const std::uint32_t width = m.value_dtype.itemsize;
-  const std::uint64_t nmajor = m.format == SparseFormat::kCsr ? m.nrows : m.ncols;
-  for (std::uint64_t outer = major_holding<Major>(m, first); outer < nmajor; ++outer) {
-    const auto begin = std::max(first, static_cast<std::uint64_t>(load_index<Major>(majors, outer)));
-    const auto end = std::min(last, static_cast<std::uint64_t>(load_index<Major>(majors, outer + 1)));
+  auto entries = [&](std::uint64_t outer, std::uint64_t begin, std::uint64_t end) RESHARD_ALWAYS_INLINE {
     for (std::uint64_t k = begin; k < end; ++k) {
       const auto inner = static_cast<std::uint64_t>(load_index<Minor>(minors, k));
       const std::uint64_t bits = load_value_bits_as<kWidth>(values, k, width);
@@ -198,8 +199,8 @@ void for_each_compressed_as(const SparseMatrix& m, std::uint64_t first, std::uin
         f(inner, outer, bits, k);
       }
     }
-    if (end >= last) break;
-  }
+  };
+  for_each_major_range_as<Major>(m, first, last, entries);
 }
 // float32/int32 and float64/int64 values, the common ones, get their own loop.
 template <typename Major, typename Minor, typename F>
