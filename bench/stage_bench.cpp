@@ -284,7 +284,8 @@ int main(int argc, char** argv) {
     std::vector<std::vector<SourceSegment>> parts;
     std::uint64_t offset = 0;
     for (const auto& segment : blocks[0].segments) {
-      parts.push_back({{std::span<const Entry>(blocks[0].entries).subspan(offset, segment.count), blocks[0].source}});
+      parts.push_back({{std::span<const Entry>(blocks[0].entries).subspan(offset, segment.count), blocks[0].source,
+                        blocks[0].sorted}});
       offset += segment.count;
     }
     std::vector<Fingerprint> fingerprints[2];

@@ -79,6 +79,45 @@ Status check_range(const npy::ArrayView& array, std::uint64_t limit, const std::
   return Status::Ok();
 }
 
+// check_range for the indices of a CSR (CSC) matrix, walked a row (column)
+// at a time: also finds whether each row's indices never decrease, which
+// lets assembly take a source's entries as sorted runs without reading them
+// once more (SparseMatrix::minor_sorted). indptr is already checked.
+template <typename Index, typename Pointer>
+Result<bool> check_indices_by_major(const npy::ArrayView& indptr, const npy::ArrayView& indices, std::uint64_t limit) {
+  const std::uint64_t nmajor = indptr.element_count() - 1;
+  const std::uint8_t* pointers = indptr.data.data();
+  const std::uint8_t* base = indices.data.data();
+  bool sorted = true;
+  std::uint64_t begin = 0;
+  for (std::uint64_t j = 0; j < nmajor; ++j) {
+    const auto end = static_cast<std::uint64_t>(detail::load_index<Pointer>(pointers, j + 1));
+    std::int64_t previous = std::numeric_limits<std::int64_t>::min();
+    for (std::uint64_t i = begin; i < end; ++i) {
+      const auto v = static_cast<std::int64_t>(detail::load_index<Index>(base, i));
+      if (v < 0 || static_cast<std::uint64_t>(v) >= limit) {
+        return Status::Invalid("indices[" + std::to_string(i) + "] = " + std::to_string(v) + " is out of range [0, " +
+                               std::to_string(limit) + ")");
+      }
+      sorted &= v >= previous;
+      previous = v;
+    }
+    begin = end;
+  }
+  return sorted;
+}
+
+Result<bool> check_indices_by_major_any(const npy::ArrayView& indptr, const npy::ArrayView& indices,
+                                        std::uint64_t limit) {
+  const bool wide_pointers = indptr.dtype.itemsize == 8;
+  if (indices.dtype.itemsize == 8) {
+    return wide_pointers ? check_indices_by_major<std::int64_t, std::int64_t>(indptr, indices, limit)
+                         : check_indices_by_major<std::int64_t, std::int32_t>(indptr, indices, limit);
+  }
+  return wide_pointers ? check_indices_by_major<std::int32_t, std::int64_t>(indptr, indices, limit)
+                       : check_indices_by_major<std::int32_t, std::int32_t>(indptr, indices, limit);
+}
+
 Status check_range_any(const npy::ArrayView& array, std::uint64_t limit, const std::string& name) {
   return array.dtype.itemsize == 8 ? check_range<std::int64_t>(array, limit, name)
                                    : check_range<std::int32_t>(array, limit, name);
@@ -245,7 +284,7 @@ Result<SparseMatrix> matrix_from_arrays(SparseFormat format, std::uint64_t nrows
     }
     RESHARD_RETURN_IF_ERROR(m.major.dtype.itemsize == 8 ? check_indptr<std::int64_t>(m.major, m.nnz)
                                                         : check_indptr<std::int32_t>(m.major, m.nnz));
-    RESHARD_RETURN_IF_ERROR(check_range_any(m.minor, csr ? m.ncols : m.nrows, "indices"));
+    RESHARD_ASSIGN_OR_RETURN(m.minor_sorted, check_indices_by_major_any(m.major, m.minor, csr ? m.ncols : m.nrows));
   }
   if (auto it = arrays.find("row_ids"); it != arrays.end()) {
     RESHARD_RETURN_IF_ERROR(check_ids(it->second, m.nrows, "row_ids", "rows"));

@@ -123,6 +123,11 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
   }
   block.entries.resize(kept);
   block.source = source.shard->index;
+  const npz::SparseMatrix& matrix = source.decoded.matrix;
+  // Global indices are the local ones plus the box's offset, or ascending
+  // ids (checked when read), so order carries over from the source's.
+  block.sorted = matrix.minor_sorted && (matrix.format == npz::SparseFormat::kCsr) == codec.csr() &&
+                 matrix.format != npz::SparseFormat::kCoo;
   run_in_parallel(ranges, threads, [&](std::size_t r) {
     std::uint64_t* const cursor = counts(r);
     const ShardMap map = destination_map;
@@ -158,7 +163,7 @@ void Buckets::add(BucketBlock&& block) {
   std::uint64_t offset = 0;
   for (const auto& segment : block.segments) {
     held_[segment.shard] += segment.count;
-    pieces_[segment.shard].push_back({blocks_.size(), offset, segment.count, block.source});
+    pieces_[segment.shard].push_back({blocks_.size(), offset, segment.count, block.source, block.sorted});
     offset += segment.count;
   }
   resident_entries_ += block.entries.size();
@@ -194,14 +199,15 @@ bool Buckets::resident_segments(std::uint64_t shard, std::vector<SourceSegment>&
     if (piece.block == Piece::kSpilled) return false;
   }
   for (const auto& piece : pieces_[shard]) {
-    out.push_back({std::span<const Entry>(blocks_[piece.block].data() + piece.offset, piece.count), piece.source});
+    out.push_back(
+        {std::span<const Entry>(blocks_[piece.block].data() + piece.offset, piece.count), piece.source, piece.sorted});
   }
   return true;
 }
 
-std::vector<std::pair<std::uint64_t, std::uint64_t>> Buckets::segments(std::uint64_t shard) const {
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
-  for (const auto& piece : pieces_[shard]) out.emplace_back(piece.source, piece.count);
+std::vector<Buckets::HeldSegment> Buckets::segments(std::uint64_t shard) const {
+  std::vector<HeldSegment> out;
+  for (const auto& piece : pieces_[shard]) out.push_back({piece.source, piece.count, piece.sorted});
   return out;
 }
 

@@ -3,6 +3,13 @@
 #include "reshard/fault.hpp"
 
 namespace reshard {
+namespace {
+
+// A segment's entry in the table a sender sends beside its entries:
+// source, count, sorted (0 or 1).
+constexpr std::uint64_t kSegmentWords = 3;
+
+}  // namespace
 
 Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
                                   const std::vector<std::vector<std::uint64_t>>& held, const DestinationOwner& owner,
@@ -17,7 +24,7 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
   // My own entries of each of my shards: used where they lie when still in
   // memory; spilled ones are read back into `local`.
   std::vector<std::vector<SourceSegment>> own;
-  // Per peer, the (source, count) of each segment sent, in send order.
+  // Per peer, the (source, count, sorted) of each segment sent, in send order.
   std::vector<std::vector<std::uint64_t>> tables(ranks);
   for (const auto d : wave) {
     const int p = owner.owner_of(d);
@@ -30,9 +37,9 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
         spilled_here += mine[d];
       }
     } else if (p != DestinationOwner::kNobody) {
-      for (const auto& [source, count] : buckets.segments(d)) {
-        tables[static_cast<std::size_t>(p)].push_back(source);
-        tables[static_cast<std::size_t>(p)].push_back(count);
+      for (const auto& segment : buckets.segments(d)) {
+        auto& table = tables[static_cast<std::size_t>(p)];
+        table.insert(table.end(), {segment.source, segment.count, segment.sorted ? 1U : 0U});
       }
     }
   }
@@ -43,9 +50,10 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
     const std::uint64_t count = mine[out.shards[k]];
     if (!own[k].empty() || count == 0) continue;
     status = buckets.copy_shard(out.shards[k], out.local.data() + local_cursor);
-    for (const auto& [source, n] : buckets.segments(out.shards[k])) {
-      own[k].push_back({std::span<const Entry>(out.local.data() + local_cursor, n), source});
-      local_cursor += n;
+    for (const auto& segment : buckets.segments(out.shards[k])) {
+      own[k].push_back(
+          {std::span<const Entry>(out.local.data() + local_cursor, segment.count), segment.source, segment.sorted});
+      local_cursor += segment.count;
     }
   }
   // What goes to each peer: the wave's shards it owns in ascending order
@@ -91,7 +99,7 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
   out.received = comm.alltoallv_pieces(to_peer, recv_counts, sizeof(Entry), max_message_bytes);
   WorkArray<Entry>().swap(staged);
   stats.rounds += comm.last_exchange_rounds();
-  constexpr std::uint64_t kPairBytes = 2 * sizeof(std::uint64_t);
+  constexpr std::uint64_t kSegmentBytes = kSegmentWords * sizeof(std::uint64_t);
   std::vector<std::uint64_t> table_counts(ranks, 0);
   std::vector<std::uint64_t> flat_table;
   for (std::size_t p = 0; p < ranks; ++p) {
@@ -102,7 +110,7 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
   std::vector<std::uint64_t> table_recv_counts;
   const ByteArray table_bytes = comm.alltoallv(
       ByteView(reinterpret_cast<const std::uint8_t*>(flat_table.data()), flat_table.size() * sizeof(std::uint64_t)),
-      table_counts, table_recv_counts, kPairBytes, max_message_bytes);
+      table_counts, table_recv_counts, kSegmentBytes, max_message_bytes);
   stats.waves += 1;
   stats.entries_received += out.received.size() / sizeof(Entry);
 
@@ -129,15 +137,16 @@ Result<WaveEntries> exchange_wave(Comm& comm, const Buckets& buckets,
       std::uint64_t remaining = held[p][out.shards[k]];
       if (static_cast<int>(p) == me) continue;
       while (remaining > 0) {
-        const bool listed = table_at[p] + 2 <= table_end[p];
+        const bool listed = table_at[p] + kSegmentWords <= table_end[p];
         const std::uint64_t source = listed ? table[table_at[p]] : 0;
         const std::uint64_t n = listed ? table[table_at[p] + 1] : 0;
+        const bool sorted = listed && table[table_at[p] + 2] != 0;
         if (n == 0 || n > remaining) {
           return Status::Internal("rank " + std::to_string(p) + " sent a segment of " + std::to_string(n) +
                                   " entries where " + std::to_string(remaining) + " were due");
         }
-        table_at[p] += 2;
-        parts.push_back({std::span<const Entry>(received + from[p], n), source});
+        table_at[p] += kSegmentWords;
+        parts.push_back({std::span<const Entry>(received + from[p], n), source, sorted});
         from[p] += n;
         remaining -= n;
       }

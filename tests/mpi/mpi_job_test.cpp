@@ -7,6 +7,7 @@
 #include <random>
 
 #include "reshard/mpi_comm.hpp"
+#include "reshard/pipeline/exchange.hpp"
 #include "reshard/pipeline/job.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_matrix.hpp"
@@ -87,6 +88,48 @@ TEST(MpiComm, AlltoallvPiecesReadsScatteredPiecesAcrossRounds) {
   }
   EXPECT_EQ(offset, got.size());
   EXPECT_GE(comm->last_exchange_rounds(), (most + 3) / 4);
+}
+
+// Each rank buckets two sources with entries for every rank's shard; the
+// receiver learns each segment's source and sorted flag from its sender,
+// and gets its entries in place.
+TEST(MpiExchange, SegmentsArriveWithTheirSourceAndSortedFlag) {
+  auto comm = make_world_comm();
+  const auto ranks = static_cast<std::uint64_t>(comm->size());
+  const auto me = static_cast<std::uint64_t>(comm->rank());
+  Buckets buckets(ranks);
+  for (const std::uint64_t source : {2 * me, 2 * me + 1}) {
+    BucketBlock block;
+    block.source = source;
+    block.sorted = source % 2 == 0;
+    for (std::uint64_t d = 0; d < ranks; ++d) {
+      // d + 1 entries for shard d, each naming its source and shard.
+      for (std::uint64_t k = 0; k <= d; ++k) block.entries.push_back({d, (source << 16) | (d << 8) | k});
+      block.segments.push_back({d, d + 1});
+    }
+    buckets.add(std::move(block));
+  }
+  std::vector<std::vector<std::uint64_t>> held(ranks, buckets.held());
+  std::vector<std::uint64_t> wave(ranks);
+  std::iota(wave.begin(), wave.end(), 0);
+  ExchangeStats stats;
+  auto received =
+      exchange_wave(*comm, buckets, held, DestinationOwner(ranks, static_cast<int>(ranks)), wave, 1ULL << 30, stats);
+  ASSERT_TRUE(received.ok()) << received.status().message();
+  ASSERT_EQ(received->shards, (std::vector<std::uint64_t>{me}));
+  std::vector<std::uint64_t> sources;
+  for (const auto& part : received->parts[0]) {
+    sources.push_back(part.source);
+    EXPECT_EQ(part.sorted, part.source % 2 == 0) << "source " << part.source;
+    ASSERT_EQ(part.entries.size(), me + 1);
+    for (std::uint64_t k = 0; k <= me; ++k) {
+      EXPECT_EQ(part.entries[k].value_bits, (part.source << 16) | (me << 8) | k);
+    }
+  }
+  std::sort(sources.begin(), sources.end());
+  std::vector<std::uint64_t> every_source(2 * ranks);
+  std::iota(every_source.begin(), every_source.end(), 0);
+  EXPECT_EQ(sources, every_source);
 }
 
 TEST(MpiComm, AgreeReturnsTheLowestFailingRank) {

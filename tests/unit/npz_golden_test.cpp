@@ -61,6 +61,44 @@ TEST(NpzGolden, NonCanonicalEntriesKeepStorageOrder) {
   EXPECT_EQ(coords, expected);
 }
 
+// minor_sorted is scipy's has_sorted_indices, except that equal neighbours
+// (duplicates) count as sorted: what assembly needs is keys that never
+// decrease.
+TEST(NpzGolden, MinorSortedMeansNoRowsIndicesDecrease) {
+  for (const char* canonical : {"csr_f64_deflate.npz", "csr_f64_stored.npz", "csc_f32.npz", "csr_i64_index64.npz"}) {
+    auto decoded = decode(read_file(golden_path(canonical)));
+    ASSERT_TRUE(decoded.ok()) << canonical;
+    EXPECT_TRUE(decoded->matrix.minor_sorted) << canonical;
+  }
+  auto messy = decode(read_file(golden_path("csr_noncanonical.npz")));
+  ASSERT_TRUE(messy.ok());
+  EXPECT_FALSE(messy->matrix.minor_sorted) << "row 0 stores columns 4 then 1";
+  auto coo = decode(read_file(golden_path("coo_i32.npz")));
+  ASSERT_TRUE(coo.ok());
+  EXPECT_FALSE(coo->matrix.minor_sorted) << "COO has no rows to be sorted within";
+
+  // Indices that fall from one row to the next, a duplicate and an empty
+  // row are sorted; one fall inside a row, even in the last row, is not.
+  const double values[6] = {1, 2, 3, 4, 5, 6};
+  const std::vector<std::uint64_t> indptr = {0, 2, 2, 4, 6};
+  EncodeInput input;
+  input.nrows = 4;
+  input.ncols = 9;
+  input.indptr = indptr;
+  input.value_dtype = {'f', 8};
+  input.values = ByteView(reinterpret_cast<const std::uint8_t*>(values), sizeof(values));
+  const std::vector<std::uint64_t> falls_between_rows = {7, 8, 0, 0, 3, 5};
+  const std::vector<std::uint64_t> falls_in_last_row = {7, 8, 0, 0, 5, 3};
+  for (const auto& [indices, sorted] : {std::pair{falls_between_rows, true}, std::pair{falls_in_last_row, false}}) {
+    input.indices = indices;
+    auto bytes = encode(input, {zip::Method::kStored});
+    ASSERT_TRUE(bytes.ok());
+    auto decoded = decode(*bytes);
+    ASSERT_TRUE(decoded.ok()) << decoded.status().message();
+    EXPECT_EQ(decoded->matrix.minor_sorted, sorted) << indices[4] << ", " << indices[5];
+  }
+}
+
 TEST(NpzGolden, ShapeAndFormatFromMembersAlone) {
   const Bytes file = read_file(golden_path("csc_f32.npz"));
   auto decoded = decode(file);

@@ -295,6 +295,84 @@ TEST(Bucket, SchemeAlongTheSourcesMajorMatchesGroupingEveryEntry) {
   }
 }
 
+// Whether every segment's keys never decrease, read from the block itself.
+bool every_segment_sorted(const BucketBlock& block) {
+  std::uint64_t at = 0;
+  for (const auto& segment : block.segments) {
+    for (std::uint64_t i = at + 1; i < at + segment.count; ++i) {
+      if (block.entries[i].key < block.entries[i - 1].key) return false;
+    }
+    at += segment.count;
+  }
+  return true;
+}
+
+// BucketBlock::sorted lets assembly skip its search for descents, so it must
+// never be set on a block with one: only a canonical CSR (CSC) source going
+// to a CSR (CSC) destination sets it.
+TEST(Bucket, SortedOnlyWhenTheSourceStoresTheDestinationsOrder) {
+  const GlobalShape shape{7000, 7000};
+  SourceShard shard;
+  shard.index = 3;
+  shard.box = {1000, 3000, 0, 900};
+  SourceShard csc_shard;
+  csc_shard.index = 4;
+  csc_shard.box = {0, 900, 1000, 3000};
+  struct Case {
+    const SourceShard* shard;
+    npz::SparseFormat format;
+    bool ids;
+    const char* scheme;
+    bool sorted;
+  };
+  const std::vector<Case> cases = {
+      {&shard, npz::SparseFormat::kCsr, false, "cols:block=100", true},
+      {&shard, npz::SparseFormat::kCsr, true, "rows:hash=mix,shards=7", true},
+      {&shard, npz::SparseFormat::kCsr, false, "grid:block=700x300", true},
+      {&shard, npz::SparseFormat::kCsr, false, "cols:block=100,layout=csc", false},
+      {&csc_shard, npz::SparseFormat::kCsc, true, "cols:hash=jump,shards=5,layout=csc", true},
+      {&csc_shard, npz::SparseFormat::kCsc, false, "rows:block=300", false},
+  };
+  for (const Case& c : cases) {
+    const LoadedSource source = loaded_source(*c.shard, 200000, c.format, c.ids);
+    ASSERT_TRUE(source.decoded.matrix.minor_sorted) << "loaded_source writes each major's indices ascending";
+    const auto map = *ShardMap::bind(*ShardingSpec::parse_text(c.scheme), shape);
+    const BucketBlock block = bucket_source(source, map, std::vector<bool>(map.shard_count(), false), 2);
+    EXPECT_EQ(block.sorted, c.sorted) << c.scheme;
+    EXPECT_EQ(every_segment_sorted(block), c.sorted) << c.scheme << ": the cases unflagged have descents";
+  }
+  // The same source, re-encoded with one row's first two indices swapped.
+  const LoadedSource canonical = loaded_source(shard, 200000, npz::SparseFormat::kCsr, false);
+  const npz::SparseMatrix& m = canonical.decoded.matrix;
+  std::vector<std::uint64_t> indptr;
+  std::vector<std::uint64_t> indices;
+  for (std::uint64_t i = 0; i < m.major.element_count(); ++i) {
+    indptr.push_back(static_cast<std::uint64_t>(npy::integer_at(m.major, i)));
+  }
+  for (std::uint64_t i = 0; i < m.nnz; ++i) indices.push_back(static_cast<std::uint64_t>(npy::integer_at(m.minor, i)));
+  std::size_t row = 0;
+  while (indptr[row + 1] - indptr[row] < 2) ++row;
+  std::swap(indices[indptr[row]], indices[indptr[row] + 1]);
+  npz::EncodeInput input;
+  input.nrows = m.nrows;
+  input.ncols = m.ncols;
+  input.indptr = indptr;
+  input.indices = indices;
+  input.value_dtype = m.value_dtype;
+  input.values = m.data.data;
+  auto bytes = npz::encode(input, zip::WriteOptions{zip::Method::kStored});
+  ASSERT_TRUE(bytes.ok());
+  auto decoded = npz::decode(std::move(bytes).value(), 1);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_FALSE(decoded->matrix.minor_sorted);
+  LoadedSource swapped;
+  swapped.shard = &shard;
+  swapped.decoded = std::move(decoded).value();
+  const auto map = *ShardMap::bind(*ShardingSpec::parse_text("cols:block=100"), shape);
+  EXPECT_FALSE(bucket_source(swapped, map, std::vector<bool>(map.shard_count(), false), 1).sorted)
+      << "a row whose indices fall";
+}
+
 TEST(Buckets, SpilledEntriesComeBackIdentical) {
   TempDir dir;
   auto scratch = ScratchFile::create(dir.path());
@@ -305,7 +383,9 @@ TEST(Buckets, SpilledEntriesComeBackIdentical) {
   ASSERT_TRUE(buckets.spill(*scratch).ok());
   EXPECT_EQ(buckets.resident_bytes(), 0u);
   EXPECT_EQ(buckets.spilled_bytes(), 3 * sizeof(Entry));
-  buckets.add(block_of(11, {{3, 13}, {7, 14}}, {{0, 1}, {1, 1}}));
+  BucketBlock sorted_block = block_of(11, {{3, 13}, {7, 14}}, {{0, 1}, {1, 1}});
+  sorted_block.sorted = true;
+  buckets.add(std::move(sorted_block));
   EXPECT_EQ(buckets.held(), (std::vector<std::uint64_t>{3, 1, 1}));
   std::vector<Entry> shard0(3);
   ASSERT_TRUE(buckets.copy_shard(0, shard0.data()).ok());
@@ -315,9 +395,19 @@ TEST(Buckets, SpilledEntriesComeBackIdentical) {
   Entry shard2{};
   ASSERT_TRUE(buckets.copy_shard(2, &shard2).ok());
   EXPECT_EQ(shard2.key, 5u);
-  using Segments = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
-  EXPECT_EQ(buckets.segments(0), (Segments{{10, 2}, {11, 1}})) << "(source, count), spilled or not";
-  EXPECT_EQ(buckets.segments(2), (Segments{{10, 1}}));
+  // (source, count, sorted), spilled or not.
+  const auto listed = [&](std::uint64_t shard) {
+    std::vector<std::tuple<std::uint64_t, std::uint64_t, bool>> out;
+    for (const auto& s : buckets.segments(shard)) out.emplace_back(s.source, s.count, s.sorted);
+    return out;
+  };
+  using Segments = std::vector<std::tuple<std::uint64_t, std::uint64_t, bool>>;
+  EXPECT_EQ(listed(0), (Segments{{10, 2, false}, {11, 1, true}}));
+  EXPECT_EQ(listed(2), (Segments{{10, 1, false}}));
+  std::vector<SourceSegment> resident;
+  ASSERT_TRUE(buckets.resident_segments(1, resident));
+  ASSERT_EQ(resident.size(), 1u);
+  EXPECT_TRUE(resident[0].sorted) << "the block's flag reaches its segments in place";
 }
 
 TEST(Buckets, ReleasingASentShardFreesItsPagesAndKeepsItsNeighbours) {
@@ -503,6 +593,22 @@ void expect_merge_matches_reference(const Plan& plan, const DestinationShard& sh
     EXPECT_EQ(many.indices, one.indices) << threads << " threads";
     EXPECT_EQ(many.values, one.values) << threads << " threads";
     EXPECT_EQ(many.fingerprint, one.fingerprint) << threads << " threads";
+  }
+  // Segments flagged sorted where they are (as a canonical source's are)
+  // are not searched for descents, and assemble the same arrays.
+  const auto sorted = [](const std::vector<Entry>& segment) {
+    return std::is_sorted(segment.begin(), segment.end(), [](const Entry& a, const Entry& b) { return a.key < b.key; });
+  };
+  const std::vector<SourceSegment> flagged = {{entries[2], sources[2], sorted(entries[2])},
+                                              {entries[0], sources[0], sorted(entries[0])},
+                                              {entries[1], sources[1], sorted(entries[1])}};
+  ASSERT_TRUE(flagged[1].sorted || flagged[2].sorted) << "no segment to skip";
+  for (const int threads : {1, 2, 3}) {
+    const AssembledShard skipped = assemble_shard(flagged, shard, plan, dtype, ids, threads);
+    EXPECT_EQ(skipped.indptr, one.indptr) << threads << " threads";
+    EXPECT_EQ(skipped.indices, one.indices) << threads << " threads";
+    EXPECT_EQ(skipped.values, one.values) << threads << " threads";
+    EXPECT_EQ(skipped.fingerprint, one.fingerprint) << threads << " threads";
   }
   // Giving merged runs back changes nothing in the arrays, while the
   // copies' pages are gone (read as zeros) afterwards.

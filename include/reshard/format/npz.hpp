@@ -42,6 +42,9 @@ struct SparseMatrix {
   npy::ArrayView data;
   std::optional<npy::ArrayView> row_ids;  // hashed shards: global id of each local row
   std::optional<npy::ArrayView> col_ids;
+  // CSR (CSC) only: every row's (column's) indices are non-decreasing, as
+  // scipy's canonical format keeps them. Found while checking their range.
+  bool minor_sorted = false;
 
   // Calls f(local_row, local_col, value_bits, position) for every stored
   // entry in storage order; value bits are the raw little-endian value

@@ -7,7 +7,6 @@
 
 #include <cstdint>
 #include <span>
-#include <utility>
 #include <vector>
 
 #include "reshard/fingerprint.hpp"
@@ -30,6 +29,10 @@ struct BucketBlock {
   WorkArray<Entry> entries;
   std::vector<Segment> segments;
   Fingerprint fingerprint;  // of the kept entries
+  // Every segment's keys are non-decreasing: the source stores its entries
+  // along the destination's major axis (CSR to CSR, CSC to CSC) with each
+  // row's (column's) indices in order (npz::SparseMatrix::minor_sorted).
+  bool sorted = false;
 };
 
 // `skip[d]` drops the entries of destination shard d. A counting sort: one
@@ -56,8 +59,13 @@ class Buckets {
   // Copies the entries held for `shard` (held()[shard] of them) to `out`,
   // segment after segment as segments() lists them.
   Status copy_shard(std::uint64_t shard, Entry* out) const;
-  // The (source, entry count) of each segment held for `shard`, in order.
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> segments(std::uint64_t shard) const;
+  struct HeldSegment {
+    std::uint64_t source = 0;
+    std::uint64_t count = 0;
+    bool sorted = false;  // BucketBlock::sorted of its block
+  };
+  // The segments held for `shard`, in order.
+  std::vector<HeldSegment> segments(std::uint64_t shard) const;
   // The segments held for `shard` in place, when none of them was spilled.
   bool resident_segments(std::uint64_t shard, std::vector<SourceSegment>& out) const;
   // Gives the memory of the whole pages inside `shard`'s resident segments
@@ -82,6 +90,7 @@ class Buckets {
     std::uint64_t offset = 0;
     std::uint64_t count = 0;
     std::uint64_t source = 0;
+    bool sorted = false;
   };
   std::vector<std::uint64_t> held_;
   std::vector<std::vector<Piece>> pieces_;

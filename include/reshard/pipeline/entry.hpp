@@ -62,10 +62,12 @@ class EntryKeyCodec {
 // the segment's `source`, and their order in it. Assembly breaks ties
 // between duplicate (row, col) entries by (source, position), so output
 // bytes never depend on which rank read a source or on arrival order. A
-// source gives a destination shard exactly one segment.
+// source gives a destination shard exactly one segment. `sorted`: its keys
+// are known not to decrease (BucketBlock::sorted), so assembly need not look.
 struct SourceSegment {
   std::span<const Entry> entries;
   std::uint64_t source = 0;
+  bool sorted = false;
 };
 
 }  // namespace reshard

@@ -27,7 +27,7 @@ struct ExchangeStats {
 // ascending order), its entries as source segments in `received`, `local`
 // (its own entries read back from scratch) and the Buckets' blocks still in
 // memory, so it must not outlive the Buckets. Each sender also sends the
-// (source, count) of its segments, 16 bytes per segment.
+// (source, count, sorted) of its segments, 24 bytes per segment.
 struct WaveEntries {
   std::vector<std::uint64_t> shards;
   std::vector<std::vector<SourceSegment>> parts;  // parallel to `shards`
