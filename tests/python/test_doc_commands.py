@@ -43,7 +43,8 @@ NOT_RUN = {
 }
 # Placeholders of usage lines for programs other than mpi_reshard, and what
 # stands in for them here.
-STAND_INS = {"[ENTRIES]": "200000", "FILE.npz…": "data/m/shard_0.npz", "[GIB]": "0.125"}
+STAND_INS = {"[ENTRIES]": "200000", "FILE.npz…": "data/m/shard_0.npz", "[GIB]": "0.125", "[MIB]": "8",
+             "[PIECES]": "4"}
 SHAPE = (1_000_000, 500_000)
 
 
@@ -150,7 +151,7 @@ def workdir(sample, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(sample, work, symlinks=True)
     (work / "build" / "bin").mkdir(parents=True)
-    for tool in ("mpi_reshard", "stage_bench", "deflate_bench", "first_touch"):
+    for tool in ("mpi_reshard", "stage_bench", "deflate_bench", "first_touch", "exchange_probe"):
         os.symlink(os.path.join(os.path.dirname(binary()), tool), work / "build" / "bin" / tool)
     return work
 
