@@ -56,6 +56,33 @@ ByteArray Comm::alltoallv(ByteView send, const std::vector<std::uint64_t>& send_
   return alltoallv_pieces(pieces, recv_counts, element_size, max_message_bytes);
 }
 
+std::vector<std::uint64_t> exchange_messages(const std::vector<std::uint64_t>& piece_bytes, std::uint64_t chunk) {
+  std::vector<std::uint64_t> messages;
+  std::uint64_t packed = 0;
+  for (std::uint64_t bytes : piece_bytes) {
+    if (bytes == 0) continue;
+    if (bytes >= kLoneMessageBytes) {
+      if (packed > 0) messages.push_back(packed);
+      packed = 0;
+      for (; bytes > 0; bytes -= std::min(bytes, chunk)) messages.push_back(std::min(bytes, chunk));
+      continue;
+    }
+    // A small piece may still exceed what is left of the message: it goes
+    // on in the next one.
+    while (bytes > 0) {
+      const std::uint64_t take = std::min(bytes, chunk - packed);
+      packed += take;
+      bytes -= take;
+      if (packed == chunk) {
+        messages.push_back(packed);
+        packed = 0;
+      }
+    }
+  }
+  if (packed > 0) messages.push_back(packed);
+  return messages;
+}
+
 Status agree(Comm& comm, const Status& local) {
   Bytes mine;
   if (!local.ok()) {

@@ -132,34 +132,39 @@ class MpiComm final : public Comm {
   ByteArray alltoallv_pieces(const std::vector<std::vector<ByteView>>& send, std::vector<std::uint64_t>& recv_counts,
                              std::uint64_t element_size, std::uint64_t max_message_bytes) override {
     const auto n = static_cast<std::size_t>(size_);
-    std::vector<std::uint64_t> send_counts(n, 0);
-    for (std::size_t p = 0; p < n; ++p) {
-      for (const auto& piece : send.at(p)) send_counts[p] += piece.size();
-    }
-    recv_counts.assign(n, 0);
-    check_mpi(MPI_Alltoall(send_counts.data(), 1, MPI_UINT64_T, recv_counts.data(), 1, MPI_UINT64_T, comm_),
-              "MPI_Alltoall");
     // A round moves at most `chunk` bytes per peer, so every block length
     // of a round's datatypes fits MPI's int.
     std::uint64_t chunk = std::min<std::uint64_t>(max_message_bytes, INT_MAX / n);
     chunk = std::max<std::uint64_t>(element_size, chunk / element_size * element_size);
+    // Each peer learns the lengths of the messages it will get, one per
+    // round (exchange_messages), and so where each lands.
+    std::vector<std::vector<std::uint64_t>> to_send(n);
+    std::vector<std::uint64_t> message_counts(n, 0);
+    for (std::size_t p = 0; p < n; ++p) {
+      std::vector<std::uint64_t> piece_bytes;
+      for (const auto& piece : send.at(p)) piece_bytes.push_back(piece.size());
+      to_send[p] = exchange_messages(piece_bytes, chunk);
+      message_counts[p] = to_send[p].size();
+    }
+    const std::vector<std::vector<std::uint64_t>> to_receive = alltoall_lists(to_send, message_counts);
+    recv_counts.assign(n, 0);
+    std::uint64_t my_rounds = 0;
+    for (std::size_t p = 0; p < n; ++p) {
+      for (const std::uint64_t bytes : to_receive[p]) recv_counts[p] += bytes;
+      my_rounds = std::max({my_rounds, to_send[p].size(), to_receive[p].size()});
+    }
     std::vector<std::uint64_t> recv_offsets(n, 0);
     std::exclusive_scan(recv_counts.begin(), recv_counts.end(), recv_offsets.begin(), std::uint64_t{0});
     ByteArray received(recv_offsets.back() + recv_counts.back());
-    std::uint64_t my_rounds = 0;
-    for (std::size_t p = 0; p < n; ++p) {
-      my_rounds = std::max({my_rounds, (send_counts[p] + chunk - 1) / chunk, (recv_counts[p] + chunk - 1) / chunk});
-    }
     const std::uint64_t rounds = max(my_rounds);
     rounds_ = rounds;
-    // Each peer's slice of a round is described by an hindexed datatype of
-    // absolute addresses (MPI_Alltoallw from MPI_BOTTOM): MPI reads the
+    // Each peer's message of a round is described by an hindexed datatype
+    // of absolute addresses (MPI_Alltoallw from MPI_BOTTOM): MPI reads the
     // pieces where they lie and writes into `received` in place, and
-    // addresses are MPI_Aint, so no int displacement limits the buffers. A
-    // slice of one piece is contiguous, which Open MPI still moves with its
-    // single-copy path.
+    // addresses are MPI_Aint, so no int displacement limits the buffers.
     std::vector<std::size_t> piece_at(n, 0);        // first piece not wholly sent
     std::vector<std::uint64_t> piece_offset(n, 0);  // bytes of it already sent
+    std::vector<std::uint64_t> received_from(n, 0);
     std::vector<int> send_types_count(n), recv_types_count(n), zeros(n, 0);
     std::vector<MPI_Datatype> send_types(n), recv_types(n);
     std::vector<int> lengths;
@@ -176,9 +181,8 @@ class MpiComm final : public Comm {
       check_mpi(MPI_Type_commit(&type), "MPI_Type_commit");
     };
     for (std::uint64_t round = 0; round < rounds; ++round) {
-      const std::uint64_t start = round * chunk;
       for (std::size_t p = 0; p < n; ++p) {
-        std::uint64_t left = start < send_counts[p] ? std::min(chunk, send_counts[p] - start) : 0;
+        std::uint64_t left = round < to_send[p].size() ? to_send[p][round] : 0;
         lengths.clear();
         addresses.clear();
         while (left > 0) {
@@ -198,13 +202,14 @@ class MpiComm final : public Comm {
         send_types_count[p] = lengths.empty() ? 0 : 1;
         send_types[p] = MPI_BYTE;
         if (!lengths.empty()) make_type(send_types[p]);
-        const std::uint64_t r = start < recv_counts[p] ? std::min(chunk, recv_counts[p] - start) : 0;
+        const std::uint64_t r = round < to_receive[p].size() ? to_receive[p][round] : 0;
         recv_types_count[p] = r == 0 ? 0 : 1;
         recv_types[p] = MPI_BYTE;
         if (r > 0) {
           lengths.assign(1, static_cast<int>(r));
-          addresses.assign(1, address_of(received.data() + recv_offsets[p] + start));
+          addresses.assign(1, address_of(received.data() + recv_offsets[p] + received_from[p]));
           make_type(recv_types[p]);
+          received_from[p] += r;
         }
       }
       check_mpi(MPI_Alltoallw(MPI_BOTTOM, send_types_count.data(), zeros.data(), send_types.data(), MPI_BOTTOM,
@@ -226,6 +231,36 @@ class MpiComm final : public Comm {
   const void* mpi_communicator() const override { return &comm_; }
 
  private:
+  // lists[p] goes to rank p; returns what each rank sent here, by rank.
+  // `counts[p]` is lists[p].size(). Lists are short: a few words per
+  // message of an all-to-all.
+  std::vector<std::vector<std::uint64_t>> alltoall_lists(const std::vector<std::vector<std::uint64_t>>& lists,
+                                                         const std::vector<std::uint64_t>& counts) {
+    const auto n = static_cast<std::size_t>(size_);
+    std::vector<std::uint64_t> incoming(n, 0);
+    check_mpi(MPI_Alltoall(counts.data(), 1, MPI_UINT64_T, incoming.data(), 1, MPI_UINT64_T, comm_), "MPI_Alltoall");
+    std::vector<int> send_counts(n), send_displs(n), recv_counts(n), recv_displs(n);
+    std::vector<std::uint64_t> flat;
+    int recv_total = 0;
+    for (std::size_t p = 0; p < n; ++p) {
+      send_displs[p] = static_cast<int>(flat.size());
+      send_counts[p] = static_cast<int>(lists[p].size());
+      flat.insert(flat.end(), lists[p].begin(), lists[p].end());
+      recv_displs[p] = recv_total;
+      recv_counts[p] = static_cast<int>(incoming[p]);
+      recv_total += recv_counts[p];
+    }
+    std::vector<std::uint64_t> got(static_cast<std::size_t>(recv_total));
+    check_mpi(MPI_Alltoallv(flat.data(), send_counts.data(), send_displs.data(), MPI_UINT64_T, got.data(),
+                            recv_counts.data(), recv_displs.data(), MPI_UINT64_T, comm_),
+              "MPI_Alltoallv");
+    std::vector<std::vector<std::uint64_t>> out(n);
+    for (std::size_t p = 0; p < n; ++p) {
+      out[p].assign(got.begin() + recv_displs[p], got.begin() + recv_displs[p] + recv_counts[p]);
+    }
+    return out;
+  }
+
   MPI_Comm comm_;
   int rank_ = 0;
   int size_ = 1;

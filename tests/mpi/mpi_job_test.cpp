@@ -90,6 +90,46 @@ TEST(MpiComm, AlltoallvPiecesReadsScatteredPiecesAcrossRounds) {
   EXPECT_GE(comm->last_exchange_rounds(), (most + 3) / 4);
 }
 
+// Pieces of a megabyte and more go as messages of their own (cut at the
+// round size), small ones between them packed: every byte still arrives in
+// order, whatever mix each rank sends each peer.
+TEST(MpiComm, AlltoallvPiecesMixesLoneAndPackedMessages) {
+  auto comm = make_world_comm();
+  const auto ranks = static_cast<std::uint64_t>(comm->size());
+  const auto me = static_cast<std::uint64_t>(comm->rank());
+  const std::uint64_t large = (kLoneMessageBytes + kLoneMessageBytes / 2) / 8;  // elements
+  // To rank p: 3 small pieces, a large one, 2 small, a large one (its
+  // length depending on me and p), 1 small; element k of what goes to p is
+  // (me, p, k).
+  std::vector<std::vector<Bytes>> buffers(ranks);
+  std::vector<std::vector<ByteView>> pieces(ranks);
+  for (std::uint64_t p = 0; p < ranks; ++p) {
+    std::uint64_t k = 0;
+    for (const std::uint64_t n : {std::uint64_t{3}, std::uint64_t{5}, std::uint64_t{1}, large, std::uint64_t{2},
+                                  std::uint64_t{7}, large + 13 * me + p, std::uint64_t{4}}) {
+      Bytes& piece = buffers[p].emplace_back();
+      for (std::uint64_t i = 0; i < n; ++i, ++k) append_le<std::uint64_t>(piece, (me << 48) | (p << 32) | k);
+    }
+    for (const auto& buffer : buffers[p]) pieces[p].push_back(buffer);
+  }
+  std::vector<std::uint64_t> recv_counts;
+  const ByteArray got = comm->alltoallv_pieces(pieces, recv_counts, 8, kLoneMessageBytes);
+  std::uint64_t offset = 0;
+  for (std::uint64_t src = 0; src < ranks; ++src) {
+    const std::uint64_t n = 3 + 5 + 1 + large + 2 + 7 + large + 13 * src + me + 4;
+    ASSERT_EQ(recv_counts[src], n * 8) << "from rank " << src;
+    for (std::uint64_t k = 0; k < n; ++k, offset += 8) {
+      ASSERT_EQ(load_le<std::uint64_t>(got.data() + offset), (src << 48) | (me << 32) | k) << src << ", " << k;
+    }
+  }
+  EXPECT_EQ(offset, got.size());
+  // Packed, lone (cut in 2), packed, lone (cut in 2), packed: at least 7
+  // rounds whenever a rank sends to another.
+  if (ranks > 1) {
+    EXPECT_GE(comm->last_exchange_rounds(), 7u);
+  }
+}
+
 // Each rank buckets two sources with entries for every rank's shard; the
 // receiver learns each segment's source and sorted flag from its sender,
 // and gets its entries in place.
