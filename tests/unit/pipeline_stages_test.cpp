@@ -226,33 +226,43 @@ TEST(Exchange, SelfCommKeepsEverythingLocalAndCountsRounds) {
   EXPECT_EQ(shard0, (std::vector<std::uint64_t>{0, 2, 4})) << "blocks in the order they were added";
 }
 
+// The source shards of the bucket cases: a CSR one at rows 1000-3000 and a
+// CSC one at columns 1000-3000 of a 7000 x 7000 matrix.
+constexpr GlobalShape kBucketCaseShape{7000, 7000};
+struct BucketCaseShards {
+  SourceShard csr;
+  SourceShard csc;
+  BucketCaseShards() {
+    csr.index = 3;
+    csr.box = {1000, 3000, 0, 900};
+    csc.index = 4;
+    csc.box = {0, 900, 1000, 3000};
+  }
+};
+struct BucketCase {
+  const SourceShard* shard;
+  npz::SparseFormat format;
+  bool ids;
+  const char* scheme;
+  bool sorted = false;  // what BucketBlock::sorted should be, where a test asks
+};
+
 // A rows scheme from a CSR source (a cols scheme from CSC) takes the path
 // that counts a major's entries from indptr and computes the shard once per
 // major: the same block as grouping every entry by shard_of, on plain and
 // hashed sources.
 TEST(Bucket, SchemeAlongTheSourcesMajorMatchesGroupingEveryEntry) {
-  const GlobalShape shape{7000, 7000};
-  SourceShard shard;
-  shard.index = 3;
-  shard.box = {1000, 3000, 0, 900};
-  SourceShard csc_shard;
-  csc_shard.index = 4;
-  csc_shard.box = {0, 900, 1000, 3000};
-  struct Case {
-    const SourceShard* shard;
-    npz::SparseFormat format;
-    bool ids;
-    const char* scheme;
+  const GlobalShape shape = kBucketCaseShape;
+  const BucketCaseShards shards;
+  const std::vector<BucketCase> cases = {
+      {&shards.csr, npz::SparseFormat::kCsr, false, "rows:hash=mix,shards=7"},
+      {&shards.csr, npz::SparseFormat::kCsr, false, "rows:block=300"},
+      {&shards.csr, npz::SparseFormat::kCsr, true, "rows:hash=jump,shards=5"},
+      {&shards.csc, npz::SparseFormat::kCsc, false, "cols:hash=mix,shards=7"},
+      {&shards.csc, npz::SparseFormat::kCsc, false, "cols:block=300"},
+      {&shards.csc, npz::SparseFormat::kCsc, true, "cols:block=1000"},
   };
-  const std::vector<Case> cases = {
-      {&shard, npz::SparseFormat::kCsr, false, "rows:hash=mix,shards=7"},
-      {&shard, npz::SparseFormat::kCsr, false, "rows:block=300"},
-      {&shard, npz::SparseFormat::kCsr, true, "rows:hash=jump,shards=5"},
-      {&csc_shard, npz::SparseFormat::kCsc, false, "cols:hash=mix,shards=7"},
-      {&csc_shard, npz::SparseFormat::kCsc, false, "cols:block=300"},
-      {&csc_shard, npz::SparseFormat::kCsc, true, "cols:block=1000"},
-  };
-  for (const Case& c : cases) {
+  for (const BucketCase& c : cases) {
     const std::string name = std::string(c.scheme) + (c.format == npz::SparseFormat::kCsc ? " from CSC" : " from CSR") +
                              (c.ids ? " with ids" : "");
     const LoadedSource source = loaded_source(*c.shard, 400000, c.format, c.ids);
@@ -311,29 +321,17 @@ bool every_segment_sorted(const BucketBlock& block) {
 // never be set on a block with one: only a canonical CSR (CSC) source going
 // to a CSR (CSC) destination sets it.
 TEST(Bucket, SortedOnlyWhenTheSourceStoresTheDestinationsOrder) {
-  const GlobalShape shape{7000, 7000};
-  SourceShard shard;
-  shard.index = 3;
-  shard.box = {1000, 3000, 0, 900};
-  SourceShard csc_shard;
-  csc_shard.index = 4;
-  csc_shard.box = {0, 900, 1000, 3000};
-  struct Case {
-    const SourceShard* shard;
-    npz::SparseFormat format;
-    bool ids;
-    const char* scheme;
-    bool sorted;
+  const GlobalShape shape = kBucketCaseShape;
+  const BucketCaseShards shards;
+  const std::vector<BucketCase> cases = {
+      {&shards.csr, npz::SparseFormat::kCsr, false, "cols:block=100", true},
+      {&shards.csr, npz::SparseFormat::kCsr, true, "rows:hash=mix,shards=7", true},
+      {&shards.csr, npz::SparseFormat::kCsr, false, "grid:block=700x300", true},
+      {&shards.csr, npz::SparseFormat::kCsr, false, "cols:block=100,layout=csc", false},
+      {&shards.csc, npz::SparseFormat::kCsc, true, "cols:hash=jump,shards=5,layout=csc", true},
+      {&shards.csc, npz::SparseFormat::kCsc, false, "rows:block=300", false},
   };
-  const std::vector<Case> cases = {
-      {&shard, npz::SparseFormat::kCsr, false, "cols:block=100", true},
-      {&shard, npz::SparseFormat::kCsr, true, "rows:hash=mix,shards=7", true},
-      {&shard, npz::SparseFormat::kCsr, false, "grid:block=700x300", true},
-      {&shard, npz::SparseFormat::kCsr, false, "cols:block=100,layout=csc", false},
-      {&csc_shard, npz::SparseFormat::kCsc, true, "cols:hash=jump,shards=5,layout=csc", true},
-      {&csc_shard, npz::SparseFormat::kCsc, false, "rows:block=300", false},
-  };
-  for (const Case& c : cases) {
+  for (const BucketCase& c : cases) {
     const LoadedSource source = loaded_source(*c.shard, 200000, c.format, c.ids);
     ASSERT_TRUE(source.decoded.matrix.minor_sorted) << "loaded_source writes each major's indices ascending";
     const auto map = *ShardMap::bind(*ShardingSpec::parse_text(c.scheme), shape);
@@ -342,7 +340,7 @@ TEST(Bucket, SortedOnlyWhenTheSourceStoresTheDestinationsOrder) {
     EXPECT_EQ(every_segment_sorted(block), c.sorted) << c.scheme << ": the cases unflagged have descents";
   }
   // The same source, re-encoded with one row's first two indices swapped.
-  const LoadedSource canonical = loaded_source(shard, 200000, npz::SparseFormat::kCsr, false);
+  const LoadedSource canonical = loaded_source(shards.csr, 200000, npz::SparseFormat::kCsr, false);
   const npz::SparseMatrix& m = canonical.decoded.matrix;
   std::vector<std::uint64_t> indptr;
   std::vector<std::uint64_t> indices;
@@ -366,7 +364,7 @@ TEST(Bucket, SortedOnlyWhenTheSourceStoresTheDestinationsOrder) {
   ASSERT_TRUE(decoded.ok());
   EXPECT_FALSE(decoded->matrix.minor_sorted);
   LoadedSource swapped;
-  swapped.shard = &shard;
+  swapped.shard = &shards.csr;
   swapped.decoded = std::move(decoded).value();
   const auto map = *ShardMap::bind(*ShardingSpec::parse_text("cols:block=100"), shape);
   EXPECT_FALSE(bucket_source(swapped, map, std::vector<bool>(map.shard_count(), false), 1).sorted)
@@ -539,6 +537,13 @@ std::vector<std::vector<Triple>> merge_test_runs(std::uint64_t rows, const std::
   return runs;
 }
 
+void expect_same_arrays(const AssembledShard& got, const AssembledShard& want, int threads) {
+  EXPECT_EQ(got.indptr, want.indptr) << threads << " threads";
+  EXPECT_EQ(got.indices, want.indices) << threads << " threads";
+  EXPECT_EQ(got.values, want.values) << threads << " threads";
+  EXPECT_EQ(got.fingerprint, want.fingerprint) << threads << " threads";
+}
+
 // The segments are sources 1, 3 and 2 (the interleaving one): duplicates go
 // in (source, position) order. A segment need not be sorted: assembly splits
 // it into sorted runs, or sorts by counting when there are too many. Values
@@ -588,11 +593,7 @@ void expect_merge_matches_reference(const Plan& plan, const DestinationShard& sh
   EXPECT_EQ(indptr_of(one), indptr);
   EXPECT_EQ(one.fingerprint, fingerprint);
   for (const int threads : {2, 3, 5}) {
-    const AssembledShard many = assemble_shard(parts, shard, plan, dtype, ids, threads);
-    EXPECT_EQ(many.indptr, one.indptr) << threads << " threads";
-    EXPECT_EQ(many.indices, one.indices) << threads << " threads";
-    EXPECT_EQ(many.values, one.values) << threads << " threads";
-    EXPECT_EQ(many.fingerprint, one.fingerprint) << threads << " threads";
+    expect_same_arrays(assemble_shard(parts, shard, plan, dtype, ids, threads), one, threads);
   }
   // Segments flagged sorted where they are (as a canonical source's are)
   // are not searched for descents, and assemble the same arrays.
@@ -604,11 +605,7 @@ void expect_merge_matches_reference(const Plan& plan, const DestinationShard& sh
                                               {entries[1], sources[1], sorted(entries[1])}};
   ASSERT_TRUE(flagged[1].sorted || flagged[2].sorted) << "no segment to skip";
   for (const int threads : {1, 2, 3}) {
-    const AssembledShard skipped = assemble_shard(flagged, shard, plan, dtype, ids, threads);
-    EXPECT_EQ(skipped.indptr, one.indptr) << threads << " threads";
-    EXPECT_EQ(skipped.indices, one.indices) << threads << " threads";
-    EXPECT_EQ(skipped.values, one.values) << threads << " threads";
-    EXPECT_EQ(skipped.fingerprint, one.fingerprint) << threads << " threads";
+    expect_same_arrays(assemble_shard(flagged, shard, plan, dtype, ids, threads), one, threads);
   }
   // Giving merged runs back changes nothing in the arrays, while the
   // copies' pages are gone (read as zeros) afterwards.
@@ -616,12 +613,8 @@ void expect_merge_matches_reference(const Plan& plan, const DestinationShard& sh
     std::vector<std::vector<Entry>> copies = entries;
     const std::vector<SourceSegment> copied_parts = {
         {copies[2], sources[2]}, {copies[0], sources[0]}, {copies[1], sources[1]}};
-    const AssembledShard given_back =
-        assemble_shard(copied_parts, shard, plan, dtype, ids, threads, ConsumedEntries::kGiveBack);
-    EXPECT_EQ(given_back.indptr, one.indptr) << threads << " threads";
-    EXPECT_EQ(given_back.indices, one.indices) << threads << " threads";
-    EXPECT_EQ(given_back.values, one.values) << threads << " threads";
-    EXPECT_EQ(given_back.fingerprint, one.fingerprint) << threads << " threads";
+    expect_same_arrays(assemble_shard(copied_parts, shard, plan, dtype, ids, threads, ConsumedEntries::kGiveBack), one,
+                       threads);
     if (!gives_back_pages) continue;
     const Entry& middle = copies[0][copies[0].size() / 2];
     EXPECT_EQ(middle.key, 0u) << threads << " threads: a merged run's inner pages went back to the kernel";
