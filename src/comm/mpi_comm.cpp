@@ -139,14 +139,12 @@ class MpiComm final : public Comm {
     // Each peer learns the lengths of the messages it will get, one per
     // round (exchange_messages), and so where each lands.
     std::vector<std::vector<std::uint64_t>> to_send(n);
-    std::vector<std::uint64_t> message_counts(n, 0);
     for (std::size_t p = 0; p < n; ++p) {
       std::vector<std::uint64_t> piece_bytes;
       for (const auto& piece : send.at(p)) piece_bytes.push_back(piece.size());
       to_send[p] = exchange_messages(piece_bytes, chunk);
-      message_counts[p] = to_send[p].size();
     }
-    const std::vector<std::vector<std::uint64_t>> to_receive = alltoall_lists(to_send, message_counts);
+    const std::vector<std::vector<std::uint64_t>> to_receive = alltoall_lists(to_send);
     recv_counts.assign(n, 0);
     std::uint64_t my_rounds = 0;
     for (std::size_t p = 0; p < n; ++p) {
@@ -232,11 +230,11 @@ class MpiComm final : public Comm {
 
  private:
   // lists[p] goes to rank p; returns what each rank sent here, by rank.
-  // `counts[p]` is lists[p].size(). Lists are short: a few words per
-  // message of an all-to-all.
-  std::vector<std::vector<std::uint64_t>> alltoall_lists(const std::vector<std::vector<std::uint64_t>>& lists,
-                                                         const std::vector<std::uint64_t>& counts) {
+  // Lists are short: a word per message of an all-to-all.
+  std::vector<std::vector<std::uint64_t>> alltoall_lists(const std::vector<std::vector<std::uint64_t>>& lists) {
     const auto n = static_cast<std::size_t>(size_);
+    std::vector<std::uint64_t> counts(n);
+    for (std::size_t p = 0; p < n; ++p) counts[p] = lists[p].size();
     std::vector<std::uint64_t> incoming(n, 0);
     check_mpi(MPI_Alltoall(counts.data(), 1, MPI_UINT64_T, incoming.data(), 1, MPI_UINT64_T, comm_), "MPI_Alltoall");
     std::vector<int> send_counts(n), send_displs(n), recv_counts(n), recv_displs(n);

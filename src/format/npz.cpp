@@ -65,16 +65,20 @@ Status check_indptr(const npy::ArrayView& indptr, std::uint64_t nnz) {
   return Status::Ok();
 }
 
+bool in_range(std::int64_t v, std::uint64_t limit) { return v >= 0 && static_cast<std::uint64_t>(v) < limit; }
+
+Status out_of_range(const std::string& name, std::uint64_t i, std::int64_t v, std::uint64_t limit) {
+  return Status::Invalid(name + "[" + std::to_string(i) + "] = " + std::to_string(v) + " is out of range [0, " +
+                         std::to_string(limit) + ")");
+}
+
 template <typename Index>
 Status check_range(const npy::ArrayView& array, std::uint64_t limit, const std::string& name) {
   const std::uint64_t n = array.element_count();
   const std::uint8_t* base = array.data.data();
   for (std::uint64_t i = 0; i < n; ++i) {
     const auto v = static_cast<std::int64_t>(detail::load_index<Index>(base, i));
-    if (v < 0 || static_cast<std::uint64_t>(v) >= limit) {
-      return Status::Invalid(name + "[" + std::to_string(i) + "] = " + std::to_string(v) + " is out of range [0, " +
-                             std::to_string(limit) + ")");
-    }
+    if (!in_range(v, limit)) return out_of_range(name, i, v, limit);
   }
   return Status::Ok();
 }
@@ -95,10 +99,7 @@ Result<bool> check_indices_by_major(const npy::ArrayView& indptr, const npy::Arr
     std::int64_t previous = std::numeric_limits<std::int64_t>::min();
     for (std::uint64_t i = begin; i < end; ++i) {
       const auto v = static_cast<std::int64_t>(detail::load_index<Index>(base, i));
-      if (v < 0 || static_cast<std::uint64_t>(v) >= limit) {
-        return Status::Invalid("indices[" + std::to_string(i) + "] = " + std::to_string(v) + " is out of range [0, " +
-                               std::to_string(limit) + ")");
-      }
+      if (!in_range(v, limit)) return out_of_range("indices", i, v, limit);
       sorted &= v >= previous;
       previous = v;
     }
