@@ -58,6 +58,10 @@ def memory_run(work, limit_mib, nnz):
     # enough shards that each needs about a quarter of the limit.
     new = f"rows:hash=mix,shards={max(64, -(-nnz * 84 * 4 // limit))}"
     src = os.path.join(work, "mem-src", "shard_{i}.npz")
+    # A new source each time: the outputs of an earlier run were made from
+    # another one, and a job refuses to resume them (the source changed).
+    for old_run in ("mem-src", "mem-free", "mem-np1", "mem-np2"):
+        shutil.rmtree(os.path.join(work, old_run), ignore_errors=True)
     subprocess.run([sys.executable, "-c",
                     "import sys; sys.path.insert(0, %r); from sparse_reshard.testing import *; "
                     "write_sharded(skewed_matrix(%d, %d, %d, seed=5), Scheme.parse(%r), %r, compressed=False)"
