@@ -125,5 +125,68 @@ TEST(NpzErrors, CooChecksRanges) {
   EXPECT_EQ(error_of(m), "col[1] = 9 is out of range [0, 4)");
 }
 
+// A CSR matrix large enough that decode() walks its indices in up to 4
+// slices (kMinIndicesPerCheckSlice entries each): 2000 rows of 600 sorted
+// indices in [0, 1000). `indices` is handed to tests to break.
+struct LargeCsr {
+  static constexpr std::int32_t kRows = 2000;
+  static constexpr std::int32_t kPerRow = 600;
+  std::vector<std::int32_t> indices;
+  LargeCsr() {
+    for (std::int32_t r = 0; r < kRows; ++r) {
+      for (std::int32_t j = 0; j < kPerRow; ++j) indices.push_back(j);
+    }
+  }
+  Bytes archive_file() const {
+    std::vector<std::int32_t> indptr;
+    for (std::int32_t r = 0; r <= kRows; ++r) indptr.push_back(r * kPerRow);
+    auto m = valid_members();
+    m["indices"] = array_npy<std::int32_t>(indices, npy::int32_dtype());
+    m["indptr"] = array_npy<std::int32_t>(indptr, npy::int32_dtype());
+    m["shape"] = array_npy<std::int64_t>({kRows, 1000}, npy::int64_dtype());
+    m["data"] = array_npy<double>(std::vector<double>(indices.size(), 1.0), {'f', 8});
+    return archive(m);
+  }
+};
+
+// What decode() on `threads` threads says of the file: its error, or
+// whether it found every row's indices sorted.
+std::string decoded_on(const Bytes& file, int threads) {
+  auto decoded = decode(Bytes(file), threads);
+  if (!decoded.ok()) return decoded.status().message();
+  return decoded->matrix.minor_sorted ? "sorted" : "not sorted";
+}
+
+TEST(NpzErrors, IndicesCheckedInSlicesNameTheFirstBadPosition) {
+  LargeCsr csr;
+  // One bad index in each quarter, the first late in its quarter: a slice
+  // that reported its own error, or the last one found, would name another.
+  for (const std::size_t at : {280000, 320000, 610000, 1190000}) csr.indices[at] = 1000 + static_cast<int>(at % 7);
+  const Bytes file = csr.archive_file();
+  for (const int threads : {1, 2, 3, 4}) {
+    EXPECT_EQ(decoded_on(file, threads), "indices[280000] = 1000 is out of range [0, 1000)") << threads << " threads";
+  }
+  // Only the last quarter is wrong: every slice is walked.
+  LargeCsr last;
+  last.indices[1190000] = -3;
+  for (const int threads : {1, 2, 4}) {
+    EXPECT_EQ(decoded_on(last.archive_file(), threads), "indices[1190000] = -3 is out of range [0, 1000)")
+        << threads << " threads";
+  }
+}
+
+TEST(NpzErrors, SortedOnlyWhenEverySliceIsSorted) {
+  LargeCsr csr;
+  for (const int threads : {1, 2, 4}) EXPECT_EQ(decoded_on(csr.archive_file(), threads), "sorted") << threads;
+  // A fall inside one row, in the first quarter and then in the last.
+  for (const std::size_t at : {1000, 1199000}) {
+    LargeCsr fallen;
+    std::swap(fallen.indices[at], fallen.indices[at + 1]);
+    for (const int threads : {1, 2, 4}) {
+      EXPECT_EQ(decoded_on(fallen.archive_file(), threads), "not sorted") << "at " << at << ", " << threads;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace reshard::npz

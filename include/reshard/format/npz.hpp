@@ -78,9 +78,10 @@ Result<DecodedShard> decode(Bytes&& file, int threads);
 // Builds and validates a matrix from its arrays, named as save_npz names its
 // members without ".npy" ("data", "indptr", "indices" or "row", "col", and
 // optionally "row_ids", "col_ids"); the views must outlive the result. Every
-// container (npz, HDF5) checks its arrays here.
+// container (npz, HDF5) checks its arrays here, the indices of CSR and CSC
+// on up to `threads` threads.
 Result<SparseMatrix> matrix_from_arrays(SparseFormat format, std::uint64_t nrows, std::uint64_t ncols,
-                                        const std::map<std::string, npy::ArrayView>& arrays);
+                                        const std::map<std::string, npy::ArrayView>& arrays, int threads = 1);
 
 // Decodes just the `shape` and `format` members; used when planning, before
 // shards are read in full.
