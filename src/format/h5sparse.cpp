@@ -319,7 +319,7 @@ Result<std::vector<std::uint64_t>> indptr_at(const std::string& path, const std:
 }
 
 Result<npz::DecodedShard> read_major_range(const std::string& path, const std::string& group, std::uint64_t begin,
-                                           std::uint64_t end) {
+                                           std::uint64_t end, int threads) {
   std::lock_guard<std::mutex> lock(hdf5::hdf5_lock());
   RESHARD_ASSIGN_OR_RETURN(Handle opened, open_path(path));
   RESHARD_ASSIGN_OR_RETURN(MatrixGroup matrix, open_matrix_group(opened.get(), group));
@@ -364,13 +364,13 @@ Result<npz::DecodedShard> read_major_range(const std::string& path, const std::s
     arrays[name] = npy::ArrayView{info.dtype, {count}, ByteView(buffer)};
   }
   (csr ? shape.nrows : shape.ncols) = end - begin;
-  auto built = npz::matrix_from_arrays(shape.format, shape.nrows, shape.ncols, arrays);
+  auto built = npz::matrix_from_arrays(shape.format, shape.nrows, shape.ncols, arrays, threads);
   if (!built.ok()) return built.status().with_context(matrix.path);
   shard.matrix = std::move(built).value();
   return shard;
 }
 
-Result<npz::DecodedShard> decode(ByteView file, const std::string& group) {
+Result<npz::DecodedShard> decode(ByteView file, const std::string& group, int threads) {
   std::lock_guard<std::mutex> lock(hdf5::hdf5_lock());
   RESHARD_ASSIGN_OR_RETURN(Handle opened, open_image(file));
   RESHARD_ASSIGN_OR_RETURN(MatrixGroup matrix, open_matrix_group(opened.get(), group));
@@ -390,7 +390,7 @@ Result<npz::DecodedShard> decode(ByteView file, const std::string& group) {
     arrays[name] = npy::ArrayView{info.dtype, {info.length}, ByteView(buffer)};
   }
   const auto& shape = matrix.shape_and_format;
-  auto built = npz::matrix_from_arrays(shape.format, shape.nrows, shape.ncols, arrays);
+  auto built = npz::matrix_from_arrays(shape.format, shape.nrows, shape.ncols, arrays, threads);
   if (!built.ok()) return built.status().with_context(matrix.path);
   shard.matrix = std::move(built).value();
   return shard;

@@ -204,10 +204,10 @@ Result<LoadedSource> decode_source(const Store& store, const SourceShard& shard,
       loaded.bytes_read = shard.bytes;
       const std::optional<std::string> path = store.local_path(shard.key);
       if (!path) return Status::Internal("a part of a file on a store without local paths");
-      return h5sparse::read_major_range(*path, shard.group, shard.major_begin, shard.major_end);
+      return h5sparse::read_major_range(*path, shard.group, shard.major_begin, shard.major_end, threads);
     }
     if (!h5sparse::is_hdf5_key(shard.key)) return npz::decode(std::move(file), threads);
-    auto from_hdf5 = h5sparse::decode(file, shard.group);
+    auto from_hdf5 = h5sparse::decode(file, shard.group, threads);
     Bytes().swap(file);  // HDF5 decoded from its own copy
     return from_hdf5;
   }();

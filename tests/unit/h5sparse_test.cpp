@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <functional>
 
 #include "reshard/fingerprint.hpp"
 #include "support/golden.hpp"
@@ -141,6 +142,46 @@ TEST(H5Encode, RoundTripsDeterministicallyWithAndWithoutGzip) {
     const std::vector<std::tuple<std::uint64_t, std::uint64_t, double>> expected = {
         {0, 1, 1.5}, {0, 4, -2.0}, {2, 0, 3.25}};
     EXPECT_EQ(got, expected);
+  }
+}
+
+// Large enough for decode() to walk the indices in up to 4 slices: 2000
+// rows of 600 sorted indices in [0, 1000), with `change` applied to them.
+Bytes large_csr_file(const std::function<void(std::vector<std::uint64_t>&)>& change) {
+  Encoded e;
+  for (std::uint64_t r = 0; r <= 2000; ++r) e.indptr.push_back(r * 600);
+  for (std::uint64_t r = 0; r < 2000; ++r) {
+    for (std::uint64_t j = 0; j < 600; ++j) e.indices.push_back(j);
+  }
+  change(e.indices);
+  e.values.assign(e.indices.size(), 1.0);
+  e.input.nrows = 2000;
+  e.input.ncols = 1000;
+  e.input.value_dtype = {'f', 8};
+  point(e);
+  auto bytes = encode(e.input, WriteOptions{});
+  EXPECT_TRUE(bytes.ok()) << bytes.status().message();
+  return bytes.ok() ? *bytes : Bytes{};
+}
+
+// What decode() on `threads` threads says of the file: its error, or
+// whether it found every row's indices sorted.
+std::string decoded_on(const Bytes& file, int threads) {
+  auto decoded = decode(file, "", threads);
+  if (!decoded.ok()) return decoded.status().message();
+  return decoded->matrix.minor_sorted ? "sorted" : "not sorted";
+}
+
+TEST(H5Decode, ChecksIndicesAlikeOnEveryThreadCount) {
+  const Bytes sorted = large_csr_file([](auto&) {});
+  const Bytes fallen = large_csr_file([](auto& indices) { std::swap(indices[1199000], indices[1199001]); });
+  const Bytes bad = large_csr_file([](auto& indices) { indices[1190000] = 1003; });
+  for (const int threads : {1, 2, 4}) {
+    SCOPED_TRACE(threads);
+    EXPECT_EQ(decoded_on(sorted, threads), "sorted");
+    EXPECT_EQ(decoded_on(fallen, threads), "not sorted");
+    EXPECT_NE(decoded_on(bad, threads).find("indices[1190000] = 1003 is out of range [0, 1000)"), std::string::npos)
+        << decoded_on(bad, threads);
   }
 }
 

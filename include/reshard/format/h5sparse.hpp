@@ -37,9 +37,11 @@ struct Summary {
   std::uint32_t indptr_itemsize = 0;
 };
 
-// `group` empty: /X, or /matrix when the file has no /X (10x).
+// `group` empty: /X, or /matrix when the file has no /X (10x). decode and
+// read_major_range check the indices on up to `threads` threads, as
+// npz::decode does.
 Result<Summary> summarize(ByteView file, const std::string& group);
-Result<npz::DecodedShard> decode(ByteView file, const std::string& group);
+Result<npz::DecodedShard> decode(ByteView file, const std::string& group, int threads = 1);
 
 // One file read in parts by every rank (the `single` scheme). These are the
 // format's only functions that do I/O: HDF5 opens a local path read-only
@@ -52,7 +54,7 @@ Result<std::vector<std::uint64_t>> indptr_at(const std::string& path, const std:
 // Rows [begin, end) of a CSR matrix (columns of a CSC one) as a matrix of
 // end - begin rows (columns), its indptr rebased to 0 (int64).
 Result<npz::DecodedShard> read_major_range(const std::string& path, const std::string& group, std::uint64_t begin,
-                                           std::uint64_t end);
+                                           std::uint64_t end, int threads = 1);
 
 struct WriteOptions {
   std::string group = kDefaultGroup;
