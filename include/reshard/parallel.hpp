@@ -44,6 +44,14 @@ void run_beside(int helpers, HelperTask&& helper, CallerTask&& caller_task) {
   for (auto& thread : threads) thread.join();
 }
 
+// How many parts to split `items` into for `threads` threads: one per
+// thread, but none smaller than `min_items_per_part` (below that, starting
+// a thread costs more than it saves), and at least one.
+inline std::uint64_t parallel_parts(std::uint64_t items, int threads, std::uint64_t min_items_per_part) {
+  return std::max<std::uint64_t>(
+      1, std::min<std::uint64_t>(static_cast<std::uint64_t>(std::max(1, threads)), items / min_items_per_part));
+}
+
 // Cut point k of `total` items split into `parts` even ranges (k = 0 ..
 // parts): floor(total * k / parts) without overflowing, for parts small
 // enough that (total % parts) * k fits.

@@ -124,26 +124,13 @@ Result<bool> check_indices_in_slices(const npy::ArrayView& indptr, const npy::Ar
                                      int threads) {
   const std::uint64_t nmajor = indptr.element_count() - 1;
   const std::uint64_t nnz = indices.element_count();
-  const std::uint64_t slices = std::max<std::uint64_t>(
-      1, std::min<std::uint64_t>(static_cast<std::uint64_t>(std::max(1, threads)), nnz / kMinIndicesPerCheckSlice));
+  const std::uint64_t slices = parallel_parts(nnz, threads, kMinIndicesPerCheckSlice);
   if (slices == 1) return check_indices_by_major<Index, Pointer>(indptr, indices, limit, 0, nmajor);
-  // Slice k starts at the first row holding entry even_cut(nnz, slices, k).
+  // Slice k starts at the row holding entry even_cut(nnz, slices, k).
   std::vector<std::uint64_t> cut(slices + 1, nmajor);
   cut[0] = 0;
-  const std::uint8_t* pointers = indptr.data.data();
   for (std::uint64_t k = 1; k < slices; ++k) {
-    const std::uint64_t entry = even_cut(nnz, slices, k);
-    std::uint64_t lo = cut[k - 1];
-    std::uint64_t hi = nmajor;
-    while (lo < hi) {
-      const std::uint64_t mid = lo + (hi - lo) / 2;
-      if (static_cast<std::uint64_t>(detail::load_index<Pointer>(pointers, mid + 1)) <= entry) {
-        lo = mid + 1;
-      } else {
-        hi = mid;
-      }
-    }
-    cut[k] = lo;
+    cut[k] = detail::major_holding<Pointer>(indptr.data.data(), nmajor, even_cut(nnz, slices, k));
   }
   std::vector<Result<bool>> found(slices, true);
   run_in_parallel(slices, threads, [&](std::size_t k) {

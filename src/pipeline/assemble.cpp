@@ -86,8 +86,7 @@ bool split_into_sorted_runs(const std::vector<SourceSegment>& parts, int threads
     unknown += parts[s].sorted ? 0 : parts[s].entries.size();
   }
   const std::uint64_t n = segment_start.back();
-  const std::uint64_t even_slices = std::max<std::uint64_t>(
-      1, std::min<std::uint64_t>(static_cast<std::uint64_t>(std::max(1, threads)), n / kMinEntriesPerMergePiece));
+  const std::uint64_t even_slices = parallel_parts(n, threads, kMinEntriesPerMergePiece);
   const std::uint64_t slices = unknown == 0 ? 0 : even_slices;
   // A slice stops at kMaxMergedRuns + 1 descents: that many already mean a
   // counting sort.
@@ -319,8 +318,7 @@ void merge_sorted_runs(const std::vector<Run>& runs, const AxisMapping& major_ax
   out.indptr.resize((nmajor + 1) * out.index_width);
   out.indices.resize(n * out.index_width);
   out.values.resize(n * out.value_dtype.itemsize);
-  const std::uint64_t wanted = std::max<std::uint64_t>(
-      1, std::min<std::uint64_t>(static_cast<std::uint64_t>(std::max(1, threads)), n / kMinEntriesPerMergePiece));
+  const std::uint64_t wanted = parallel_parts(n, threads, kMinEntriesPerMergePiece);
   std::vector<MergePiece> pieces(wanted);
   for (std::uint64_t t = 1; t < wanted; ++t) {
     // The smallest major with at least t/wanted of the entries below it.

@@ -61,8 +61,7 @@ BucketBlock bucket_source(const LoadedSource& source, const ShardMap& destinatio
   // per destination, after those of the ranges before it, so the block is
   // the same for any thread count: ranges are few and large because the
   // per-range counts cost a word per destination shard.
-  const std::uint64_t ranges = std::max<std::uint64_t>(
-      1, std::min<std::uint64_t>(static_cast<std::uint64_t>(std::max(1, threads)), nnz / kMinEntriesPerBucketRange));
+  const std::uint64_t ranges = parallel_parts(nnz, threads, kMinEntriesPerBucketRange);
   auto range_begin = [&](std::uint64_t r) { return nnz / ranges * r + std::min(r, nnz % ranges); };
   const bool by_major = destination_follows_source_major(source, destination_map);
   // As bytes, once: each range reads them through a pointer of its own.

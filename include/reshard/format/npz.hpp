@@ -159,23 +159,28 @@ std::uint64_t load_value_bits_as(const std::uint8_t* base, std::uint64_t i, std:
 // Calls f(outer, begin, end) for every outer index (row of CSR, column of
 // CSC) with entries at positions [begin, end) within [first, last), in
 // order: the one walk of indptr that the entry and major walks share.
-template <typename Major, typename F>
-void for_each_major_range_as(const SparseMatrix& m, std::uint64_t first, std::uint64_t last, F& f) {
-  const std::uint8_t* majors = m.major.data.data();
-  const std::uint64_t nmajor = m.format == SparseFormat::kCsr ? m.nrows : m.ncols;
-  // The outer index holding position `first`: the last with indptr <= first
-  // (indptr is validated non-decreasing, from 0 to nnz).
+// The outer index (row of CSR, column of CSC) holding `position`, one of
+// the nnz stored positions: the last whose indptr word is <= position
+// (indptr, nmajor + 1 words, validated non-decreasing from 0 to nnz).
+template <typename Major>
+std::uint64_t major_holding(const std::uint8_t* indptr, std::uint64_t nmajor, std::uint64_t position) {
   std::uint64_t lo = 0;
   std::uint64_t hi = nmajor;
   while (lo < hi) {
     const std::uint64_t mid = lo + (hi - lo + 1) / 2;
-    if (static_cast<std::uint64_t>(load_index<Major>(majors, mid)) <= first) {
+    if (static_cast<std::uint64_t>(load_index<Major>(indptr, mid)) <= position) {
       lo = mid;
     } else {
       hi = mid - 1;
     }
   }
-  for (std::uint64_t outer = lo; outer < nmajor; ++outer) {
+  return lo;
+}
+template <typename Major, typename F>
+void for_each_major_range_as(const SparseMatrix& m, std::uint64_t first, std::uint64_t last, F& f) {
+  const std::uint8_t* majors = m.major.data.data();
+  const std::uint64_t nmajor = m.format == SparseFormat::kCsr ? m.nrows : m.ncols;
+  for (std::uint64_t outer = major_holding<Major>(majors, nmajor, first); outer < nmajor; ++outer) {
     const auto begin = std::max(first, static_cast<std::uint64_t>(load_index<Major>(majors, outer)));
     const auto end = std::min(last, static_cast<std::uint64_t>(load_index<Major>(majors, outer + 1)));
     if (end > begin) f(outer, begin, end);
