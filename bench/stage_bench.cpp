@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "reshard/format/npz.hpp"
+#include "reshard/parallel.hpp"
 #include "reshard/pipeline/assemble.hpp"
 #include "reshard/pipeline/bucket.hpp"
 #include "reshard/process_memory.hpp"
@@ -68,6 +69,17 @@ Timing best_of_3(const std::function<void()>& run) {
     }
   }
   return best;
+}
+
+// Microseconds that run_in_parallel takes to start and join a second
+// thread (two empty tasks on two threads, mean of 1000 calls): the cost
+// that the stages' minimum part sizes (kMinEntriesPerMergePiece and the
+// like) must outweigh.
+double thread_start_us() {
+  constexpr int kCalls = 1000;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < kCalls; ++i) run_in_parallel(2, 2, [](std::size_t) {});
+  return std::chrono::duration<double>(Clock::now() - t0).count() * 1e6 / kCalls;
 }
 
 [[noreturn]] void fail(const std::string& what) {
@@ -177,6 +189,7 @@ int main(int argc, char** argv) {
   std::printf("stage_bench: %llu entries, %llux%llu, one source shard -> 8 column blocks, best of 3\n",
               static_cast<unsigned long long>(nnz), static_cast<unsigned long long>(arrays.nrows),
               static_cast<unsigned long long>(arrays.ncols));
+  std::printf("run_in_parallel: %.1f us to start and join a second thread (mean of 1000 calls)\n", thread_start_us());
   std::vector<Row> rows;
 
   // Encode: the write stage's CPU part, at the default and at deflate:6.

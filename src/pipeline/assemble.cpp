@@ -57,7 +57,7 @@ constexpr std::uintptr_t kPrefetchEntries = 64;
 constexpr std::size_t kMaxMergedRuns = 1024;
 // Below this many entries per thread, splitting a merge costs more than it
 // saves: starting and joining a thread (run_in_parallel) takes 33-51 us
-// here, what merging ~6-8k entries takes. At 64Ki, shards of up to 128Ki
+// here (stage_bench prints it), what merging ~6-8k entries takes. At 64Ki, shards of up to 128Ki
 // entries were merged on one thread, which on stage_bench's 7 small column
 // blocks (~107k entries each) kept 2 threads at 1.31-1.76x of one.
 constexpr std::uint64_t kMinEntriesPerMergePiece = 1 << 14;
