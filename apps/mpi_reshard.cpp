@@ -148,7 +148,8 @@ std::optional<int> parse_command_line(int argc, char** argv, int rank, CommandLi
       "memory per rank, e.g. 4GiB (default: half the node's memory split among its ranks); entries that do not "
       "fit are spilled to --scratch-dir");
   add("threads", po::value(&threads)->default_value(threads),
-      "threads per rank for inflating and deflating a shard's arrays (0: the node's cores / its ranks)");
+      "threads per rank (0: for reading, bucketing and assembling, the node's CPUs / its ranks; for deflating "
+      "the output, every CPU the rank may run on, as ranks that are done sleep)");
   add("claim-lease", po::value(&claim_lease)->default_value(claim_lease),
       "seconds a crashed job's claim on the destination keeps other jobs out (renewed every sixth of it; a crash "
       "seen from the claiming host frees it at once)");

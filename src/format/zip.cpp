@@ -488,7 +488,10 @@ Status write_archive_streamed(const std::vector<MemberToWrite>& members, const W
     };
     // The calling thread hands chunks over (it mostly waits on the sink's
     // I/O) while `threads` helpers compress.
-    run_beside(threads, compress_chunks, [&] {
+    // No more helpers than chunks: a small file has one or two, and each
+    // helper is a thread started and joined.
+    const int helpers = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(threads), chunks.size()));
+    run_beside(helpers, compress_chunks, [&] {
       for (std::size_t c = 0; c < chunks.size() && emitted.ok(); ++c) {
         {
           std::unique_lock lock(mutex);

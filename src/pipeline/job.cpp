@@ -11,8 +11,8 @@
 #include <future>
 #include <optional>
 #include <sstream>
-#include <thread>
 
+#include "reshard/cpu_share.hpp"
 #include "reshard/fault.hpp"
 #include "reshard/format/h5sparse.hpp"
 #include "reshard/pipeline/assemble.hpp"
@@ -340,12 +340,20 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   const std::vector<bool> routing_skip = one_file_path ? std::vector<bool>(routing.destinations.size(), skip[0]) : skip;
 
   const std::string scratch_dir = config.scratch_dir.empty() ? default_scratch_dir() : config.scratch_dir;
-  const int threads =
-      config.threads > 0
-          ? config.threads
-          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, comm.ranks_on_node()));
+  const int cpus_allowed = cpus_this_process_may_use();
+  const ThreadCounts thread_count = thread_counts(config.threads, cpus_allowed, cpus_of_node(), comm.ranks_on_node());
+  const int threads = thread_count.stages;
   zip::WriteOptions compression = config.compression;
-  compression.threads = threads;
+  compression.threads = thread_count.write;
+  // The ranks bound below their share, counted on every rank (a collective)
+  // for rank 0's warning.
+  const bool bound = config.threads <= 0 && bound_below_share(cpus_allowed, cpus_of_node(), comm.ranks_on_node());
+  const std::uint64_t bound_ranks = comm.sum(bound ? 1 : 0);
+  if (auto warning = binding_warning(static_cast<int>(bound_ranks), comm.size(), cpus_allowed, cpus_of_node(),
+                                     comm.ranks_on_node());
+      warning && rank == 0) {
+    outcome.warnings.push_back(*warning);
+  }
   CommitLog log(dst_store, plan.destination_directory, start.manifest);
   stats.seconds["plan"] = seconds_since(phase);
   report_progress("plan", kPlanWeight,
@@ -757,6 +765,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
 
   // ---- report ----
   json mine = {{"rank", rank},
+               {"cpus_allowed", cpus_allowed},
                {"source_shards_read", stats.source_shards_read},
                {"bytes_read", stats.bytes_read},
                {"entries_sent", stats.exchange.entries_sent},
@@ -803,6 +812,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   report["exchange_rounds"] = stats.exchange.rounds;
   report["exchange_waves"] = waves.waves.size();
   report["threads_per_rank"] = threads;
+  report["write_threads_per_rank"] = compression.threads;
   report["memory"] = {{"limit_bytes", budget.limit},
                       {"baseline_bytes", budget.baseline},
                       {"working_bytes", working},
