@@ -36,7 +36,7 @@ for ((r = 1; r <= runs; r++)); do
     rm -rf "$out/dst"
     start=$(date +%s.%N)
     # shellcheck disable=SC2086
-    mpirun -np 2 $extra "$bin" --src "$work/src-none/shard_{i}.npz" --old-scheme "$src_scheme" \
+    mpirun -np 2 --bind-to none $extra "$bin" --src "$work/src-none/shard_{i}.npz" --old-scheme "$src_scheme" \
       --dst "$out/dst/s_{i}.npz" --new-scheme "$scheme" --compress "$compress" --memory-limit "$limit" \
       --report "$out/report.json" -q < /dev/null
     end=$(date +%s.%N)

@@ -13,6 +13,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BIN = os.environ.get("RESHARD_BIN", os.path.join(ROOT, "build", "bin", "mpi_reshard"))
+# Ranks unbound, as the Python wrapper starts them: mpirun would bind each of
+# two ranks to one core, and the rank that writes the hot shard could not
+# deflate on the other rank's core once that rank is done (docs/operations.md).
+MPIRUN = ["mpirun", "--bind-to", "none"]
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
 
@@ -74,13 +78,13 @@ def memory_run(work, limit_mib, nnz):
     if not ok:
         print("bench: FAIL the matrix is not 8x the limit; raise --memory-nnz")
     free = os.path.join(work, "mem-free", "shard_{i}.npz")
-    subprocess.run(["mpirun", "-np", "2", BIN, "--src", src, "--old-scheme", old, "--dst", free, "--new-scheme", new,
+    subprocess.run([*MPIRUN, "-np", "2", BIN, "--src", src, "--old-scheme", old, "--dst", free, "--new-scheme", new,
                     "--compress", "none"], check=True, env=ENV, capture_output=True)
     print(f"{'ranks':<7}{'wall s':>8}{'waves':>7}{'spilled MiB':>13}{'peak RSS MiB per rank':>24}{'worst/limit':>13}")
     for ranks in (1, 2):
         dst = os.path.join(work, f"mem-np{ranks}", "shard_{i}.npz")
         report = os.path.join(work, f"mem-np{ranks}.json")
-        wall, _ = timed(["mpirun", "-np", str(ranks), BIN, "--src", src, "--old-scheme", old, "--dst", dst,
+        wall, _ = timed([*MPIRUN, "-np", str(ranks), BIN, "--src", src, "--old-scheme", old, "--dst", dst,
                          "--new-scheme", new, "--compress", "none", "--memory-limit", f"{limit_mib}MiB",
                          "--scratch-dir", work, "--report", report])
         with open(report) as f:
@@ -131,7 +135,7 @@ def h5ad_run(work, rows, cols, old, shape, total_memory):
             report = os.path.join(out, f"{tag}-np{ranks}.json")
             limit = f"{int(0.8 * total_memory / ranks) >> 20}MiB"
             row[f"np{ranks}_s"], _ = timed(
-                ["mpirun", "-np", str(ranks), BIN, "--src", src, "--old-scheme", src_scheme, "--dst",
+                [*MPIRUN, "-np", str(ranks), BIN, "--src", src, "--old-scheme", src_scheme, "--dst",
                  os.path.join(out, f"{tag}-np{ranks}", dst_name), "--new-scheme", dst_scheme, "--compress", "none",
                  "--report", report, "--memory-limit", limit])
             row[f"np{ranks}_rss"] = max(p["peak_rss_bytes"] for p in json.load(open(report))["per_rank"])
@@ -154,7 +158,7 @@ def reshard_run(out, tag, src, old, new, ranks, total_memory, options, mpi=()):
     dst = os.path.join(out, tag, "shard_{i}.npz")
     report = os.path.join(out, f"{tag}.json")
     limit = f"{int(0.8 * total_memory / ranks) >> 20}MiB"
-    wall, _ = timed(["mpirun", "-np", str(ranks), *mpi, BIN, "--src", src, "--old-scheme", old, "--dst", dst,
+    wall, _ = timed([*MPIRUN, "-np", str(ranks), *mpi, BIN, "--src", src, "--old-scheme", old, "--dst", dst,
                      "--new-scheme", new, *options, "--report", report, "--memory-limit", limit])
     with open(report) as f:
         r = json.load(f)

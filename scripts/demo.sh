@@ -27,10 +27,10 @@ echo "== making a sample matrix with scipy in $DEMO_DIR/m"
 echo "== planning $OLD -> $NEW: skew of the plain scheme, and a balanced proposal"
 # Reads only the index arrays; the proposal is an optimal split into as many
 # column ranges as the plain scheme has shards.
-mpirun -np "$RANKS" --oversubscribe build/bin/mpi_reshard plan \
+mpirun -np "$RANKS" --oversubscribe --bind-to none build/bin/mpi_reshard plan \
   --src "$DEMO_DIR/m/shard_{i}.npz" --old-scheme "$OLD" --new-scheme "$NEW" --balance nnz \
   --dst "$DEMO_DIR/m_cols/shard_{i}.npz" --format json > "$DEMO_DIR/plan.json"
-mpirun -np "$RANKS" --oversubscribe build/bin/mpi_reshard plan \
+mpirun -np "$RANKS" --oversubscribe --bind-to none build/bin/mpi_reshard plan \
   --src "$DEMO_DIR/m/shard_{i}.npz" --old-scheme "$OLD" --new-scheme "$NEW" --balance nnz \
   --dst "$DEMO_DIR/m_cols/shard_{i}.npz"
 NEW="$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["proposal"]["scheme"])' \
@@ -38,7 +38,7 @@ NEW="$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))
 
 echo "== resharding $OLD -> $NEW (the balanced proposal) with mpirun -np $RANKS"
 /usr/bin/time -v -o "$DEMO_DIR/time.txt" \
-  mpirun -np "$RANKS" --oversubscribe build/bin/mpi_reshard \
+  mpirun -np "$RANKS" --oversubscribe --bind-to none build/bin/mpi_reshard \
     --src "$DEMO_DIR/m/shard_{i}.npz" --old-scheme "$OLD" \
     --dst "$DEMO_DIR/m_cols/shard_{i}.npz" --new-scheme "$NEW" \
     --report "$DEMO_DIR/report.json" --progress
@@ -52,10 +52,10 @@ echo "== verifying with scipy"
   --shape "${ROWS}x${COLS}" --report "$DEMO_DIR/report.json"
 
 echo "== AnnData round trip: the column ranges as row-block .h5ad files, and back to .npz"
-mpirun -np "$RANKS" --oversubscribe build/bin/mpi_reshard -q \
+mpirun -np "$RANKS" --oversubscribe --bind-to none build/bin/mpi_reshard -q \
   --src "$DEMO_DIR/m_cols/shard_{i}.npz" --old-scheme "$NEW" \
   --dst "$DEMO_DIR/m_h5ad/shard_{i}.h5ad" --new-scheme "$OLD"
-mpirun -np "$RANKS" --oversubscribe build/bin/mpi_reshard -q \
+mpirun -np "$RANKS" --oversubscribe --bind-to none build/bin/mpi_reshard -q \
   --src "$DEMO_DIR/m_h5ad/shard_{i}.h5ad" --old-scheme "$OLD" \
   --dst "$DEMO_DIR/m_back/shard_{i}.npz" --new-scheme "$OLD"
 /usr/bin/python3 scripts/demo_matrix.py h5ad-round-trip --src "$DEMO_DIR/m/shard_{i}.npz" \

@@ -94,6 +94,12 @@ def _launcher_command(launcher: str, num_ranks: int, mpi_args: Sequence[str]) ->
     command = ["mpirun", "-np", str(num_ranks)]
     if num_ranks > (os.cpu_count() or 1):
         command.append("--oversubscribe")
+    # mpirun binds each of two or fewer ranks to one core, and more to a
+    # socket: a rank's threads would take turns on those, and the owner of a
+    # hot shard could not deflate on the cores of ranks that are done. The
+    # user's own --bind-to wins.
+    if not any(a.startswith("--bind-to") for a in mpi_args):
+        command += ["--bind-to", "none"]
     return command + list(mpi_args)
 
 

@@ -195,6 +195,41 @@ def test_missing_source_raises_reshard_error(tmp_path):
     assert "----" not in info.value.stderr_tail and "mpirun" not in info.value.stderr_tail, "launcher banner kept"
 
 
+def test_ranks_are_not_bound_unless_the_user_binds_them(tmp_path):
+    # mpirun binds each of two ranks to one core by default; the wrapper
+    # starts them unbound, so the rank that writes a hot shard can deflate
+    # on the cores of the ranks that are done. The report says how many
+    # CPUs each rank could use and how many threads it took.
+    cpus = len(os.sched_getaffinity(0))
+    if cpus < 2:
+        pytest.skip("binding to cores only shows with 2 or more CPUs")
+    src = str(tmp_path / "src" / "shard_{i}.npz")
+    write_sharded(skewed_matrix(90, 40, 900, seed=5), Scheme.parse("rows:block=30"), src)
+    free = reshuffle(src, str(tmp_path / "free" / "s_{i}.npz"), "rows:block=30", "cols:block=10", num_ranks=2)
+    assert [r["cpus_allowed"] for r in free.raw["per_rank"]] == [cpus, cpus]
+    assert free.raw["threads_per_rank"] == max(1, cpus // 2), "the shuffle stages take the rank's share"
+    assert free.raw["write_threads_per_rank"] == cpus, "the compressors may use every CPU of the rank"
+    assert free.raw["warnings"] == []
+    bound = reshuffle(src, str(tmp_path / "bound" / "s_{i}.npz"), "rows:block=30", "cols:block=10", num_ranks=2,
+                      mpi_args=["--bind-to", "core"])
+    assert [r["cpus_allowed"] for r in bound.raw["per_rank"]] == [1, 1], "the user's --bind-to wins"
+    assert bound.raw["threads_per_rank"] == 1 and bound.raw["write_threads_per_rank"] == 1
+    # One rank, whose share is the whole node, bound to one core: it says so.
+    report = str(tmp_path / "pinned.json")
+    done = subprocess.run(["mpirun", "-np", "1", "--bind-to", "core", binary(), "-q", "--src", src,
+                           "--old-scheme", "rows:block=30",
+                           "--dst", str(tmp_path / "pinned" / "s_{i}.npz"), "--new-scheme", "cols:block=10",
+                           "--report", report], capture_output=True, text=True, env=dict(os.environ, **MPI_ENV),
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    with open(report) as f:
+        pinned = json.load(f)
+    assert pinned["per_rank"][0]["cpus_allowed"] == 1 and pinned["write_threads_per_rank"] == 1
+    warning = f"1 of 1 rank(s) may run on fewer CPUs than their share of their node (this one may run on 1 of "
+    assert any(w.startswith(warning) for w in pinned["warnings"]), pinned["warnings"]
+    assert "mpi_reshard: warning: " + warning in done.stderr
+
+
 def test_mpirun_gets_no_kill_grace_period_unless_the_user_sets_one(tmp_path, monkeypatch):
     # mpirun waited ~2 s before returning a failed job; the wrapper asks it
     # not to. A user's own setting wins.

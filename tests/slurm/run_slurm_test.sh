@@ -124,6 +124,10 @@ sbatch --wait --nodes=1 --ntasks=2 --ntasks-per-node=2 --mem=1G --time=10 \
 cd "$ROOT"
 cat "$WORK"/reshard-*.log
 grep -q "on 2 rank(s)" "$WORK"/reshard-*.log || { echo "slurm test: the job did not run on 2 ranks" >&2; exit 1; }
+# Whole node (--exclusive), shared by its 2 tasks.
+want_cpus=$(( CPUS / 2 > 0 ? CPUS / 2 : 1 ))
+grep -q "2 task(s) per node, $want_cpus CPU(s) each" "$WORK"/reshard-*.log ||
+  { echo "slurm test: srun did not give each task $want_cpus CPU(s)" >&2; exit 1; }
 /usr/bin/python3 scripts/demo_matrix.py verify --src "$SRC" --src-scheme rows:block=5000 \
   --dst "$DST" --dst-scheme cols:block=700 --shape 40000x6000 --report "$WORK/report.json"
 
