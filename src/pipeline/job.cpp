@@ -497,16 +497,16 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   shard_extents(routing, waves_problem.majors, waves_problem.ids);
   waves_problem.resident = holdings.resident;
   waves_problem.working_bytes = working;
-  WavePlan waves = plan_waves(waves_problem);
-  const bool any_resident =
-      std::any_of(holdings.resident.begin(), holdings.resident.end(), [](std::uint64_t bytes) { return bytes != 0; });
-  if (waves.too_large && any_resident) {
-    // Buckets kept in memory crowd out the exchange: spill them all and plan
-    // again with the whole budget free.
+  // Every rank plans from the same gathered figures, so all take the same
+  // branch. 2.6 MB more held after planning once took a 1-rank, 128 MiB job
+  // from 20 waves to 68 (10.9 s to 13.5 s) before resident buckets could be
+  // spilled to save waves.
+  WaveChoice choice = choose_waves(waves_problem);
+  if (choice.spill_resident) {
     RESHARD_RETURN_IF_ERROR(agree(comm, spill_buckets()));
     waves_problem.resident.assign(waves_problem.resident.size(), 0);
-    waves = plan_waves(waves_problem);
   }
+  WavePlan waves = std::move(choice.plan);
   if (waves.too_large) {
     const auto& big = *waves.too_large;
     return Status::Invalid((one_file_path ? "part " + std::to_string(big.shard) + " of " : "destination shard ") +

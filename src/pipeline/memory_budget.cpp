@@ -99,4 +99,17 @@ WavePlan plan_waves(const WaveProblem& problem) {
   return plan;
 }
 
+WaveChoice choose_waves(const WaveProblem& problem) {
+  WaveChoice kept{plan_waves(problem), false};
+  const bool any_resident =
+      std::any_of(problem.resident.begin(), problem.resident.end(), [](std::uint64_t bytes) { return bytes != 0; });
+  if (!any_resident) return kept;
+  WaveProblem all_spilled = problem;
+  all_spilled.resident.assign(all_spilled.resident.size(), 0);
+  WaveChoice spilled{plan_waves(all_spilled), true};
+  if (kept.plan.too_large) return spilled;
+  if (!spilled.plan.too_large && spilled.plan.waves.size() < kept.plan.waves.size()) return spilled;
+  return kept;
+}
+
 }  // namespace reshard

@@ -110,6 +110,42 @@ TEST(PlanWaves, ResidentBucketsCountAgainstTheBudget) {
   EXPECT_FALSE(plan_waves(problem).too_large);
 }
 
+TEST(ChooseWaves, KeepsResidentBucketsWhenTheyCostNoWave) {
+  auto problem = four_shards(1ULL << 30);
+  problem.resident = {1000, 1000};
+  const WaveChoice choice = choose_waves(problem);
+  EXPECT_FALSE(choice.spill_resident);
+  EXPECT_EQ(choice.plan.waves.size(), 1u);
+  problem.resident = {0, 0};
+  EXPECT_FALSE(choose_waves(problem).spill_resident) << "nothing held, nothing to spill";
+}
+
+TEST(ChooseWaves, SpillsResidentBucketsThatWouldAddWaves) {
+  // Every shard fits a wave of its own with the budget free, and all of
+  // them fit one wave; resident bytes on rank 0 leave room for one at a time.
+  auto problem = four_shards(0);
+  std::uint64_t all = 0;
+  for (std::uint64_t d = 0; d < 4; ++d) all += need_alone(problem, d);
+  problem.working_bytes = all;
+  ASSERT_EQ(plan_waves(problem).waves.size(), 1u);
+  problem.resident = {all - need_alone(problem, 0), 0};
+  ASSERT_GT(plan_waves(problem).waves.size(), 1u) << "the resident bytes must cost waves for this test";
+  const WaveChoice choice = choose_waves(problem);
+  EXPECT_TRUE(choice.spill_resident);
+  ASSERT_FALSE(choice.plan.too_large);
+  EXPECT_EQ(choice.plan.waves.size(), 1u);
+}
+
+TEST(ChooseWaves, SpillsWhenTheWavesDoNotFitWithResidentBuckets) {
+  auto problem = four_shards(0);
+  problem.working_bytes = need_alone(problem, 0);
+  problem.resident = {1, 0};
+  ASSERT_TRUE(plan_waves(problem).too_large);
+  const WaveChoice choice = choose_waves(problem);
+  EXPECT_TRUE(choice.spill_resident);
+  EXPECT_FALSE(choice.plan.too_large);
+}
+
 TEST(PlanWaves, SkippedShardsAreInNoWave) {
   auto problem = four_shards(1ULL << 30);
   problem.owner[1] = -1;

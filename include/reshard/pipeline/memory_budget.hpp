@@ -104,4 +104,15 @@ struct WavePlan {
 // ones are sent in place, so the term is an upper bound.
 WavePlan plan_waves(const WaveProblem& problem);
 
+// The waves to run, and whether the buckets still held in memory are to be
+// spilled first. They take their bytes from every wave, so they are spilled
+// when the waves do not fit with them, or when the whole budget would take
+// fewer waves: that costs at most one budget's worth written and read once,
+// against an all-to-all round and its assemblies per wave saved.
+struct WaveChoice {
+  WavePlan plan;
+  bool spill_resident = false;
+};
+WaveChoice choose_waves(const WaveProblem& problem);
+
 }  // namespace reshard
