@@ -16,11 +16,7 @@ int cpus_this_process_may_use() {
 
 int cpus_of_node() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }
 
-namespace {
-
 int share_of_node(int node_cpus, int ranks_on_node) { return std::max(1, node_cpus / std::max(1, ranks_on_node)); }
-
-}  // namespace
 
 ThreadCounts thread_counts(int configured, int cpus_allowed, int node_cpus, int ranks_on_node) {
   if (configured > 0) return {configured, configured};

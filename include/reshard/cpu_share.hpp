@@ -18,6 +18,9 @@ int cpus_this_process_may_use();
 // The node's online CPUs, at least 1.
 int cpus_of_node();
 
+// A rank's share of its node: node_cpus / ranks_on_node, at least 1.
+int share_of_node(int node_cpus, int ranks_on_node);
+
 struct ThreadCounts {
   int stages = 1;  // read (inflate), bucket, assemble
   int write = 1;   // the write stage's compressors

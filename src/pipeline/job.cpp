@@ -341,16 +341,17 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
 
   const std::string scratch_dir = config.scratch_dir.empty() ? default_scratch_dir() : config.scratch_dir;
   const int cpus_allowed = cpus_this_process_may_use();
-  const ThreadCounts thread_count = thread_counts(config.threads, cpus_allowed, cpus_of_node(), comm.ranks_on_node());
+  const int node_cpus = cpus_of_node();
+  const ThreadCounts thread_count = thread_counts(config.threads, cpus_allowed, node_cpus, comm.ranks_on_node());
   const int threads = thread_count.stages;
   zip::WriteOptions compression = config.compression;
   compression.threads = thread_count.write;
   // The ranks bound below their share, counted on every rank (a collective)
   // for rank 0's warning.
-  const bool bound = config.threads <= 0 && bound_below_share(cpus_allowed, cpus_of_node(), comm.ranks_on_node());
+  const bool bound = config.threads <= 0 && bound_below_share(cpus_allowed, node_cpus, comm.ranks_on_node());
   const std::uint64_t bound_ranks = comm.sum(bound ? 1 : 0);
-  if (auto warning = binding_warning(static_cast<int>(bound_ranks), comm.size(), cpus_allowed, cpus_of_node(),
-                                     comm.ranks_on_node());
+  if (auto warning =
+          binding_warning(static_cast<int>(bound_ranks), comm.size(), cpus_allowed, node_cpus, comm.ranks_on_node());
       warning && rank == 0) {
     outcome.warnings.push_back(*warning);
   }
@@ -498,9 +499,7 @@ Result<JobOutcome> run_reshard(Comm& comm, const JobConfig& config, const Progre
   waves_problem.resident = holdings.resident;
   waves_problem.working_bytes = working;
   // Every rank plans from the same gathered figures, so all take the same
-  // branch. 2.6 MB more held after planning once took a 1-rank, 128 MiB job
-  // from 20 waves to 68 (10.9 s to 13.5 s) before resident buckets could be
-  // spilled to save waves.
+  // branch.
   WaveChoice choice = choose_waves(waves_problem);
   if (choice.spill_resident) {
     RESHARD_RETURN_IF_ERROR(agree(comm, spill_buckets()));

@@ -7,9 +7,9 @@
 #include <deque>
 #include <future>
 #include <numeric>
-#include <thread>
 #include <type_traits>
 
+#include "reshard/cpu_share.hpp"
 #include "reshard/format/h5sparse.hpp"
 #include "reshard/format/npz.hpp"
 #include "reshard/pipeline/entry.hpp"
@@ -488,8 +488,7 @@ Result<Survey> run_survey(Comm& comm, const SurveyRequest& request) {
   for (const auto& s : plan.sources) {
     if (s.reader == comm.rank()) mine.push_back(&s);
   }
-  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  const std::size_t ahead = std::max<std::size_t>(1, cores / static_cast<unsigned>(std::max(1, comm.ranks_on_node())));
+  const auto ahead = static_cast<std::size_t>(share_of_node(cpus_of_node(), comm.ranks_on_node()));
   std::deque<std::future<Fetched>> in_flight;
   std::size_t next_fetch = 0;
   auto top_up = [&] {

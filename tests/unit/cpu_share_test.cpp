@@ -67,6 +67,17 @@ TEST(CpusThisProcessMayUse, CountsTheAffinityMask) {
   ASSERT_EQ(sched_getaffinity(0, sizeof mask, &mask), 0);
   EXPECT_EQ(cpus_this_process_may_use(), CPU_COUNT(&mask));
   EXPECT_LE(cpus_this_process_may_use(), cpus_of_node());
+  // Narrowed to one CPU, as a launcher that binds would: the count follows
+  // the mask, not the node.
+  int first = 0;
+  while (!CPU_ISSET(first, &mask)) ++first;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  const int narrowed = cpus_this_process_may_use();
+  ASSERT_EQ(sched_setaffinity(0, sizeof mask, &mask), 0);
+  EXPECT_EQ(narrowed, 1);
 }
 
 }  // namespace
